@@ -1,0 +1,74 @@
+"""The envelope every message travels in, and the registry of message types by name."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Generic, TypeVar, get_args
+
+from events import messages
+from events.messages import Message
+
+M = TypeVar("M", bound=Message)
+
+MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in get_args(messages.Message)}
+
+
+def key_of(message: Message) -> str:
+    """Kafka key: orders.events are keyed by order_id, ticks by nothing, the rest by checkout."""
+    if isinstance(message, messages.OrderPlaced | messages.OrderRefunded):
+        return message.order_id
+    if isinstance(message, messages.Tick):
+        return ""
+    return message.checkout_id
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope(Generic[M]):
+    """Message metadata. `correlation_id` is the checkout the message belongs to; `causation_id`
+    is the message_id of the message that caused it (None for messages from outside)."""
+
+    message: M
+    message_id: str
+    correlation_id: str
+    causation_id: str | None
+    occurred_at: int  # epoch ms
+    producer: str
+    schema_version: int = 1
+
+    @property
+    def type(self) -> str:
+        return type(self.message).__name__
+
+    @property
+    def checkout_id(self) -> str:
+        return self.correlation_id
+
+    @property
+    def key(self) -> str:
+        return key_of(self.message)
+
+    @staticmethod
+    def new(message: M, *, occurred_at: int, producer: str, causation_id: str | None = None,
+            message_id: str | None = None) -> Envelope[M]:
+        correlation = "" if isinstance(message, messages.Tick) else getattr(
+            message, "checkout_id", "")
+        return Envelope(
+            message=message,
+            message_id=message_id or str(uuid.uuid4()),
+            correlation_id=correlation,
+            causation_id=causation_id,
+            occurred_at=occurred_at,
+            producer=producer,
+        )
+
+    def caused(self, message: M, index: int, *, producer: str, occurred_at: int) -> Envelope[M]:
+        """An output of this message. Its id is derived from ours, so re-processing the same
+        input after a crash yields the same ids and consumers can deduplicate by message_id."""
+        return Envelope.new(
+            message,
+            occurred_at=occurred_at,
+            producer=producer,
+            causation_id=self.message_id,
+            message_id=str(uuid.uuid5(uuid.UUID(self.message_id), f"{index}")),
+        )

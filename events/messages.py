@@ -1,0 +1,595 @@
+"""Every message the checkout saga sends or receives, as frozen dataclasses.
+
+Naming: commands are imperative (`ReserveInventory`), events past tense (`InventoryReserved`).
+The Avro record of each class carries the same name (schemas/avro/<Name>.avsc).
+Money is always integer minor units plus an ISO-4217 `currency`; time is epoch milliseconds.
+
+Every adapter command carries `attempt` and a deterministic `idempotency_key` built from
+(checkout_id, step, attempt); every adapter reply echoes `attempt`, so the saga can ignore a
+reply to an attempt it has already given up on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Step(StrEnum):
+    """The saga's steps: forward steps first, then compensations."""
+
+    RESERVE_INVENTORY = "reserve_inventory"
+    CALCULATE_TAX = "calculate_tax"
+    QUOTE_SHIPPING = "quote_shipping"
+    AUTHORIZE_PAYMENT = "authorize_payment"
+    CAPTURE_PAYMENT = "capture_payment"
+    COMMIT_INVENTORY = "commit_inventory"
+    RELEASE_INVENTORY = "release_inventory"
+    VOID_PAYMENT = "void_payment"
+    REFUND_PAYMENT = "refund_payment"
+
+
+class PaymentSignal(StrEnum):
+    """What a payment provider's webhook told us about a payment, normalised."""
+
+    AUTHORIZED = "authorized"  # e.g. 3-D Secure completed, intent now requires_capture
+    FAILED = "failed"  # e.g. payment_intent.payment_failed
+    CANCELED = "canceled"
+    SUCCEEDED = "succeeded"  # captured
+    REFUNDED = "refunded"
+
+
+# --- value objects -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    sku: str
+    quantity: int
+    unit_amount: int  # minor units, per unit
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    line1: str
+    city: str
+    state: str
+    postal_code: str
+    country: str  # ISO-3166 alpha-2
+
+
+# --- storefront / operator commands (checkout.commands) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartCheckout:
+    checkout_id: str
+    tenant_id: str
+    customer_id: str
+    customer_email: str
+    currency: str
+    items: tuple[LineItem, ...]
+    shipping_address: Address
+    payment_provider: str
+    payment_method: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelCheckout:
+    checkout_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPaymentSignal:
+    """A provider webhook turned into a saga input; deduplicated by `provider_event_id`."""
+
+    checkout_id: str
+    provider: str
+    provider_event_id: str
+    signal: PaymentSignal
+    payment_id: str
+    amount: int
+    currency: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRefund:
+    """Admin refund of a completed order; `refund_request_id` makes retries of the request safe."""
+
+    checkout_id: str
+    refund_request_id: str
+    amount: int
+    currency: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Per-partition clock: the only way time advances for deadlines. Not keyed by a checkout."""
+
+    partition: int
+    now: int
+
+
+# --- adapter commands (adapter.<name>.requests) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveInventory:
+    checkout_id: str
+    attempt: int
+    idempotency_key: str
+    items: tuple[LineItem, ...]
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInventory:
+    checkout_id: str
+    attempt: int
+    idempotency_key: str
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseInventory:
+    checkout_id: str
+    attempt: int
+    idempotency_key: str
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CalculateTax:
+    checkout_id: str
+    attempt: int
+    idempotency_key: str
+    currency: str
+    items: tuple[LineItem, ...]
+    shipping_address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteShipping:
+    checkout_id: str
+    attempt: int
+    idempotency_key: str
+    currency: str
+    items: tuple[LineItem, ...]
+    shipping_address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizePayment:
+    checkout_id: str
+    attempt: int
+    idempotency_key: str
+    provider: str
+    payment_method: str
+    customer_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class CapturePayment:
+    checkout_id: str
+    attempt: int
+    idempotency_key: str
+    provider: str
+    payment_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class VoidPayment:
+    checkout_id: str
+    attempt: int
+    idempotency_key: str
+    provider: str
+    payment_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPayment:
+    checkout_id: str
+    attempt: int
+    idempotency_key: str
+    provider: str
+    payment_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendNotification:
+    checkout_id: str
+    attempt: int
+    idempotency_key: str
+    kind: str  # "order_confirmation" | "checkout_failed" | ...
+    email: str
+    order_id: str | None
+
+
+# --- adapter replies (checkout.replies) ----------------------------------------------------
+# Failures say whether retrying the same step can help; the saga owns the retry policy.
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryReserved:
+    checkout_id: str
+    attempt: int
+    reservation_id: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryReservationRejected:
+    checkout_id: str
+    attempt: int
+    reason: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryCommitted:
+    checkout_id: str
+    attempt: int
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryCommitFailed:
+    checkout_id: str
+    attempt: int
+    reason: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryReleased:
+    checkout_id: str
+    attempt: int
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryReleaseFailed:
+    checkout_id: str
+    attempt: int
+    reason: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TaxCalculated:
+    checkout_id: str
+    attempt: int
+    amount: int
+    currency: str
+    source: str  # which calculator produced it: "taxjar" | "rate_table" | ...
+
+
+@dataclass(frozen=True, slots=True)
+class TaxCalculationFailed:
+    checkout_id: str
+    attempt: int
+    reason: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ShippingQuoted:
+    checkout_id: str
+    attempt: int
+    amount: int
+    currency: str
+    carrier: str
+    service_level: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShippingQuoteFailed:
+    checkout_id: str
+    attempt: int
+    reason: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAuthorized:
+    checkout_id: str
+    attempt: int
+    provider: str
+    payment_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentActionRequired:
+    checkout_id: str
+    attempt: int
+    provider: str
+    payment_id: str
+    action_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentDeclined:
+    checkout_id: str
+    attempt: int
+    provider: str
+    reason: str
+    decline_code: str | None
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentCaptured:
+    checkout_id: str
+    attempt: int
+    provider: str
+    payment_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentCaptureFailed:
+    checkout_id: str
+    attempt: int
+    reason: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentVoided:
+    checkout_id: str
+    attempt: int
+    payment_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentVoidFailed:
+    checkout_id: str
+    attempt: int
+    reason: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRefunded:
+    checkout_id: str
+    attempt: int
+    payment_id: str
+    refund_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRefundFailed:
+    checkout_id: str
+    attempt: int
+    reason: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSent:
+    checkout_id: str
+    attempt: int
+    kind: str
+
+
+# --- saga events (checkout.events): the source of truth ------------------------------------
+# Accepted replies above are appended here as they are; these record the saga's own decisions.
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutStarted:
+    checkout_id: str
+    tenant_id: str
+    customer_id: str
+    customer_email: str
+    currency: str
+    items: tuple[LineItem, ...]
+    shipping_address: Address
+    payment_provider: str
+    payment_method: str
+    subtotal: int
+    started_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    """A command for `step` was sent; the saga expects a reply before `deadline_at`."""
+
+    checkout_id: str
+    step: Step
+    attempt: int
+    deadline_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepRetryScheduled:
+    checkout_id: str
+    step: Step
+    attempt: int  # the attempt that will run at `retry_at`
+    retry_at: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepTimedOut:
+    checkout_id: str
+    step: Step
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSignalRecorded:
+    """A webhook signal the saga accepted (kept so a duplicate is recognised after a rebuild)."""
+
+    checkout_id: str
+    provider_event_id: str
+    signal: PaymentSignal
+    payment_id: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationStarted:
+    checkout_id: str
+    failed_step: Step | None  # None when the customer cancelled
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutCompleted:
+    checkout_id: str
+    order_id: str
+    subtotal: int
+    tax: int
+    shipping: int
+    total: int
+    currency: str
+    completed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutFailed:
+    checkout_id: str
+    step: Step
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutCancelled:
+    checkout_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancellationRejected:
+    checkout_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequested:
+    checkout_id: str
+    refund_request_id: str
+    amount: int
+    currency: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRejected:
+    checkout_id: str
+    refund_request_id: str
+    reason: str
+    refundable_amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutNeedsAttention:
+    """Parked for an operator: a compensation kept failing. Never a silently dead saga."""
+
+    checkout_id: str
+    step: Step
+    reason: str
+
+
+# --- public order events (orders.events, keyed by order_id) --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPlaced:
+    order_id: str
+    checkout_id: str
+    tenant_id: str
+    customer_id: str
+    customer_email: str
+    items: tuple[LineItem, ...]
+    shipping_address: Address
+    subtotal: int
+    tax: int
+    shipping: int
+    total: int
+    currency: str
+    placed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRefunded:
+    order_id: str
+    checkout_id: str
+    refund_id: str
+    amount: int
+    currency: str
+    refunded_at: int
+
+
+StorefrontCommand = StartCheckout | CancelCheckout | RecordPaymentSignal | RequestRefund | Tick
+
+AdapterCommand = (
+    ReserveInventory
+    | CommitInventory
+    | ReleaseInventory
+    | CalculateTax
+    | QuoteShipping
+    | AuthorizePayment
+    | CapturePayment
+    | VoidPayment
+    | RefundPayment
+    | SendNotification
+)
+
+AdapterReply = (
+    InventoryReserved
+    | InventoryReservationRejected
+    | InventoryCommitted
+    | InventoryCommitFailed
+    | InventoryReleased
+    | InventoryReleaseFailed
+    | TaxCalculated
+    | TaxCalculationFailed
+    | ShippingQuoted
+    | ShippingQuoteFailed
+    | PaymentAuthorized
+    | PaymentActionRequired
+    | PaymentDeclined
+    | PaymentCaptured
+    | PaymentCaptureFailed
+    | PaymentVoided
+    | PaymentVoidFailed
+    | PaymentRefunded
+    | PaymentRefundFailed
+    | NotificationSent
+)
+
+SagaEvent = (
+    CheckoutStarted
+    | StepStarted
+    | StepRetryScheduled
+    | StepTimedOut
+    | PaymentSignalRecorded
+    | CompensationStarted
+    | CheckoutCompleted
+    | CheckoutFailed
+    | CheckoutCancelled
+    | CancellationRejected
+    | RefundRequested
+    | RefundRejected
+    | CheckoutNeedsAttention
+)
+
+PublicEvent = OrderPlaced | OrderRefunded
+
+Message = StorefrontCommand | AdapterCommand | AdapterReply | SagaEvent | PublicEvent

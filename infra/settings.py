@@ -1,0 +1,114 @@
+"""One typed settings object, read from the environment once, at start-up (never at import)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A malformed setting. The message is one line naming the variable."""
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be one of 1/0, true/false, yes/no, on/off")
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def _bootstrap(raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    for server in raw.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the engine. External services left unset are run by the embedded stack."""
+
+    kafka_bootstrap_servers: str | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+    stripe_api_base: str | None = None
+    stripe_api_key: str = "sk_test_embedded"
+    schema_registry_url: str | None = None
+    taxjar_api_key: str | None = None
+    partitions: int = 6
+    replication_factor: int = 1
+    session_timeout_ms: int = 6000
+    processor_batch_size: int = 500
+    processor_max_attempts: int = 3
+    tick_interval_ms: int = 1000
+    tax_fallback_policy: str = "fallback_rates"
+    testcontainers: bool = False
+    log_level: str = "INFO"
+
+
+# env var -> (field, parser). The parser raises ValueError with a short reason.
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", _bootstrap),
+    "DATABASE_URL": ("database_url", _optional_str),
+    "REDIS_URL": ("redis_url", _optional_str),
+    "STRIPE_API_BASE": ("stripe_api_base", _optional_str),
+    "STRIPE_API_KEY": ("stripe_api_key", str),
+    "SCHEMA_REGISTRY_URL": ("schema_registry_url", _optional_str),
+    "TAXJAR_API_KEY": ("taxjar_api_key", _optional_str),
+    "SAGA_PARTITIONS": ("partitions", _int(1, 1024)),
+    "SAGA_REPLICATION_FACTOR": ("replication_factor", _int(1, 16)),
+    "SAGA_SESSION_TIMEOUT_MS": ("session_timeout_ms", _int(1000, 300_000)),
+    "SAGA_BATCH_SIZE": ("processor_batch_size", _int(1, 100_000)),
+    "SAGA_MAX_ATTEMPTS": ("processor_max_attempts", _int(1, 100)),
+    "SAGA_TICK_INTERVAL_MS": ("tick_interval_ms", _int(10, 3_600_000)),
+    "TAX_FALLBACK_POLICY": ("tax_fallback_policy", _choice("block", "fallback_rates")),
+    "SAGA_TESTCONTAINERS": ("testcontainers", _bool),
+    "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+}
+
+assert {f for f, _ in _ENV.values()} == {f.name for f in fields(Settings)}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `environ` (default: os.environ). Raises ConfigError naming the variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for var, (field_name, parse) in _ENV.items():
+        if var not in env:
+            continue
+        try:
+            values[field_name] = parse(env[var])
+        except ValueError as e:
+            raise ConfigError(f"{var}={env[var]!r} is invalid: {e}") from e
+    return Settings(**values)
