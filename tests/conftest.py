@@ -1,0 +1,51 @@
+"""Session fixtures: the embedded stack (or real services named by the environment) runs once
+per test session and is torn down even when tests fail. Tests isolate by unique ids/databases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from infra.embedded.stack import RunningStack, embedded_stack
+from infra.settings import Settings, load_settings
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    settings = load_settings()
+    if settings.testcontainers:
+        from tests.containers import containers_stack
+
+        with containers_stack(settings) as running:
+            yield running
+        return
+    with embedded_stack(settings, workdir=tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def settings(stack: RunningStack) -> Settings:
+    return stack.settings
+
+
+@pytest.fixture
+def database_url(settings: Settings) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    assert settings.database_url
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(settings.database_url)._replace(path=f"/{name}"))
+    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def unique_id() -> str:
+    return uuid.uuid4().hex[:12]
