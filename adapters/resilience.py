@@ -1,0 +1,136 @@
+"""Breaker + timeout + bounded retries around one call to an outside provider.
+
+Shared by every adapter. Deliberately tiny: tenacity does the retrying and backoff, pybreaker
+does the circuit breaking; this module only fixes the order they are composed in and the
+defaults, so every adapter fails the same way.
+
+Composition (outermost first)::
+
+    retry (tenacity, jittered exponential backoff, bounded)
+      -> breaker (pybreaker; an open breaker fails fast and is never retried)
+        -> timeout (per attempt)
+          -> fn()
+
+Retrying outside the breaker means every failed attempt counts towards tripping it, and once it
+is open the remaining attempts are skipped instead of hammering a provider that is down.
+
+Stable API (other adapters import it): `call_with_resilience`, `call_with_timeout`,
+`make_breaker`, `CallTimeout`, `CircuitBreakerError`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import pybreaker
+from pybreaker import CircuitBreakerError
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+__all__ = [
+    "CallTimeout",
+    "CircuitBreakerError",
+    "call_with_resilience",
+    "call_with_timeout",
+    "make_breaker",
+]
+
+T = TypeVar("T")
+
+
+class CallTimeout(TimeoutError):
+    """One attempt took longer than its budget. A TimeoutError, so `retry_on=(TimeoutError,)`
+    covers it as well as the client libraries' own timeouts."""
+
+
+def make_breaker(
+    name: str,
+    *,
+    fail_max: int = 5,
+    reset_timeout_s: float = 30.0,
+    exclude: Iterable[type[BaseException]] = (),
+) -> pybreaker.CircuitBreaker:
+    """A breaker for one provider (one per provider, shared by all calls to it).
+
+    `exclude` lists exceptions that are business outcomes, not provider failures (a 400, an
+    out-of-stock): they pass through without counting towards opening the breaker.
+    5 consecutive failures open it for 30 s: long enough to shed load from a provider that is
+    down, short enough that a blip does not fail checkouts for minutes.
+    """
+    return pybreaker.CircuitBreaker(
+        fail_max=fail_max,
+        reset_timeout=reset_timeout_s,
+        exclude=list(exclude),
+        name=name,
+    )
+
+
+def call_with_timeout(fn: Callable[[], T], timeout_s: float | None) -> T:
+    """Run `fn` with a wall-clock budget; raise CallTimeout when it is exceeded.
+
+    A blocked thread cannot be killed in Python, so a timed-out call keeps running in a daemon
+    thread and its result is dropped. That is why this is a backstop only: clients should also
+    pass their own socket timeouts (httpx `timeout=`, smtplib `timeout=`, Postgres
+    `statement_timeout`) so the abandoned thread ends soon too. `None` runs `fn` inline, for
+    callers whose client already enforces the budget.
+    """
+    if timeout_s is None:
+        return fn()
+    outcome: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(fn())
+        except BaseException as e:  # handed to the caller's thread below
+            error.append(e)
+
+    worker = threading.Thread(target=target, name="resilience-call", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise CallTimeout(f"call exceeded {timeout_s:.3f}s")
+    if error:
+        raise error[0]
+    return outcome[0]
+
+
+def call_with_resilience(
+    fn: Callable[[], T],
+    *,
+    breaker: pybreaker.CircuitBreaker,
+    timeout_s: float | None,
+    retries: int,
+    retry_on: tuple[type[BaseException], ...],
+    backoff_initial_s: float = 0.1,
+    backoff_max_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call `fn` through `breaker` with a per-attempt timeout; retry up to `retries` extra times
+    on `retry_on` with jittered exponential backoff. The last error is re-raised unchanged (or
+    CircuitBreakerError when the breaker is open), so callers map vendor errors themselves.
+
+    Anything not in `retry_on` (a permanent error) is raised after the first attempt.
+    `sleep` is injectable so tests do not wait for real backoff.
+    """
+    if retries < 0:
+        raise ValueError("retries must be >= 0")
+    retrying = Retrying(
+        stop=stop_after_attempt(retries + 1),
+        # "Full jitter": random wait in [0, min(max, initial * 2**n)], spreads retry storms.
+        wait=wait_random_exponential(multiplier=backoff_initial_s, max=backoff_max_s),
+        # An open breaker means "provider known down": retrying it would only burn the budget.
+        retry=retry_if_exception(
+            lambda e: isinstance(e, retry_on) and not isinstance(e, CircuitBreakerError)
+        ),
+        reraise=True,
+        sleep=sleep,
+    )
+    return retrying(breaker.call, call_with_timeout, fn, timeout_s)
