@@ -443,6 +443,17 @@ class PaymentSignalRecorded:
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentActionAwaited:
+    """The customer must finish a payment action (3-D Secure) for `payment_id` before
+    `deadline_at`; recorded because the wait comes from the saga's policy, not the reply."""
+
+    checkout_id: str
+    attempt: int
+    payment_id: str
+    deadline_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class CompensationStarted:
     checkout_id: str
     failed_step: Step | None  # None when the customer cancelled
@@ -580,6 +591,7 @@ SagaEvent = (
     | StepRetryScheduled
     | StepTimedOut
     | PaymentSignalRecorded
+    | PaymentActionAwaited
     | CompensationStarted
     | CheckoutCompleted
     | CheckoutFailed
