@@ -13,7 +13,7 @@ from infra.settings import Settings, load_settings
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def stack() -> Iterator[RunningStack]:
     settings = load_settings()
     if settings.testcontainers:
         from tests.containers import containers_stack
@@ -21,7 +21,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         with containers_stack(settings) as running:
             yield running
         return
-    with embedded_stack(settings, workdir=tmp_path_factory.mktemp("stack")) as running:
+    # Not under pytest's tmp dir: that is private to root, and Postgres runs as its own user.
+    with embedded_stack(settings) as running:
         yield running
 
 

@@ -41,7 +41,7 @@ class TansuBroker:
     def healthy(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.url})
+        admin = AdminClient({"bootstrap.servers": self.url, "log_level": 0})
         admin.list_topics(timeout=1)
         return True
 

@@ -1,0 +1,330 @@
+"""The one Kafka processing loop: consume a batch, decode, handle, produce, commit — atomically.
+
+Every processor (orchestrator, adapters, projectors that write to Kafka) is a `Handler` run by
+`Processor`. Guarantees:
+- outputs and input offsets are committed in one Kafka transaction (send_offsets_to_transaction);
+- the handler sees the whole batch before anything is produced, so a handler failure aborts a
+  transaction that holds no records (some brokers — Tansu 0.6 — show aborted records to
+  read_committed consumers; see docs/decisions/0006-effectively-once-on-tansu.md);
+- a message that cannot be decoded, or whose handling fails `max_attempts` times, goes to
+  `<topic>.dlq` with the error in headers, in the same transaction as the offset that skips it:
+  a poison message never blocks its partition and never vanishes;
+- outputs carry message ids derived from the input's id, so a replay after a crash produces the
+  same ids and consumers can deduplicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from events.envelope import Envelope
+from events.topics import dlq
+from events.serde import DecodeError, Serde
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # broker/producer timestamp, epoch ms
+    envelope: Envelope[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    envelope: Envelope[Any]
+    partition: int | None = None  # None: partition by key (ticks name theirs)
+
+
+class Handler(Protocol):
+    """What a processor does with its input. Staged state is kept until the runtime says the
+    transaction committed (`on_commit`) or was abandoned (`on_abort`)."""
+
+    def handle(self, message: Incoming) -> Sequence[Output]: ...
+
+    def on_commit(self) -> None: ...
+
+    def on_abort(self) -> None: ...
+
+    def on_assign(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+    def on_revoke(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+
+class BaseHandler:
+    """No-op defaults for stateless handlers."""
+
+    def handle(self, message: Incoming) -> Sequence[Output]:
+        raise NotImplementedError
+
+    def on_commit(self) -> None:
+        return None
+
+    def on_abort(self) -> None:
+        return None
+
+    def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
+
+    def on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
+
+
+@dataclass
+class ProcessorConfig:
+    name: str  # consumer group; also the prefix of the transactional id
+    topics: Sequence[str]
+    bootstrap_servers: str
+    instance_id: str = "0"  # stable per worker slot, so a restarted worker fences its zombie
+    batch_size: int = 500
+    poll_timeout_s: float = 0.1
+    max_attempts: int = 3
+    session_timeout_ms: int = 6000
+    # Emits a Tick into each assigned partition of `tick_topic` every `tick_interval_ms`.
+    tick_topic: str | None = None
+    tick_interval_ms: int = 1000
+    tick_factory: Callable[[int, int], Envelope[Any]] | None = None
+    extra_consumer_config: dict[str, Any] = field(default_factory=dict)
+
+
+def consumer_config(bootstrap: str, group: str, session_timeout_ms: int = 6000) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "session.timeout.ms": session_timeout_ms,
+        "heartbeat.interval.ms": max(500, session_timeout_ms // 4),
+        # Range assignment co-partitions topics: partition p of checkout.commands and of
+        # checkout.replies go to the same worker, which owns those checkouts' state.
+        "partition.assignment.strategy": "range",
+    }
+
+
+def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        # murmur2 is the Java client's partitioner: a storefront producing StartCheckout with
+        # any Kafka client lands on the same partition as our own messages for that checkout.
+        "partitioner": "murmur2_random",
+        "linger.ms": 2,
+        "enable.idempotence": True,
+        **extra,
+    }
+
+
+class Processor:
+    def __init__(self, config: ProcessorConfig, handler: Handler, serde: Serde,
+                 clock: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+        self._config = config
+        self._handler = handler
+        self._serde = serde
+        self._clock = clock
+        self._stop = threading.Event()
+        self._failures: dict[tuple[str, int, int], int] = {}
+        self._last_tick = 0
+        self._assigned: list[TopicPartition] = []
+        self.processed = 0  # inputs committed, for tests and metrics
+        self._consumer = Consumer({
+            **consumer_config(config.bootstrap_servers, config.name, config.session_timeout_ms),
+            **config.extra_consumer_config,
+        })
+        self._producer = Producer(producer_config(
+            config.bootstrap_servers,
+            **{"transactional.id": f"{config.name}-{config.instance_id}",
+               "transaction.timeout.ms": 60_000},
+        ))
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def start(self) -> None:
+        # Registers our transactional id with the coordinator, aborting whatever a previous
+        # incarnation of this worker left open (zombie fencing).
+        self._producer.init_transactions(30)
+        self._consumer.subscribe(list(self._config.topics), on_assign=self._assigned_cb,
+                                 on_revoke=self._revoked_cb, on_lost=self._revoked_cb)
+
+    def run(self, until: Callable[[], bool] = lambda: False) -> None:
+        self.start()
+        try:
+            while not self._stop.is_set() and not until():
+                self.step()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._consumer.close()
+        with contextlib.suppress(Exception):
+            self._producer.flush(5)
+
+    def _assigned_cb(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned = list(partitions)
+        self._handler.on_assign(partitions)
+
+    def _revoked_cb(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Called from consume(), between transactions: nothing of ours is in flight.
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self._assigned = [p for p in self._assigned if (p.topic, p.partition) not in revoked]
+        self._handler.on_revoke(partitions)
+
+    # --- one batch ---------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Process one batch; returns how many inputs were committed."""
+        records = self._consumer.consume(self._config.batch_size, self._config.poll_timeout_s)
+        inputs = [r for r in records if self._usable(r)]
+        outputs: list[tuple[Output | None, Message | None, str | None]] = []
+        outputs.extend((o, None, None) for o in self._due_ticks())
+        if not inputs and not outputs:
+            return 0
+        try:
+            for record in inputs:
+                outputs.extend(self._handle_one(record))
+        except _RetryBatch:
+            self._handler.on_abort()
+            self._rewind(inputs)
+            return 0
+        self._commit(inputs, outputs)
+        return len(inputs)
+
+    def _usable(self, record: Message) -> bool:
+        error = record.error()
+        if error is None:
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", error)
+        return False
+
+    def _handle_one(self, record: Message) -> list[tuple[Output | None, Message | None,
+                                                          str | None]]:
+        topic, partition, offset = record.topic(), record.partition(), record.offset()
+        try:
+            envelope = self._serde.decode(record.value() or b"", topic)
+        except DecodeError as e:
+            return [(None, record, f"DecodeError: {e}")]
+        incoming = Incoming(topic, partition, offset, record.timestamp()[1], envelope)
+        try:
+            return [(o, None, None) for o in self._handler.handle(incoming)]
+        except Exception as e:
+            key = (topic, partition, offset)
+            attempts = self._failures.get(key, 0) + 1
+            self._failures[key] = attempts
+            log.exception("handler failed on %s[%d]@%d (attempt %d)", topic, partition, offset,
+                          attempts)
+            if attempts >= self._config.max_attempts:
+                detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+                return [(None, record, f"{type(e).__name__} after {attempts} attempts: {detail}")]
+            # Give a transient fault (database restart, network blip) a moment before retrying.
+            time.sleep(min(0.05 * 2**attempts, 2.0))
+            raise _RetryBatch from e
+
+    def _due_ticks(self) -> list[Output]:
+        cfg = self._config
+        if cfg.tick_topic is None or cfg.tick_factory is None:
+            return []
+        now = self._clock()
+        if now - self._last_tick < cfg.tick_interval_ms:
+            return []
+        self._last_tick = now
+        return [Output(cfg.tick_topic, cfg.tick_factory(p.partition, now), p.partition)
+                for p in self._assigned if p.topic == cfg.tick_topic]
+
+    def _commit(self, inputs: list[Message],
+                outputs: list[tuple[Output | None, Message | None, str | None]]) -> None:
+        producer = self._producer
+        try:
+            producer.begin_transaction()
+            for output, dead, error in outputs:
+                if output is not None:
+                    self._produce(output)
+                elif dead is not None and error is not None:
+                    self._produce_dlq(dead, error)
+            if inputs:
+                producer.send_offsets_to_transaction(
+                    _next_offsets(inputs), self._consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(30)
+        except KafkaException as e:
+            kerr = e.args[0]
+            if kerr.fatal():
+                raise  # fenced by a newer instance or broken producer: let the worker restart
+            log.warning("transaction failed, rewinding batch: %s", kerr)
+            with contextlib.suppress(KafkaException):
+                producer.abort_transaction(30)
+            self._handler.on_abort()
+            self._rewind(inputs)
+            return
+        for record in inputs:
+            self._failures.pop((record.topic(), record.partition(), record.offset()), None)
+        self.processed += len(inputs)
+        self._handler.on_commit()
+
+    def _produce(self, output: Output) -> None:
+        envelope = output.envelope
+        value = self._serde.encode(envelope, output.topic)
+        headers = [("message_type", envelope.type.encode())]
+        if output.partition is None:
+            self._producer.produce(output.topic, value=value, key=envelope.key.encode(),
+                                   headers=headers)
+        else:
+            self._producer.produce(output.topic, value=value, key=envelope.key.encode(),
+                                   partition=output.partition, headers=headers)
+        self._producer.poll(0)
+
+    def _produce_dlq(self, record: Message, error: str) -> None:
+        headers = list(record.headers() or []) + [
+            ("dlq.error", error[:4000].encode()),
+            ("dlq.topic", record.topic().encode()),
+            ("dlq.partition", str(record.partition()).encode()),
+            ("dlq.offset", str(record.offset()).encode()),
+            ("dlq.processor", self._config.name.encode()),
+            ("dlq.failed_at", str(self._clock()).encode()),
+        ]
+        log.error("dead-lettering %s[%d]@%d: %s", record.topic(), record.partition(),
+                  record.offset(), error)
+        self._producer.produce(dlq(record.topic()), value=record.value(), key=record.key(),
+                               headers=headers)
+
+    def _rewind(self, inputs: list[Message]) -> None:
+        """Seek every partition in the batch back to its first uncommitted record."""
+        first: dict[tuple[str, int], int] = {}
+        for r in inputs:
+            tp = (r.topic(), r.partition())
+            first[tp] = min(first.get(tp, r.offset()), r.offset())
+        for (topic, partition), offset in first.items():
+            with contextlib.suppress(KafkaException):
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+
+
+class _RetryBatch(Exception):
+    pass
+
+
+def _next_offsets(inputs: list[Message]) -> list[TopicPartition]:
+    last: dict[tuple[str, int], int] = {}
+    for r in inputs:
+        tp = (r.topic(), r.partition())
+        last[tp] = max(last.get(tp, -1), r.offset())
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
