@@ -9,12 +9,12 @@ import httpx
 import pytest
 import requests
 import stripe
-from payment_contract import PaymentGatewayContract
 
-from adapters.payments.fake import Fault, FakeGateway, Op
+from adapters.payments.fake import FakeGateway, Fault, Op
 from adapters.payments.port import PaymentGateway
 from adapters.payments.stripe_gateway import StripeGateway
 from infra.settings import Settings
+from tests.integration.payments.payment_contract import PaymentGatewayContract
 
 # --- fake ------------------------------------------------------------------------------------
 
