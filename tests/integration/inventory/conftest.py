@@ -100,7 +100,9 @@ def pg_inventory(database_url: str) -> PostgresInventory:
 @pytest.fixture
 def inventory_peer(pg_inventory: PostgresInventory) -> Iterator[str]:
     server = make_peer(pg_inventory)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     host, port = server.server_address[:2]
     try:

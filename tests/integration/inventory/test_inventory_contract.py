@@ -114,7 +114,9 @@ class InventoryContract:
     ) -> None:
         a, _ = skus
         missing = uid("nope")
-        rej = rejected(subject.provider.reserve(uid("co"), "k1", [Line(a, 1), Line(missing, 1)], T0))
+        rej = rejected(
+            subject.provider.reserve(uid("co"), "k1", [Line(a, 1), Line(missing, 1)], T0)
+        )
         assert rej == Rejection(RejectionReason.UNKNOWN_SKU, missing)
         assert subject.admin.stock_level(a) == (10, 0)
 
