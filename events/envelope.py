@@ -62,13 +62,15 @@ class Envelope(Generic[M]):
             producer=producer,
         )
 
-    def caused(self, message: M, index: int, *, producer: str, occurred_at: int) -> Envelope[M]:
-        """An output of this message. Its id is derived from ours, so re-processing the same
-        input after a crash yields the same ids and consumers can deduplicate by message_id."""
+    def caused(self, message: M, index: int, *, producer: str, occurred_at: int,
+               scope: str = "") -> Envelope[M]:
+        """An output of this message. Its id is derived from ours (and `scope`, when one input
+        yields outputs for many checkouts, as a tick does), so re-processing the same input
+        after a crash yields the same ids and consumers can deduplicate by message_id."""
         return Envelope.new(
             message,
             occurred_at=occurred_at,
             producer=producer,
             causation_id=self.message_id,
-            message_id=str(uuid.uuid5(uuid.UUID(self.message_id), f"{index}")),
+            message_id=str(uuid.uuid5(uuid.UUID(self.message_id), f"{scope}/{index}")),
         )

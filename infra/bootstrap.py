@@ -1,0 +1,58 @@
+"""Wiring: the one place where concrete pieces meet. Tests call it with fakes where they need.
+
+`build_processor(role, settings, services=...)` returns a ready `Processor` for one worker role:
+`orchestrator` or one of the adapters (inventory, tax, shipping, payment, notification).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from events.serde import Serde, make_serde
+from events.topics import ADAPTERS, CHECKOUT_COMMANDS, CHECKOUT_REPLIES, adapter_requests
+from infra.processor import Processor, ProcessorConfig
+from infra.settings import Settings
+from infra.workers.adapter import AdapterHandler
+from infra.workers.orchestrator import OrchestratorHandler, tick
+
+ROLES = ("orchestrator", *ADAPTERS)
+
+# An adapter service: takes an adapter command, returns its reply (or None: nothing to say).
+Service = Callable[[Any], Any]
+
+
+def default_services(settings: Settings) -> dict[str, Service]:
+    """The real adapters on whatever the settings point at (embedded or external)."""
+    from infra.adapters_wiring import build_default_services
+
+    return build_default_services(settings)
+
+
+def build_processor(role: str, settings: Settings, *, serde: Serde | None = None,
+                    services: Mapping[str, Service] | None = None, instance_id: str = "0",
+                    batch_size: int | None = None) -> Processor:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    bootstrap = settings.kafka_bootstrap_servers
+    if not bootstrap:
+        raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set")
+    serde = serde or make_serde(settings.schema_registry_url)
+    common: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "instance_id": instance_id,
+        "batch_size": batch_size or settings.processor_batch_size,
+        "max_attempts": settings.processor_max_attempts,
+        "session_timeout_ms": settings.session_timeout_ms,
+    }
+    if role == "orchestrator":
+        config = ProcessorConfig(
+            name="orchestrator", topics=[CHECKOUT_COMMANDS, CHECKOUT_REPLIES],
+            tick_topic=CHECKOUT_COMMANDS, tick_interval_ms=settings.tick_interval_ms,
+            tick_factory=tick, **common)
+        return Processor(config, OrchestratorHandler(bootstrap, serde), serde)
+    chosen = services if services is not None else default_services(settings)
+    if role not in chosen:
+        raise ValueError(f"no service wired for adapter {role!r}")
+    config = ProcessorConfig(name=f"adapter-{role}", topics=[adapter_requests(role)], **common)
+    return Processor(config, AdapterHandler(role, chosen[role]), serde)

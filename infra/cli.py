@@ -1,0 +1,124 @@
+"""`saga` — the operator's command line."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.embedded.process import ServiceError
+from infra.embedded.stack import RunningStack, embedded_stack
+from infra.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Checkout saga engine", no_args_is_help=True, add_completion=False)
+topics_app = typer.Typer(help="Kafka topics", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+console = Console()
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as e:
+        console.print(f"[red]config error:[/red] {e}")
+        raise typer.Exit(2) from e
+
+
+@contextlib.contextmanager
+def _stack(settings: Settings) -> Iterator[RunningStack]:
+    try:
+        with embedded_stack(settings) as running:
+            yield running
+    except ServiceError as e:
+        console.print(f"[red]embedded stack failed:[/red] {e}")
+        raise typer.Exit(1) from e
+
+
+def _print_urls(running: RunningStack) -> None:
+    table = Table(title="Checkout saga stack")
+    table.add_column("service")
+    table.add_column("url")
+    table.add_column("run by")
+    for name, url in running.urls().items():
+        table.add_row(name, url, "embedded" if name in running.started else "environment")
+    console.print(table)
+
+
+@app.command()
+def up() -> None:
+    """Run the embedded stack in the foreground until Ctrl-C; print every URL."""
+    settings = _settings()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with _stack(settings) as running:
+        from infra.topics import ensure_topics
+
+        assert running.settings.kafka_bootstrap_servers
+        ensure_topics(running.settings.kafka_bootstrap_servers, settings.partitions,
+                      settings.replication_factor)
+        _print_urls(running)
+        console.print("export these as KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL / "
+                      "STRIPE_API_BASE to point workers at this stack. Ctrl-C stops it.")
+        stop.wait()
+        console.print("stopping…")
+    console.print("stopped; nothing left running.")
+
+
+@topics_app.command("ensure")
+def topics_ensure() -> None:
+    """Create the engine's topics (ARCHITECTURE.md §4) with the configured partition count."""
+    from infra.topics import ensure_topics
+
+    settings = _settings()
+    if not settings.kafka_bootstrap_servers:
+        console.print("[red]KAFKA_BOOTSTRAP_SERVERS is not set[/red] (or use `saga up`)")
+        raise typer.Exit(2)
+    report = ensure_topics(settings.kafka_bootstrap_servers, settings.partitions,
+                           settings.replication_factor)
+    console.print(f"created {len(report.created)}: {', '.join(report.created) or '-'}")
+    console.print(f"already present {len(report.existing)}")
+
+
+@app.command()
+def worker(role: str = typer.Option(..., help="orchestrator | inventory | tax | shipping | "
+                                              "payment | notification"),
+           instance: str = typer.Option("0", help="stable worker slot id (fences zombies)"),
+           ) -> None:
+    """Run one processor until SIGINT/SIGTERM. Scale by starting more with other --instance."""
+    from infra.bootstrap import build_processor
+
+    settings = _settings()
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        processor = build_processor(role, settings, instance_id=instance)
+    except ValueError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from e
+    processor.install_signal_handlers()
+    processor.run()
+
+
+@app.command()
+def demo(checkouts: int = typer.Option(5, help="how many checkouts to run")) -> None:
+    """Start the embedded stack and run checkouts end to end through the engine."""
+    from infra.demo import run_demo
+
+    settings = _settings()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    with _stack(settings) as running:
+        _print_urls(running)
+        ok = run_demo(running.settings, checkouts, console)
+    raise typer.Exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    app()
