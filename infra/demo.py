@@ -1,0 +1,145 @@
+"""`saga demo`: the engine's main job on the embedded stack, in one process.
+
+Starts the orchestrator and every adapter processor (real adapters: PostgreSQL inventory,
+rate-table tax and shipping, Stripe via localstripe), sends a handful of checkouts — including a
+declined card and an out-of-stock item — through the real broker, and prints what happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from events import messages as m
+from events.envelope import Envelope
+from events.serde import Serde, make_serde
+from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS
+from infra.bootstrap import ROLES, build_processor, default_services
+from infra.processor import Processor, producer_config
+from infra.settings import Settings
+from infra.topics import ensure_topics
+
+TERMINAL = (m.CheckoutCompleted, m.CheckoutFailed, m.CheckoutCancelled, m.CheckoutNeedsAttention)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    label: str
+    items: tuple[m.LineItem, ...]
+    payment_method: str
+    country: str = "US"
+
+
+def scenarios(n: int) -> list[Scenario]:
+    good = Scenario("happy path", (m.LineItem("SKU-TSHIRT", 2, 1999), m.LineItem("SKU-MUG", 1, 1250)),
+                    "pm_card_visa")
+    special = [
+        Scenario("card declined", (m.LineItem("SKU-MUG", 1, 1250),), "pm_card_chargeDeclined"),
+        Scenario("out of stock", (m.LineItem("SKU-LIMITED", 1_000, 4999),), "pm_card_visa"),
+    ]
+    return [good] * max(1, n - len(special)) + special[: max(0, n - 1)]
+
+
+@contextlib.contextmanager
+def engine(settings: Settings, services: dict[str, Any] | None = None) -> Iterator[None]:
+    """Every role's processor on its own thread; stopped, in order, on the way out."""
+    services = services if services is not None else default_services(settings)
+    processors: list[Processor] = [build_processor(r, settings, services=services) for r in ROLES]
+    threads = [threading.Thread(target=p.run, daemon=True, name=f"worker-{r}")
+               for p, r in zip(processors, ROLES, strict=True)]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        for p in processors:
+            p.stop()
+        for t in threads:
+            t.join(30)
+
+
+def start(settings: Settings, serde: Serde, scenario: Scenario, producer: Producer) -> str:
+    checkout_id = f"co-{uuid.uuid4().hex[:12]}"
+    address = m.Address("1 Market St", "San Francisco", "CA", "94105", scenario.country)
+    command = m.StartCheckout(checkout_id, "demo-shop", "cus-demo", "buyer@example.com", "USD",
+                              scenario.items, address, "stripe", scenario.payment_method)
+    envelope = Envelope.new(command, occurred_at=int(time.time() * 1000), producer="demo")
+    producer.produce(CHECKOUT_COMMANDS, key=checkout_id.encode(),
+                     value=serde.encode(envelope, CHECKOUT_COMMANDS))
+    return checkout_id
+
+
+def wait_for_outcomes(settings: Settings, serde: Serde, checkout_ids: set[str],
+                      timeout_s: float) -> dict[str, list[Envelope[Any]]]:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": f"demo-{uuid.uuid4()}", "isolation.level": "read_committed",
+                         "enable.auto.commit": False})
+    meta = consumer.list_topics(CHECKOUT_EVENTS, timeout=10).topics[CHECKOUT_EVENTS]
+    consumer.assign([TopicPartition(CHECKOUT_EVENTS, p, 0) for p in meta.partitions])
+    history: dict[str, dict[str, Envelope[Any]]] = {c: {} for c in checkout_ids}
+    done: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while done != checkout_ids and time.monotonic() < deadline:
+            for record in consumer.consume(500, 0.2):
+                key = (record.key() or b"").decode()
+                if record.error() or key not in history:
+                    continue
+                envelope = serde.decode(record.value() or b"", CHECKOUT_EVENTS)
+                history[key].setdefault(envelope.message_id, envelope)  # dedup (decision 0006)
+                if isinstance(envelope.message, TERMINAL):
+                    done.add(key)
+    finally:
+        consumer.close()
+    return {c: list(h.values()) for c, h in history.items()}
+
+
+def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 120) -> bool:
+    assert settings.kafka_bootstrap_servers
+    report = ensure_topics(settings.kafka_bootstrap_servers, settings.partitions,
+                           settings.replication_factor)
+    console.print(f"topics: {len(report.created)} created, {len(report.existing)} present")
+    serde = make_serde(settings.schema_registry_url)
+    plan = scenarios(n)
+    with engine(settings):
+        producer = Producer(producer_config(settings.kafka_bootstrap_servers))
+        started = time.monotonic()
+        ids = {start(settings, serde, s, producer): s for s in plan}
+        producer.flush(30)
+        console.print(f"sent {len(ids)} StartCheckout commands to {CHECKOUT_COMMANDS}")
+        outcomes = wait_for_outcomes(settings, serde, set(ids), timeout_s)
+        elapsed = time.monotonic() - started
+    table = Table(title=f"{len(ids)} checkouts in {elapsed:.1f}s through the real broker")
+    for column in ("checkout", "scenario", "outcome", "total", "events", "detail"):
+        table.add_column(column)
+    all_finished = True
+    for checkout_id, scenario in ids.items():
+        events = [e.message for e in outcomes[checkout_id]]
+        final = next((e for e in reversed(events) if isinstance(e, TERMINAL)), None)
+        all_finished &= final is not None
+        outcome, total, detail = describe(final)
+        table.add_row(checkout_id, scenario.label, outcome, total, str(len(events)), detail)
+    console.print(table)
+    return all_finished
+
+
+def describe(final: Any) -> tuple[str, str, str]:
+    if isinstance(final, m.CheckoutCompleted):
+        major, minor = divmod(final.total, 100)  # display only; USD has two decimals
+        return "COMPLETED", f"{major}.{minor:02d} {final.currency}", f"order {final.order_id}"
+    if isinstance(final, m.CheckoutFailed):
+        return "FAILED", "-", f"{final.step}: {final.reason}"
+    if isinstance(final, m.CheckoutCancelled):
+        return "CANCELLED", "-", final.reason
+    if isinstance(final, m.CheckoutNeedsAttention):
+        return "NEEDS_ATTENTION", "-", final.reason
+    return "UNFINISHED", "-", "no terminal event before the deadline"
