@@ -78,6 +78,13 @@ class TaxCalculatorContract:
         # 2.00 * 7.25% = 0.145 -> 0.15 (banker's rounding or float math would give 0.14)
         assert self.quote(calculator, order(SACRAMENTO, (1, 200))).amount == 15
 
+    @pytest.mark.parametrize(("unit_amount", "expected"), [(2175, 435), (575, 115), (2005, 401)])
+    def test_amounts_exact_to_the_cent(self, calculator: TaxCalculator, unit_amount: int,
+                                       expected: int) -> None:
+        # 20% VAT: 4.35, 1.15 and 4.01 are not exact binary floats (4.35 * 100 = 434.99999...)
+        result = self.quote(calculator, order(PARIS, (1, unit_amount), currency="EUR"))
+        assert result.amount == expected
+
     def test_fractional_rate(self, calculator: TaxCalculator) -> None:
         # 8.875% of 40.00 = 3.55
         assert self.quote(calculator, order(NYC, (1, 4000))).amount == 355
