@@ -1,0 +1,173 @@
+"""Payment commands in, reply messages out: what the payment adapter processor calls.
+
+Never raises for an outcome the saga must decide on: declines, provider errors, an open circuit
+breaker and timeouts all become failure replies with `retryable` set; the saga owns retries across
+attempts (each with a new idempotency key, reconciled by the gateway). Only programming errors
+propagate, so the processor dead-letters the command instead of replying nonsense.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
+import pybreaker
+
+from adapters.payments.port import (
+    ActionRequired,
+    AuthorizationRequest,
+    Authorized,
+    CaptureRequest,
+    PaymentError,
+    PaymentGateway,
+    PermanentPaymentError,
+    RefundRequest,
+    UnknownOutcomeError,
+    VoidRequest,
+)
+from events.messages import (
+    AuthorizePayment,
+    CapturePayment,
+    PaymentActionRequired,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentCaptureFailed,
+    PaymentDeclined,
+    PaymentRefunded,
+    PaymentRefundFailed,
+    PaymentVoided,
+    PaymentVoidFailed,
+    RefundPayment,
+    VoidPayment,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PaymentCommand = AuthorizePayment | CapturePayment | VoidPayment | RefundPayment
+PaymentReply = (PaymentAuthorized | PaymentActionRequired | PaymentDeclined | PaymentCaptured
+                | PaymentCaptureFailed | PaymentVoided | PaymentVoidFailed | PaymentRefunded
+                | PaymentRefundFailed)
+
+
+class _Failure(Exception):
+    """Internal: a call that did not produce a result, with whether retrying can help."""
+
+    def __init__(self, reason: str, retryable: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+class PaymentService:
+    def __init__(self, gateways: Mapping[str, PaymentGateway], *, call_timeout_s: float = 20.0,
+                 breaker_fail_max: int = 5, breaker_reset_s: float = 30.0,
+                 max_workers: int = 8) -> None:
+        self._gateways = dict(gateways)
+        self._timeout = call_timeout_s
+        # One breaker per provider: a Stripe outage must not stop another provider's traffic.
+        # Business outcomes (PermanentPaymentError: invalid request, over-refund...) say nothing
+        # about the provider's health and do not count.
+        self._breakers = {
+            name: pybreaker.CircuitBreaker(fail_max=breaker_fail_max,
+                                           reset_timeout=breaker_reset_s,
+                                           exclude=[PermanentPaymentError], name=name)
+            for name in self._gateways
+        }
+        self._pool = ThreadPoolExecutor(max_workers=max_workers,
+                                        thread_name_prefix="payment-call")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def breaker(self, provider: str) -> pybreaker.CircuitBreaker:
+        return self._breakers[provider]
+
+    def handle(self, command: PaymentCommand) -> PaymentReply:
+        if isinstance(command, AuthorizePayment):
+            return self._authorize(command)
+        if isinstance(command, CapturePayment):
+            return self._capture(command)
+        if isinstance(command, VoidPayment):
+            return self._void(command)
+        return self._refund(command)
+
+    # --- per command ---------------------------------------------------------------------
+
+    def _authorize(self, c: AuthorizePayment) -> PaymentReply:
+        request = AuthorizationRequest(c.checkout_id, c.attempt, c.idempotency_key,
+                                       c.payment_method, c.customer_id, c.amount, c.currency)
+        try:
+            result = self._call(c.provider, lambda g: g.authorize(request))
+        except _Failure as f:
+            return PaymentDeclined(c.checkout_id, c.attempt, c.provider, f.reason, None,
+                                   f.retryable)
+        if isinstance(result, Authorized):
+            return PaymentAuthorized(c.checkout_id, c.attempt, c.provider, result.payment_id,
+                                     result.amount, c.currency)
+        if isinstance(result, ActionRequired):
+            return PaymentActionRequired(c.checkout_id, c.attempt, c.provider,
+                                         result.payment_id, result.action_url)
+        return PaymentDeclined(c.checkout_id, c.attempt, c.provider, result.reason,
+                               result.decline_code, result.retryable)
+
+    def _capture(self, c: CapturePayment) -> PaymentReply:
+        request = CaptureRequest(c.checkout_id, c.attempt, c.idempotency_key, c.payment_id,
+                                 c.amount, c.currency)
+        try:
+            captured = self._call(c.provider, lambda g: g.capture(request))
+        except _Failure as f:
+            return PaymentCaptureFailed(c.checkout_id, c.attempt, f.reason, f.retryable)
+        return PaymentCaptured(c.checkout_id, c.attempt, c.provider, captured.payment_id,
+                               captured.amount, c.currency)
+
+    def _void(self, c: VoidPayment) -> PaymentReply:
+        request = VoidRequest(c.checkout_id, c.attempt, c.idempotency_key, c.payment_id)
+        try:
+            voided = self._call(c.provider, lambda g: g.void(request))
+        except _Failure as f:
+            return PaymentVoidFailed(c.checkout_id, c.attempt, f.reason, f.retryable)
+        return PaymentVoided(c.checkout_id, c.attempt, voided.payment_id)
+
+    def _refund(self, c: RefundPayment) -> PaymentReply:
+        request = RefundRequest(c.checkout_id, c.attempt, c.idempotency_key, c.payment_id,
+                                c.amount, c.currency)
+        try:
+            refunded = self._call(c.provider, lambda g: g.refund(request))
+        except _Failure as f:
+            return PaymentRefundFailed(c.checkout_id, c.attempt, f.reason, f.retryable)
+        return PaymentRefunded(c.checkout_id, c.attempt, refunded.payment_id,
+                               refunded.refund_id, refunded.amount, c.currency)
+
+    # --- the guarded call ----------------------------------------------------------------
+
+    def _call(self, provider: str, fn: Callable[[PaymentGateway], T]) -> T:
+        gateway = self._gateways.get(provider)
+        if gateway is None:
+            raise _Failure(f"unknown payment provider {provider!r}", retryable=False)
+        breaker = self._breakers[provider]
+        try:
+            result: T = breaker.call(self._with_timeout, fn, gateway)
+            return result
+        except pybreaker.CircuitBreakerError as e:
+            raise _Failure(f"{provider} circuit breaker open", retryable=True) from e
+        except PermanentPaymentError as e:
+            raise _Failure(str(e), retryable=False) from e
+        except PaymentError as e:
+            # Retryable and UnknownOutcome alike: the next attempt reconciles before acting.
+            log.warning("payment call failed", extra={"provider": provider,
+                                                      "error": type(e).__name__})
+            raise _Failure(str(e), retryable=True) from e
+
+    def _with_timeout(self, fn: Callable[[PaymentGateway], T], gateway: PaymentGateway) -> T:
+        future = self._pool.submit(fn, gateway)
+        try:
+            return future.result(timeout=self._timeout)
+        except FutureTimeout as e:
+            # The call may still complete at the provider: an unknown outcome, reconciled by
+            # the next attempt. (The thread finishes on its own; the HTTP client has a timeout.)
+            raise UnknownOutcomeError(f"payment call exceeded {self._timeout}s") from e
