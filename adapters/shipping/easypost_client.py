@@ -1,0 +1,197 @@
+"""EasyPost (shipping aggregator) over its documented HTTP API, with httpx.
+
+- `POST /v2/shipments` `{"shipment": {to_address, from_address, parcel}}` -> a Shipment whose
+  `rates[]` carry `carrier`, `service`, `rate` (a decimal string), `currency`, `delivery_days`.
+- `POST /v2/shipments/{id}/buy` `{"rate": {"id"}}` -> the Shipment with `tracking_code`,
+  `postage_label.label_url`, `selected_rate`.
+- Basic auth with the API key as user name. Errors: `{"error": {"code", "message", "errors"}}`.
+
+Rate strings are converted with Decimal (never float). Parcel weight is ounces, the API's unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+import httpx
+
+from adapters.shipping.port import (
+    EXPRESS,
+    STANDARD,
+    Rate,
+    Shipment,
+    ShippingAddress,
+    ShippingError,
+    ShippingInputError,
+    ShippingProviderError,
+    ShippingRequest,
+)
+from adapters.shipping.validation import validate_request
+from adapters.tax.money import MoneyError, to_minor
+
+GRAMS_PER_OUNCE = Decimal("28.349523125")
+
+# (carrier, service) -> our service level; anything else is classified by delivery days.
+DEFAULT_SERVICE_LEVELS: Mapping[tuple[str, str], str] = {
+    ("USPS", "GroundAdvantage"): STANDARD,
+    ("USPS", "Priority"): STANDARD,
+    ("USPS", "Express"): EXPRESS,
+    ("UPS", "Ground"): STANDARD,
+    ("UPS", "2ndDayAir"): EXPRESS,
+    ("UPS", "NextDayAir"): EXPRESS,
+    ("FedEx", "FEDEX_GROUND"): STANDARD,
+    ("FedEx", "FEDEX_2_DAY"): EXPRESS,
+    ("FedEx", "STANDARD_OVERNIGHT"): EXPRESS,
+}
+
+
+class EasyPostClient:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        from_address: ShippingAddress,
+        base_url: str = "https://api.easypost.com",
+        timeout_s: float = 3.0,
+        service_levels: Mapping[tuple[str, str], str] = DEFAULT_SERVICE_LEVELS,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._from = from_address
+        self._levels = dict(service_levels)
+        self._http = httpx.Client(base_url=base_url, auth=(api_key, ""), timeout=timeout_s,
+                                  transport=transport,
+                                  headers={"User-Agent": "checkout-saga/easypost"})
+
+    @property
+    def name(self) -> str:
+        return "easypost"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def quote(self, request: ShippingRequest) -> list[Rate]:
+        shipment = self._create_shipment(request)
+        return self._rates(shipment, request.currency)
+
+    def create_shipment(self, request: ShippingRequest, rate: Rate,
+                        idempotency_key: str) -> Shipment:
+        """Buy `rate`; re-quote when its quote_ref is gone. `idempotency_key` is sent as the
+        shipment reference (EasyPost has no idempotency header): a retry after an unknown outcome
+        must be reconciled by reference before buying again — see docs/decisions/0005."""
+        if rate.quote_ref:
+            shipment_id, rate_id = rate.quote_ref.split("/", 1)
+        else:
+            shipment = self._create_shipment(request, reference=idempotency_key)
+            match = [r for r in self._rates(shipment, request.currency)
+                     if r.carrier == rate.carrier
+                     and (r.service == rate.service if rate.service
+                          else r.service_level == rate.service_level)]
+            if not match:
+                wanted = rate.service or rate.service_level
+                raise ShippingProviderError(
+                    f"easypost no longer offers {rate.carrier} {wanted}", retryable=False)
+            chosen = min(match, key=lambda r: r.amount)
+            assert chosen.quote_ref is not None
+            shipment_id, rate_id = chosen.quote_ref.split("/", 1)
+        bought = self._post(f"/v2/shipments/{shipment_id}/buy", {"rate": {"id": rate_id}})
+        try:
+            selected = bought["selected_rate"]
+            label = bought.get("postage_label") or {}
+            carrier, service = str(selected["carrier"]), str(selected["service"])
+            return Shipment(
+                shipment_id=str(bought["id"]),
+                carrier=carrier,
+                service_level=self._level(carrier, service, selected.get("delivery_days")),
+                amount=to_minor(str(selected["rate"]), str(selected["currency"])),
+                currency=str(selected["currency"]),
+                tracking_code=bought.get("tracking_code"),
+                label_url=label.get("label_url"),
+            )
+        except (KeyError, TypeError, AttributeError, MoneyError) as e:
+            raise ShippingProviderError(f"easypost returned an unreadable purchase: {e!r}") from e
+
+    # --- wire ----------------------------------------------------------------------------
+
+    def _create_shipment(self, request: ShippingRequest, reference: str = "") -> dict[str, Any]:
+        to = validate_request(request)
+        grams = max(request.total_weight_grams, 1)
+        ounces = (Decimal(grams) / GRAMS_PER_OUNCE).quantize(Decimal("0.1"), ROUND_CEILING)
+        body = {"shipment": {
+            "to_address": {"street1": request.to_address.line1, "city": request.to_address.city,
+                           "state": to.state, "zip": to.postal_code, "country": to.country},
+            "from_address": {"street1": self._from.line1, "city": self._from.city,
+                             "state": self._from.state, "zip": self._from.postal_code,
+                             "country": self._from.country},
+            # weight is not money: a float is the API's own type for it
+            "parcel": {"weight": float(ounces)},
+            "reference": reference or request.reference,
+        }}
+        return self._post("/v2/shipments", body)
+
+    def _rates(self, shipment: Mapping[str, Any], currency: str) -> list[Rate]:
+        try:
+            raw_rates = shipment["rates"]
+            shipment_id = str(shipment["id"])
+        except (KeyError, TypeError) as e:
+            raise ShippingProviderError(f"easypost returned no shipment: {e!r}") from e
+        rates = []
+        for r in raw_rates or ():
+            try:
+                if r["currency"] != currency:
+                    continue  # we never convert currencies at quote time
+                carrier, service = str(r["carrier"]), str(r["service"])
+                days = r.get("delivery_days")
+                rates.append(Rate(carrier, self._level(carrier, service, days),
+                                  to_minor(str(r["rate"]), currency),
+                                  currency, int(days) if days is not None else None,
+                                  service=service, quote_ref=f"{shipment_id}/{r['id']}"))
+            except (KeyError, TypeError, ValueError, MoneyError):
+                continue  # one unreadable rate must not sink the others
+        if not rates:
+            raise ShippingProviderError(f"easypost offered no usable {currency} rates")
+        return rates
+
+    def _level(self, carrier: str, service: str, days: Any) -> str:
+        level = self._levels.get((carrier, service))
+        if level is not None:
+            return level
+        return EXPRESS if isinstance(days, int) and days <= 2 else STANDARD
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            response = self._http.post(path, json=body)
+        except httpx.TimeoutException as e:
+            raise ShippingProviderError(f"easypost timed out: {e!r}") from e
+        except httpx.HTTPError as e:
+            raise ShippingProviderError(f"easypost unreachable: {e!r}") from e
+        if response.status_code in (200, 201):
+            try:
+                data = response.json()
+            except ValueError as e:
+                raise ShippingProviderError("easypost returned invalid JSON") from e
+            if not isinstance(data, dict):
+                raise ShippingProviderError("easypost returned an unexpected body")
+            return data
+        raise _error_for(response)
+
+
+def _error_for(response: httpx.Response) -> ShippingError:
+    code, message = "", ""
+    try:
+        error = response.json().get("error") or {}
+        code, message = str(error.get("code", "")), str(error.get("message", ""))
+        details = "; ".join(f"{e.get('field')}: {e.get('message')}"
+                            for e in error.get("errors") or () if isinstance(e, dict))
+        if details:
+            message = f"{message} ({details})"
+    except (ValueError, AttributeError):
+        pass
+    status = response.status_code
+    what = f"easypost {status} {code}: {message}".rstrip(": ")
+    if status == 422:
+        return ShippingInputError(f"shipping: {message or code or 'rejected by EasyPost'}")
+    if status == 429 or status >= 500:
+        return ShippingProviderError(what)
+    return ShippingProviderError(what, retryable=False)  # 401/402/403/404: our account or call
