@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from events.envelope import Envelope
 from events.topics import dlq
-from events.serde import DecodeError, Serde
+from events.serde import DecodeError, RegistryUnavailableError, Serde
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,11 @@ class Processor:
             envelope = self._serde.decode(record.value() or b"", topic)
         except DecodeError as e:
             return [(None, record, f"DecodeError: {e}")]
+        except RegistryUnavailableError as e:
+            # An outage, not a bad message: retry the batch, never dead-letter good data.
+            log.warning("schema registry unavailable, retrying batch: %s", e)
+            time.sleep(1.0)
+            raise _RetryBatch from e
         incoming = Incoming(topic, partition, offset, record.timestamp()[1], envelope)
         try:
             return [(o, None, None) for o in self._handler.handle(incoming)]
