@@ -182,15 +182,16 @@ def _error_for(response: httpx.Response) -> ShippingError:
     try:
         error = response.json().get("error") or {}
         code, message = str(error.get("code", "")), str(error.get("message", ""))
-        details = "; ".join(f"{e.get('field')}: {e.get('message')}"
-                            for e in error.get("errors") or () if isinstance(e, dict))
+        # documented as FieldError objects *or* plain strings
+        details = "; ".join(f"{e.get('field')}: {e.get('message')}" if isinstance(e, dict)
+                            else str(e) for e in error.get("errors") or ())
         if details:
             message = f"{message} ({details})"
     except (ValueError, AttributeError):
         pass
     status = response.status_code
     what = f"easypost {status} {code}: {message}".rstrip(": ")
-    if status == 422:
+    if status in (400, 422):  # the request (address, parcel) cannot be processed as sent
         return ShippingInputError(f"shipping: {message or code or 'rejected by EasyPost'}")
     if status == 429 or status >= 500:
         return ShippingProviderError(what)
