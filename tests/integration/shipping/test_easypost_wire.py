@@ -114,3 +114,12 @@ def test_buying_an_unknown_shipment_is_not_retried_blindly(client: EasyPostClien
     with pytest.raises(ShippingProviderError) as err:
         client.create_shipment(request, gone, "co-x:ship:1")
     assert err.value.retryable is False and "404" in err.value.reason
+
+
+def test_string_field_errors_are_kept_in_the_reason(client: EasyPostClient) -> None:
+    request = shipment()
+    rate = client.quote(request)[0]
+    assert rate.quote_ref is not None
+    foreign = dataclasses.replace(rate, quote_ref=rate.quote_ref.split("/")[0] + "/rate_other")
+    with pytest.raises(ShippingInputError, match=r"rate\.id is invalid"):
+        client.create_shipment(request, foreign, "co-x:ship:1")
