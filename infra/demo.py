@@ -40,11 +40,14 @@ class Scenario:
 
 
 def scenarios(n: int) -> list[Scenario]:
-    good = Scenario("happy path", (m.LineItem("SKU-TSHIRT", 2, 1999), m.LineItem("SKU-MUG", 1, 1250)),
-                    "pm_card_visa")
+    # SKUs from adapters/inventory/seed_stock.json
+    good = Scenario("happy path", (m.LineItem("SKU-TSHIRT-BLK-M", 2, 1999),
+                                   m.LineItem("SKU-MUG-LOGO", 1, 1250)), "pm_card_visa")
     special = [
-        Scenario("card declined", (m.LineItem("SKU-MUG", 1, 1250),), "pm_card_chargeDeclined"),
-        Scenario("out of stock", (m.LineItem("SKU-LIMITED", 1_000, 4999),), "pm_card_visa"),
+        Scenario("card declined", (m.LineItem("SKU-MUG-LOGO", 1, 1250),),
+                 "pm_card_chargeDeclined"),
+        Scenario("out of stock", (m.LineItem("SKU-LIMITED-POSTER", 1_000, 4999),),
+                 "pm_card_visa"),
     ]
     return [good] * max(1, n - len(special)) + special[: max(0, n - 1)]
 
@@ -53,9 +56,10 @@ def scenarios(n: int) -> list[Scenario]:
 def engine(settings: Settings, services: dict[str, Any] | None = None) -> Iterator[None]:
     """Every role's processor on its own thread; stopped, in order, on the way out."""
     services = services if services is not None else default_services(settings)
-    processors: list[Processor] = [build_processor(r, settings, services=services) for r in ROLES]
+    roles = [r for r in ROLES if r == "orchestrator" or r in services]
+    processors: list[Processor] = [build_processor(r, settings, services=services) for r in roles]
     threads = [threading.Thread(target=p.run, daemon=True, name=f"worker-{r}")
-               for p, r in zip(processors, ROLES, strict=True)]
+               for p, r in zip(processors, roles, strict=True)]
     for t in threads:
         t.start()
     try:

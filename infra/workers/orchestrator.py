@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from events import messages as m
 from events.envelope import Envelope
 from events.serde import DecodeError, Serde
-from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, topic_for
+from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, ORDERS_EVENTS, topic_for
 from infra.processor import BaseHandler, Incoming, Output
 from saga.checkout import decide, evolve, next_wakeup
 from saga.policy import DEFAULT_POLICY, Policy
@@ -88,11 +88,17 @@ class OrchestratorHandler(BaseHandler):
             state = evolve(state, event)
         if state is not None and decision.events:
             self._staged[checkout_id] = state
-        produced: Iterable[Any] = (*decision.events, *decision.commands, *decision.public)
+        # Every decision event goes to checkout.events — accepted replies too, whatever their
+        # type — because that log alone is the saga's truth.
+        produced: list[tuple[str, Any]] = [
+            *((CHECKOUT_EVENTS, e) for e in decision.events),
+            *((topic_for(c), c) for c in decision.commands),
+            *((ORDERS_EVENTS, p) for p in decision.public),
+        ]
         # Scoped by checkout: one tick wakes many sagas, and each output needs its own id.
-        return [Output(topic_for(out), message.envelope.caused(
+        return [Output(topic, message.envelope.caused(
                     out, i, producer=PRODUCER, occurred_at=now, scope=checkout_id))
-                for i, out in enumerate(produced)]
+                for i, (topic, out) in enumerate(produced)]
 
     def _on_tick(self, message: Incoming, t: m.Tick) -> list[Output]:
         due = [c for c, at in self._wakeups.get(t.partition, {}).items() if at <= t.now]

@@ -1,0 +1,74 @@
+"""The real adapter services on whatever the settings point at (embedded or external)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import redis
+
+from infra.settings import Settings
+
+
+def _connect(database_url: str) -> Callable[[], psycopg.Connection]:
+    def connect() -> psycopg.Connection:
+        return psycopg.connect(database_url)
+
+    return connect
+
+
+def payment_service(settings: Settings) -> Callable[[Any], Any]:
+    from adapters.payments import refund_ledger
+    from adapters.payments.refund_ledger import LedgerGuardedGateway, RefundLedger
+    from adapters.payments.service import PaymentService
+    from adapters.payments.stripe_gateway import StripeGateway
+
+    assert settings.database_url
+    connect = _connect(settings.database_url)
+    with connect() as conn:
+        refund_ledger.ensure_schema(conn)
+    stripe = StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
+    # Refunds must pass the ledger: it is what stops concurrent refunds exceeding the capture.
+    guarded = LedgerGuardedGateway(stripe, RefundLedger(connect))
+    return PaymentService({"stripe": guarded}).handle
+
+
+def tax_service(settings: Settings) -> Callable[[Any], Any]:
+    from adapters.tax.factory import build_tax_calculator
+    from adapters.tax.service import TaxService
+
+    client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    return TaxService(build_tax_calculator(settings, redis_client=client)).handle
+
+
+def inventory_service(settings: Settings, *, seed: bool = True) -> Callable[[Any], Any]:
+    from adapters.inventory import postgres
+    from adapters.inventory.seed import seed_stock
+    from adapters.inventory.service import InventoryService
+
+    assert settings.database_url
+    connect = _connect(settings.database_url)
+    with connect() as conn:
+        postgres.ensure_schema(conn)
+    provider = postgres.PostgresInventory(connect)
+    if seed:
+        seed_stock(provider)
+    return InventoryService(provider).handle
+
+
+def shipping_service(settings: Settings) -> Callable[[Any], Any]:
+    from adapters.shipping.service import default_shipping_service
+
+    return default_shipping_service(settings).handle
+
+
+def build_default_services(settings: Settings) -> dict[str, Callable[[Any], Any]]:
+    """Notification is wired only where an email transport is configured; the saga does not
+    send SendNotification yet (see the notes of issue 5)."""
+    return {
+        "inventory": inventory_service(settings),
+        "tax": tax_service(settings),
+        "shipping": shipping_service(settings),
+        "payment": payment_service(settings),
+    }
