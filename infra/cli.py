@@ -20,7 +20,7 @@ from infra.settings import ConfigError, Settings, load_settings
 app = typer.Typer(help="Checkout saga engine", no_args_is_help=True, add_completion=False)
 topics_app = typer.Typer(help="Kafka topics", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
-console = Console()
+console = Console(width=max(Console().width, 140))
 
 
 def _settings() -> Settings:
