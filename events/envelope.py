@@ -49,10 +49,17 @@ class Envelope(Generic[M]):
         return key_of(self.message)
 
     @staticmethod
-    def new(message: M, *, occurred_at: int, producer: str, causation_id: str | None = None,
-            message_id: str | None = None) -> Envelope[M]:
-        correlation = "" if isinstance(message, messages.Tick) else getattr(
-            message, "checkout_id", "")
+    def new(
+        message: M,
+        *,
+        occurred_at: int,
+        producer: str,
+        causation_id: str | None = None,
+        message_id: str | None = None,
+    ) -> Envelope[M]:
+        correlation = (
+            "" if isinstance(message, messages.Tick) else getattr(message, "checkout_id", "")
+        )
         return Envelope(
             message=message,
             message_id=message_id or str(uuid.uuid4()),
@@ -62,8 +69,9 @@ class Envelope(Generic[M]):
             producer=producer,
         )
 
-    def caused(self, message: M, index: int, *, producer: str, occurred_at: int,
-               scope: str = "") -> Envelope[M]:
+    def caused(
+        self, message: M, index: int, *, producer: str, occurred_at: int, scope: str = ""
+    ) -> Envelope[M]:
         """An output of this message. Its id is derived from ours (and `scope`, when one input
         yields outputs for many checkouts, as a tick does), so re-processing the same input
         after a crash yields the same ids and consumers can deduplicate by message_id."""

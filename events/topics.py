@@ -49,8 +49,10 @@ def topic_for(message: m.Message) -> str:
         return adapter_requests(_ADAPTER_OF[kind])
     if isinstance(message, m.OrderPlaced | m.OrderRefunded):
         return ORDERS_EVENTS
-    if isinstance(message, m.StartCheckout | m.CancelCheckout | m.RecordPaymentSignal
-                  | m.RequestRefund | m.Tick):
+    if isinstance(
+        message,
+        m.StartCheckout | m.CancelCheckout | m.RecordPaymentSignal | m.RequestRefund | m.Tick,
+    ):
         return CHECKOUT_COMMANDS
     if kind.__name__ in _REPLY_NAMES:
         return CHECKOUT_REPLIES

@@ -29,9 +29,15 @@ def default_services(settings: Settings) -> dict[str, Service]:
     return build_default_services(settings)
 
 
-def build_processor(role: str, settings: Settings, *, serde: Serde | None = None,
-                    services: Mapping[str, Service] | None = None, instance_id: str = "0",
-                    batch_size: int | None = None) -> Processor:
+def build_processor(
+    role: str,
+    settings: Settings,
+    *,
+    serde: Serde | None = None,
+    services: Mapping[str, Service] | None = None,
+    instance_id: str = "0",
+    batch_size: int | None = None,
+) -> Processor:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     bootstrap = settings.kafka_bootstrap_servers
@@ -47,9 +53,13 @@ def build_processor(role: str, settings: Settings, *, serde: Serde | None = None
     }
     if role == "orchestrator":
         config = ProcessorConfig(
-            name="orchestrator", topics=[CHECKOUT_COMMANDS, CHECKOUT_REPLIES],
-            tick_topic=CHECKOUT_COMMANDS, tick_interval_ms=settings.tick_interval_ms,
-            tick_factory=tick, **common)
+            name="orchestrator",
+            topics=[CHECKOUT_COMMANDS, CHECKOUT_REPLIES],
+            tick_topic=CHECKOUT_COMMANDS,
+            tick_interval_ms=settings.tick_interval_ms,
+            tick_factory=tick,
+            **common,
+        )
         return Processor(config, OrchestratorHandler(bootstrap, serde), serde)
     chosen = services if services is not None else default_services(settings)
     if role not in chosen:

@@ -62,11 +62,16 @@ def up() -> None:
         from infra.topics import ensure_topics
 
         assert running.settings.kafka_bootstrap_servers
-        ensure_topics(running.settings.kafka_bootstrap_servers, settings.partitions,
-                      settings.replication_factor)
+        ensure_topics(
+            running.settings.kafka_bootstrap_servers,
+            settings.partitions,
+            settings.replication_factor,
+        )
         _print_urls(running)
-        console.print("export these as KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL / "
-                      "STRIPE_API_BASE to point workers at this stack. Ctrl-C stops it.")
+        console.print(
+            "export these as KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL / "
+            "STRIPE_API_BASE to point workers at this stack. Ctrl-C stops it."
+        )
         stop.wait()
         console.print("stopping…")
     console.print("stopped; nothing left running.")
@@ -81,23 +86,29 @@ def topics_ensure() -> None:
     if not settings.kafka_bootstrap_servers:
         console.print("[red]KAFKA_BOOTSTRAP_SERVERS is not set[/red] (or use `saga up`)")
         raise typer.Exit(2)
-    report = ensure_topics(settings.kafka_bootstrap_servers, settings.partitions,
-                           settings.replication_factor)
+    report = ensure_topics(
+        settings.kafka_bootstrap_servers, settings.partitions, settings.replication_factor
+    )
     console.print(f"created {len(report.created)}: {', '.join(report.created) or '-'}")
     console.print(f"already present {len(report.existing)}")
 
 
 @app.command()
-def worker(role: str = typer.Option(..., help="orchestrator | inventory | tax | shipping | "
-                                              "payment | notification"),
-           instance: str = typer.Option("0", help="stable worker slot id (fences zombies)"),
-           ) -> None:
+def worker(
+    role: str = typer.Option(
+        ..., help="orchestrator | inventory | tax | shipping | payment | notification"
+    ),
+    instance: str = typer.Option("0", help="stable worker slot id (fences zombies)"),
+) -> None:
     """Run one processor until SIGINT/SIGTERM. Scale by starting more with other --instance."""
     from infra.bootstrap import build_processor
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     try:
         processor = build_processor(role, settings, instance_id=instance)
     except ValueError as e:

@@ -45,17 +45,25 @@ def tokenize(settings: Settings, card: str) -> str:
         return card
     import stripe
 
-    client = stripe.StripeClient(settings.stripe_api_key,
-                                 base_addresses={"api": settings.stripe_api_base or ""})
-    pm = client.v1.payment_methods.create(params={
-        "type": "card", "card": {"number": card, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
+    client = stripe.StripeClient(
+        settings.stripe_api_key, base_addresses={"api": settings.stripe_api_base or ""}
+    )
+    pm = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": card, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
     return str(pm.id)
 
 
 def scenarios(n: int) -> list[Scenario]:
     # SKUs from adapters/inventory/seed_stock.json
-    good = Scenario("happy path", (m.LineItem("SKU-TSHIRT-BLK-M", 2, 1999),
-                                   m.LineItem("SKU-MUG-LOGO", 1, 1250)), "pm_card_visa")
+    good = Scenario(
+        "happy path",
+        (m.LineItem("SKU-TSHIRT-BLK-M", 2, 1999), m.LineItem("SKU-MUG-LOGO", 1, 1250)),
+        "pm_card_visa",
+    )
     special = [
         Scenario("card declined", (m.LineItem("SKU-MUG-LOGO", 1, 1250),), "4000000000000341"),
         Scenario("out of stock", (m.LineItem("SKU-LIMITED-POSTER", 5, 4999),), "pm_card_visa"),
@@ -69,8 +77,10 @@ def engine(settings: Settings, services: dict[str, Any] | None = None) -> Iterat
     services = services if services is not None else default_services(settings)
     roles = [r for r in ROLES if r == "orchestrator" or r in services]
     processors: list[Processor] = [build_processor(r, settings, services=services) for r in roles]
-    threads = [threading.Thread(target=p.run, daemon=True, name=f"worker-{r}")
-               for p, r in zip(processors, roles, strict=True)]
+    threads = [
+        threading.Thread(target=p.run, daemon=True, name=f"worker-{r}")
+        for p, r in zip(processors, roles, strict=True)
+    ]
     for t in threads:
         t.start()
     try:
@@ -85,19 +95,35 @@ def engine(settings: Settings, services: dict[str, Any] | None = None) -> Iterat
 def start(settings: Settings, serde: Serde, scenario: Scenario, producer: Producer) -> str:
     checkout_id = f"co-{uuid.uuid4().hex[:12]}"
     address = m.Address("1 Market St", "San Francisco", "CA", "94105", scenario.country)
-    command = m.StartCheckout(checkout_id, "demo-shop", "cus-demo", "buyer@example.com", "USD",
-                              scenario.items, address, "stripe", tokenize(settings, scenario.card))
+    command = m.StartCheckout(
+        checkout_id,
+        "demo-shop",
+        "cus-demo",
+        "buyer@example.com",
+        "USD",
+        scenario.items,
+        address,
+        "stripe",
+        tokenize(settings, scenario.card),
+    )
     envelope = Envelope.new(command, occurred_at=int(time.time() * 1000), producer="demo")
-    producer.produce(CHECKOUT_COMMANDS, key=checkout_id.encode(),
-                     value=serde.encode(envelope, CHECKOUT_COMMANDS))
+    producer.produce(
+        CHECKOUT_COMMANDS, key=checkout_id.encode(), value=serde.encode(envelope, CHECKOUT_COMMANDS)
+    )
     return checkout_id
 
 
-def wait_for_outcomes(settings: Settings, serde: Serde, checkout_ids: set[str],
-                      timeout_s: float) -> dict[str, list[Envelope[Any]]]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": f"demo-{uuid.uuid4()}", "isolation.level": "read_committed",
-                         "enable.auto.commit": False})
+def wait_for_outcomes(
+    settings: Settings, serde: Serde, checkout_ids: set[str], timeout_s: float
+) -> dict[str, list[Envelope[Any]]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"demo-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
     meta = consumer.list_topics(CHECKOUT_EVENTS, timeout=10).topics[CHECKOUT_EVENTS]
     consumer.assign([TopicPartition(CHECKOUT_EVENTS, p, 0) for p in meta.partitions])
     history: dict[str, dict[str, Envelope[Any]]] = {c: {} for c in checkout_ids}
@@ -120,8 +146,9 @@ def wait_for_outcomes(settings: Settings, serde: Serde, checkout_ids: set[str],
 
 def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 120) -> bool:
     assert settings.kafka_bootstrap_servers
-    report = ensure_topics(settings.kafka_bootstrap_servers, settings.partitions,
-                           settings.replication_factor)
+    report = ensure_topics(
+        settings.kafka_bootstrap_servers, settings.partitions, settings.replication_factor
+    )
     console.print(f"topics: {len(report.created)} created, {len(report.existing)} present")
     serde = make_serde(settings.schema_registry_url)
     plan = scenarios(n)

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from events.envelope import Envelope
-from events.topics import dlq
 from events.serde import DecodeError, RegistryUnavailableError, Serde
+from events.topics import dlq
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,13 @@ def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
 
 
 class Processor:
-    def __init__(self, config: ProcessorConfig, handler: Handler, serde: Serde,
-                 clock: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+    def __init__(
+        self,
+        config: ProcessorConfig,
+        handler: Handler,
+        serde: Serde,
+        clock: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
         self._config = config
         self._handler = handler
         self._serde = serde
@@ -140,15 +145,21 @@ class Processor:
         self._last_tick = 0
         self._assigned: list[TopicPartition] = []
         self.processed = 0  # inputs committed, for tests and metrics
-        self._consumer = Consumer({
-            **consumer_config(config.bootstrap_servers, config.name, config.session_timeout_ms),
-            **config.extra_consumer_config,
-        })
-        self._producer = Producer(producer_config(
-            config.bootstrap_servers,
-            **{"transactional.id": f"{config.name}-{config.instance_id}",
-               "transaction.timeout.ms": 60_000},
-        ))
+        self._consumer = Consumer(
+            {
+                **consumer_config(config.bootstrap_servers, config.name, config.session_timeout_ms),
+                **config.extra_consumer_config,
+            }
+        )
+        self._producer = Producer(
+            producer_config(
+                config.bootstrap_servers,
+                **{
+                    "transactional.id": f"{config.name}-{config.instance_id}",
+                    "transaction.timeout.ms": 60_000,
+                },
+            )
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -163,8 +174,12 @@ class Processor:
         # Registers our transactional id with the coordinator, aborting whatever a previous
         # incarnation of this worker left open (zombie fencing).
         self._producer.init_transactions(30)
-        self._consumer.subscribe(list(self._config.topics), on_assign=self._assigned_cb,
-                                 on_revoke=self._revoked_cb, on_lost=self._revoked_cb)
+        self._consumer.subscribe(
+            list(self._config.topics),
+            on_assign=self._assigned_cb,
+            on_revoke=self._revoked_cb,
+            on_lost=self._revoked_cb,
+        )
 
     def run(self, until: Callable[[], bool] = lambda: False) -> None:
         self.start()
@@ -218,9 +233,10 @@ class Processor:
             log.warning("consumer error: %s", error)
         return False
 
-    def _handle_one(self, record: Message) -> list[tuple[Output | None, Message | None,
-                                                          str | None]]:
-        topic, partition, offset = record.topic(), record.partition(), record.offset()
+    def _handle_one(
+        self, record: Message
+    ) -> list[tuple[Output | None, Message | None, str | None]]:
+        topic, partition, offset = where(record)
         try:
             envelope = self._serde.decode(record.value() or b"", topic)
         except DecodeError as e:
@@ -237,8 +253,9 @@ class Processor:
             key = (topic, partition, offset)
             attempts = self._failures.get(key, 0) + 1
             self._failures[key] = attempts
-            log.exception("handler failed on %s[%d]@%d (attempt %d)", topic, partition, offset,
-                          attempts)
+            log.exception(
+                "handler failed on %s[%d]@%d (attempt %d)", topic, partition, offset, attempts
+            )
             if attempts >= self._config.max_attempts:
                 detail = "".join(traceback.format_exception_only(type(e), e)).strip()
                 return [(None, record, f"{type(e).__name__} after {attempts} attempts: {detail}")]
@@ -254,11 +271,15 @@ class Processor:
         if now - self._last_tick < cfg.tick_interval_ms:
             return []
         self._last_tick = now
-        return [Output(cfg.tick_topic, cfg.tick_factory(p.partition, now), p.partition)
-                for p in self._assigned if p.topic == cfg.tick_topic]
+        return [
+            Output(cfg.tick_topic, cfg.tick_factory(p.partition, now), p.partition)
+            for p in self._assigned
+            if p.topic == cfg.tick_topic
+        ]
 
-    def _commit(self, inputs: list[Message],
-                outputs: list[tuple[Output | None, Message | None, str | None]]) -> None:
+    def _commit(
+        self, inputs: list[Message], outputs: list[tuple[Output | None, Message | None, str | None]]
+    ) -> None:
         producer = self._producer
         try:
             producer.begin_transaction()
@@ -269,7 +290,8 @@ class Processor:
                     self._produce_dlq(dead, error)
             if inputs:
                 producer.send_offsets_to_transaction(
-                    _next_offsets(inputs), self._consumer.consumer_group_metadata(), 30)
+                    _next_offsets(inputs), self._consumer.consumer_group_metadata(), 30
+                )
             producer.commit_transaction(30)
         except KafkaException as e:
             kerr = e.args[0]
@@ -282,42 +304,54 @@ class Processor:
             self._rewind(inputs)
             return
         for record in inputs:
-            self._failures.pop((record.topic(), record.partition(), record.offset()), None)
+            self._failures.pop(where(record), None)
         self.processed += len(inputs)
         self._handler.on_commit()
 
     def _produce(self, output: Output) -> None:
         envelope = output.envelope
         value = self._serde.encode(envelope, output.topic)
-        headers = [("message_type", envelope.type.encode())]
+        headers: list[tuple[str, str | bytes | None]] = [("message_type", envelope.type.encode())]
         if output.partition is None:
-            self._producer.produce(output.topic, value=value, key=envelope.key.encode(),
-                                   headers=headers)
+            self._producer.produce(
+                output.topic, value=value, key=envelope.key.encode(), headers=headers
+            )
         else:
-            self._producer.produce(output.topic, value=value, key=envelope.key.encode(),
-                                   partition=output.partition, headers=headers)
+            self._producer.produce(
+                output.topic,
+                value=value,
+                key=envelope.key.encode(),
+                partition=output.partition,
+                headers=headers,
+            )
         self._producer.poll(0)
 
     def _produce_dlq(self, record: Message, error: str) -> None:
-        headers = list(record.headers() or []) + [
+        topic, partition, offset = where(record)
+        headers: list[tuple[str, str | bytes | None]] = [
+            *(record.headers() or []),
             ("dlq.error", error[:4000].encode()),
-            ("dlq.topic", record.topic().encode()),
-            ("dlq.partition", str(record.partition()).encode()),
-            ("dlq.offset", str(record.offset()).encode()),
+            ("dlq.topic", topic.encode()),
+            ("dlq.partition", str(partition).encode()),
+            ("dlq.offset", str(offset).encode()),
             ("dlq.processor", self._config.name.encode()),
             ("dlq.failed_at", str(self._clock()).encode()),
         ]
-        log.error("dead-lettering %s[%d]@%d: %s", record.topic(), record.partition(),
-                  record.offset(), error)
-        self._producer.produce(dlq(record.topic()), value=record.value(), key=record.key(),
-                               headers=headers)
+        log.error(
+            "dead-lettering %s[%d]@%d: %s",
+            topic,
+            partition,
+            offset,
+            error,
+        )
+        self._producer.produce(dlq(topic), value=record.value(), key=record.key(), headers=headers)
 
     def _rewind(self, inputs: list[Message]) -> None:
         """Seek every partition in the batch back to its first uncommitted record."""
         first: dict[tuple[str, int], int] = {}
         for r in inputs:
-            tp = (r.topic(), r.partition())
-            first[tp] = min(first.get(tp, r.offset()), r.offset())
+            topic, partition, offset = where(r)
+            first[(topic, partition)] = min(first.get((topic, partition), offset), offset)
         for (topic, partition), offset in first.items():
             with contextlib.suppress(KafkaException):
                 self._consumer.seek(TopicPartition(topic, partition, offset))
@@ -330,6 +364,13 @@ class _RetryBatch(Exception):
 def _next_offsets(inputs: list[Message]) -> list[TopicPartition]:
     last: dict[tuple[str, int], int] = {}
     for r in inputs:
-        tp = (r.topic(), r.partition())
-        last[tp] = max(last.get(tp, -1), r.offset())
+        topic, partition, offset = where(r)
+        last[(topic, partition)] = max(last.get((topic, partition), -1), offset)
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def where(record: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed record; always set on records without error."""
+    topic, partition, offset = record.topic(), record.partition(), record.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset

@@ -16,8 +16,13 @@ class TopicReport:
     existing: tuple[str, ...]
 
 
-def ensure_topics(bootstrap: str, partitions: int, replication_factor: int = 1,
-                  topics: tuple[str, ...] = ALL_TOPICS, timeout_s: float = 30) -> TopicReport:
+def ensure_topics(
+    bootstrap: str,
+    partitions: int,
+    replication_factor: int = 1,
+    topics: tuple[str, ...] = ALL_TOPICS,
+    timeout_s: float = 30,
+) -> TopicReport:
     """Create missing topics; existing ones are left as they are (never re-partitioned: that
     would move checkouts between partitions and break per-checkout ordering)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -27,7 +32,8 @@ def ensure_topics(bootstrap: str, partitions: int, replication_factor: int = 1,
     if missing:
         futures = admin.create_topics(
             [NewTopic(t, partitions, replication_factor) for t in missing],
-            operation_timeout=timeout_s)
+            operation_timeout=timeout_s,
+        )
         for topic, future in futures.items():
             try:
                 future.result(timeout_s)

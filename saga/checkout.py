@@ -144,8 +144,11 @@ def _request_refund(draft: _Draft, command: m.RequestRefund) -> None:
     if refusal is None:
         draft.record(
             m.RefundRequested(
-                state.checkout_id, command.refund_request_id, command.amount,
-                command.currency, command.reason,
+                state.checkout_id,
+                command.refund_request_id,
+                command.amount,
+                command.currency,
+                command.reason,
             )
         )
     else:
@@ -172,7 +175,10 @@ def _payment_signal(draft: _Draft, signal: m.RecordPaymentSignal) -> None:
         return  # webhook redelivery
     draft.record(
         m.PaymentSignalRecorded(
-            signal.checkout_id, signal.provider_event_id, signal.signal, signal.payment_id,
+            signal.checkout_id,
+            signal.provider_event_id,
+            signal.signal,
+            signal.payment_id,
             signal.amount,
         )
     )
@@ -211,7 +217,11 @@ def _publish_refund(draft: _Draft, before: SagaState, reply: m.PaymentRefunded) 
         return
     draft.publish(
         m.OrderRefunded(
-            state.order_id, state.checkout_id, reply.refund_id, reply.amount, reply.currency,
+            state.order_id,
+            state.checkout_id,
+            reply.refund_id,
+            reply.amount,
+            reply.currency,
             refunded_at=draft.now,
         )
     )
@@ -280,7 +290,9 @@ def _settle_failed_compensation(draft: _Draft) -> bool:
         give_back = request.amount if request is not None else 0
         draft.record(
             m.RefundRejected(
-                state.checkout_id, task.refund_request_id, reason,
+                state.checkout_id,
+                task.refund_request_id,
+                reason,
                 refundable_amount=state.refundable_amount + give_back,
             )
         )
@@ -374,9 +386,7 @@ def _commit_when_authorized(draft: _Draft) -> bool:
         )
     elif not _payment_usable(state):
         draft.record(
-            m.CompensationStarted(
-                state.checkout_id, Step.AUTHORIZE_PAYMENT, PAYMENT_NOT_AUTHORIZED
-            )
+            m.CompensationStarted(state.checkout_id, Step.AUTHORIZE_PAYMENT, PAYMENT_NOT_AUTHORIZED)
         )
     else:
         draft.start(Step.COMMIT_INVENTORY, attempt=1)
@@ -408,15 +418,31 @@ def _complete_when_captured(draft: _Draft) -> bool:
     tax, shipping = state.tax or 0, state.shipping or 0
     draft.record(
         m.CheckoutCompleted(
-            state.checkout_id, order_id, state.subtotal, tax, shipping, total,
-            state.currency, completed_at=draft.now,
+            state.checkout_id,
+            order_id,
+            state.subtotal,
+            tax,
+            shipping,
+            total,
+            state.currency,
+            completed_at=draft.now,
         )
     )
     draft.publish(
         m.OrderPlaced(
-            order_id, state.checkout_id, order.tenant_id, order.customer_id,
-            order.customer_email, order.items, order.shipping_address, state.subtotal, tax,
-            shipping, total, state.currency, placed_at=draft.now,
+            order_id,
+            state.checkout_id,
+            order.tenant_id,
+            order.customer_id,
+            order.customer_email,
+            order.items,
+            order.shipping_address,
+            state.subtotal,
+            tax,
+            shipping,
+            total,
+            state.currency,
+            placed_at=draft.now,
         )
     )
     return True
@@ -519,8 +545,11 @@ def next_wakeup(state: SagaState | None) -> int | None:
     times: list[int] = []
     if is_forward(state):
         for step in FORWARD_STEPS:
-            times.extend(_due_time(state.step(step).phase, state.step(step).deadline_at,
-                                   state.step(step).retry_at))
+            times.extend(
+                _due_time(
+                    state.step(step).phase, state.step(step).deadline_at, state.step(step).retry_at
+                )
+            )
         reservation = state.reservation(state.reservation_id)
         # A commit in flight is judged by its own deadline, not by the reservation's.
         committing = state.step(Step.COMMIT_INVENTORY).phase is Phase.IN_FLIGHT

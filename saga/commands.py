@@ -29,22 +29,31 @@ def forward_command(
             )
         case Step.AUTHORIZE_PAYMENT:
             return m.AuthorizePayment(
-                cid, attempt, key, order.payment_provider, order.payment_method,
-                order.customer_id, _total(state), order.currency,
+                cid,
+                attempt,
+                key,
+                order.payment_provider,
+                order.payment_method,
+                order.customer_id,
+                _total(state),
+                order.currency,
             )
         case Step.COMMIT_INVENTORY:
             return m.CommitInventory(cid, attempt, key, _required(state.reservation_id))
         case Step.CAPTURE_PAYMENT:
             return m.CapturePayment(
-                cid, attempt, key, order.payment_provider, _required(state.payment_id),
-                _total(state), order.currency,
+                cid,
+                attempt,
+                key,
+                order.payment_provider,
+                _required(state.payment_id),
+                _total(state),
+                order.currency,
             )
     raise ValueError(f"{step} is not a forward step")
 
 
-def compensation_command(
-    state: SagaState, task: CompensationTask, attempt: int
-) -> AdapterCommand:
+def compensation_command(state: SagaState, task: CompensationTask, attempt: int) -> AdapterCommand:
     cid, key = state.checkout_id, idempotency_key(state.checkout_id, task.step, attempt)
     provider = state.order.payment_provider
     match task.step:

@@ -138,8 +138,13 @@ def _started(event: m.CheckoutStarted) -> SagaState:
 def _step_started(state: SagaState, event: m.StepStarted) -> SagaState:
     if event.step not in COMPENSATION_STEPS:
         return _with_step(
-            state, event.step, phase=Phase.IN_FLIGHT, attempt=event.attempt,
-            deadline_at=event.deadline_at, retry_at=None, error=None,
+            state,
+            event.step,
+            phase=Phase.IN_FLIGHT,
+            attempt=event.attempt,
+            deadline_at=event.deadline_at,
+            retry_at=None,
+            error=None,
         )
     counter = max(event.attempt, state.step(event.step).attempt)
     state = _with_step(state, event.step, attempt=counter)
@@ -147,8 +152,12 @@ def _step_started(state: SagaState, event: m.StepStarted) -> SagaState:
     if task is None:
         return state  # defensive: decide never starts a compensation without a task
     task = replace(
-        task, phase=Phase.IN_FLIGHT, attempt=event.attempt,
-        attempts=(*task.attempts, event.attempt), deadline_at=event.deadline_at, retry_at=None,
+        task,
+        phase=Phase.IN_FLIGHT,
+        attempt=event.attempt,
+        attempts=(*task.attempts, event.attempt),
+        deadline_at=event.deadline_at,
+        retry_at=None,
     )
     return _with_refund_attempt(replace(state, compensation=task), task, event.attempt)
 
@@ -166,7 +175,8 @@ def _with_refund_attempt(state: SagaState, task: CompensationTask, attempt: int)
         return state
     requests = tuple(
         replace(r, attempts=(*r.attempts, attempt))
-        if r.refund_request_id == task.refund_request_id else r
+        if r.refund_request_id == task.refund_request_id
+        else r
         for r in state.refund_requests
     )
     return replace(state, refund_requests=requests)
@@ -175,16 +185,25 @@ def _with_refund_attempt(state: SagaState, task: CompensationTask, attempt: int)
 def _retry_scheduled(state: SagaState, event: m.StepRetryScheduled) -> SagaState:
     if event.step not in COMPENSATION_STEPS:
         return _with_step(
-            state, event.step, phase=Phase.RETRY_WAIT, attempt=event.attempt,
-            retry_at=event.retry_at, deadline_at=None,
+            state,
+            event.step,
+            phase=Phase.RETRY_WAIT,
+            attempt=event.attempt,
+            retry_at=event.retry_at,
+            deadline_at=None,
         )
     # Reserve the attempt number now: compensation attempts count per step, not per task.
     state = _with_step(state, event.step, attempt=event.attempt)
     task = state.compensation
     if task is None or task.step is not event.step:
         return state
-    waiting = replace(task, phase=Phase.RETRY_WAIT, attempt=event.attempt,
-                      retry_at=event.retry_at, deadline_at=None)
+    waiting = replace(
+        task,
+        phase=Phase.RETRY_WAIT,
+        attempt=event.attempt,
+        retry_at=event.retry_at,
+        deadline_at=None,
+    )
     return replace(state, compensation=waiting)
 
 
@@ -264,7 +283,9 @@ def _signal_recorded(state: SagaState, event: m.PaymentSignalRecorded) -> SagaSt
     if status is None:
         return state  # REFUNDED: the PaymentRefunded reply carries the refund itself
     state = ledger.payment_seen(
-        state, event.payment_id, status,
+        state,
+        event.payment_id,
+        status,
         captured=event.amount if status is PaymentStatus.CAPTURED else 0,
     )
     auth = state.step(Step.AUTHORIZE_PAYMENT)
@@ -281,8 +302,10 @@ def _action_resolved(state: SagaState, event: m.PaymentSignalRecorded) -> SagaSt
     if event.signal is PaymentSignal.AUTHORIZED:
         if event.amount != state.total:
             return _attempt_failed(
-                state, Step.AUTHORIZE_PAYMENT,
-                f"authorized {event.amount}, expected {state.total}", retryable=False,
+                state,
+                Step.AUTHORIZE_PAYMENT,
+                f"authorized {event.amount}, expected {state.total}",
+                retryable=False,
             )
         return replace(_succeeded(state, Step.AUTHORIZE_PAYMENT), status=Status.PENDING)
     if event.signal in (PaymentSignal.FAILED, PaymentSignal.CANCELED):
@@ -315,9 +338,7 @@ def _record_fact(state: SagaState, reply: AdapterReply) -> SagaState:
                 state, reply.reservation_id, ReservationStatus.COMMITTED
             )
         case m.InventoryReleased():
-            return ledger.reservation_moved(
-                state, reply.reservation_id, ReservationStatus.RELEASED
-            )
+            return ledger.reservation_moved(state, reply.reservation_id, ReservationStatus.RELEASED)
         case m.PaymentAuthorized():
             return ledger.payment_seen(
                 state, reply.payment_id, PaymentStatus.AUTHORIZED, attempt=reply.attempt
@@ -397,8 +418,10 @@ def _compensation_reply(state: SagaState, step: Step, reply: AdapterReply) -> Sa
     task = state.compensation
     if isinstance(reply, m.PaymentRefunded):
         return _refund_succeeded(state, reply)
-    if task is not None and isinstance(reply, FailureReply) and _task_awaits(
-        task, step, reply.attempt
+    if (
+        task is not None
+        and isinstance(reply, FailureReply)
+        and _task_awaits(task, step, reply.attempt)
     ):
         failed = replace(
             task, phase=Phase.ATTEMPT_FAILED, error=reply.reason, retryable=reply.retryable
@@ -442,13 +465,22 @@ def _with_step(state: SagaState, step: Step, **changes: object) -> SagaState:
 def _succeeded(state: SagaState, step: Step) -> SagaState:
     seq = state.seq + 1
     state = _with_step(
-        state, step, phase=Phase.SUCCEEDED, deadline_at=None, retry_at=None, completed_seq=seq,
+        state,
+        step,
+        phase=Phase.SUCCEEDED,
+        deadline_at=None,
+        retry_at=None,
+        completed_seq=seq,
     )
     return replace(state, seq=seq)
 
 
 def _attempt_failed(state: SagaState, step: Step, reason: str, *, retryable: bool) -> SagaState:
     return _with_step(
-        state, step, phase=Phase.ATTEMPT_FAILED, error=reason, retryable=retryable,
+        state,
+        step,
+        phase=Phase.ATTEMPT_FAILED,
+        error=reason,
+        retryable=retryable,
         deadline_at=None,
     )

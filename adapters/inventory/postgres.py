@@ -320,8 +320,7 @@ def _commit(conn: Connection, reservation_id: str) -> Reservation | Rejection:
         _lock_stock(conn, [line.sku for line in lines])
         with conn.cursor() as cur:
             cur.executemany(
-                "UPDATE stock SET on_hand = on_hand - %s, reserved = reserved - %s"
-                " WHERE sku = %s",
+                "UPDATE stock SET on_hand = on_hand - %s, reserved = reserved - %s WHERE sku = %s",
                 [(line.quantity, line.quantity, line.sku) for line in lines],
             )
         _set_status(conn, [reservation_id], ReservationStatus.COMMITTED)

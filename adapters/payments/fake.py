@@ -44,7 +44,8 @@ _DECLINES = {
     "4000000000009995": "insufficient_funds",
 }
 _THREE_DS = frozenset(
-    {"4000002500003155", "pm_card_threeDSecure2Required", "pm_card_authenticationRequired"})
+    {"4000002500003155", "pm_card_threeDSecure2Required", "pm_card_authenticationRequired"}
+)
 
 
 class Fault(StrEnum):
@@ -98,16 +99,17 @@ class FakeGateway(ReconcilingGateway):
             if p.snapshot.status != PaymentStatus.REQUIRES_ACTION:
                 raise PermanentPaymentError(f"{payment_id} is {p.snapshot.status}")
             if success:
-                self._set(p, status=PaymentStatus.AUTHORIZED,
-                          amount_capturable=p.snapshot.amount)
+                self._set(p, status=PaymentStatus.AUTHORIZED, amount_capturable=p.snapshot.amount)
             else:
-                self._set(p, status=PaymentStatus.REQUIRES_PAYMENT_METHOD,
-                          decline_code="payment_intent_authentication_failure")
+                self._set(
+                    p,
+                    status=PaymentStatus.REQUIRES_PAYMENT_METHOD,
+                    decline_code="payment_intent_authentication_failure",
+                )
 
     def payment_count(self, checkout_id: str) -> int:
         with self._lock:
-            return sum(1 for p in self._payments.values()
-                       if p.snapshot.checkout_id == checkout_id)
+            return sum(1 for p in self._payments.values() if p.snapshot.checkout_id == checkout_id)
 
     # --- raw operations --------------------------------------------------------------------
 
@@ -135,25 +137,35 @@ class FakeGateway(ReconcilingGateway):
                 raise PermanentPaymentError("amount must be positive")
             payment_id = f"fakepi_{next(self._ids)}"
             decline = _DECLINES.get(pm)
-            status = (PaymentStatus.REQUIRES_PAYMENT_METHOD if decline
-                      else PaymentStatus.REQUIRES_ACTION if pm in _THREE_DS
-                      else PaymentStatus.AUTHORIZED)
+            status = (
+                PaymentStatus.REQUIRES_PAYMENT_METHOD
+                if decline
+                else PaymentStatus.REQUIRES_ACTION
+                if pm in _THREE_DS
+                else PaymentStatus.AUTHORIZED
+            )
             snap = PaymentSnapshot(
-                payment_id=payment_id, checkout_id=request.checkout_id,
-                idempotency_key=request.idempotency_key, status=status,
-                amount=request.amount, currency=request.currency.lower(),
+                payment_id=payment_id,
+                checkout_id=request.checkout_id,
+                idempotency_key=request.idempotency_key,
+                status=status,
+                amount=request.amount,
+                currency=request.currency.lower(),
                 amount_capturable=request.amount if status == PaymentStatus.AUTHORIZED else 0,
-                amount_captured=0, amount_refunded=0, decline_code=decline,
-                created=next(self._ids))
+                amount_captured=0,
+                amount_refunded=0,
+                decline_code=decline,
+                created=next(self._ids),
+            )
             self._payments[payment_id] = _Payment(snap)
             self._lost(Op.AUTHORIZE, fault)
             if decline:
-                return Declined(reason="Your card was declined.", decline_code=decline,
-                                payment_id=payment_id)
+                return Declined(
+                    reason="Your card was declined.", decline_code=decline, payment_id=payment_id
+                )
             if status == PaymentStatus.REQUIRES_ACTION:
                 return ActionRequired(payment_id=payment_id, action_url=None)
-            return Authorized(payment_id=payment_id, amount=request.amount,
-                              currency=snap.currency)
+            return Authorized(payment_id=payment_id, amount=request.amount, currency=snap.currency)
 
     def _capture(self, request: CaptureRequest) -> Captured:
         with self._lock:
@@ -164,9 +176,14 @@ class FakeGateway(ReconcilingGateway):
                 raise PermanentPaymentError(f"cannot capture a payment that is {s.status}")
             if not 0 < request.amount <= s.amount_capturable:
                 raise PermanentPaymentError(
-                    f"amount_to_capture {request.amount} exceeds {s.amount_capturable}")
-            self._set(p, status=PaymentStatus.CAPTURED, amount_capturable=0,
-                      amount_captured=request.amount)
+                    f"amount_to_capture {request.amount} exceeds {s.amount_capturable}"
+                )
+            self._set(
+                p,
+                status=PaymentStatus.CAPTURED,
+                amount_capturable=0,
+                amount_captured=request.amount,
+            )
             self._lost(Op.CAPTURE, fault)
             return Captured(payment_id=s.payment_id, amount=request.amount, currency=s.currency)
 
@@ -174,10 +191,12 @@ class FakeGateway(ReconcilingGateway):
         with self._lock:
             fault = self._fault(Op.CANCEL)
             p = self._get(request.payment_id)
-            if p.snapshot.status in (PaymentStatus.CAPTURED, PaymentStatus.CANCELED,
-                                     PaymentStatus.PROCESSING):
-                raise PermanentPaymentError(f"cannot cancel a payment that is "
-                                            f"{p.snapshot.status}")
+            if p.snapshot.status in (
+                PaymentStatus.CAPTURED,
+                PaymentStatus.CANCELED,
+                PaymentStatus.PROCESSING,
+            ):
+                raise PermanentPaymentError(f"cannot cancel a payment that is {p.snapshot.status}")
             self._set(p, status=PaymentStatus.CANCELED, amount_capturable=0)
             self._lost(Op.CANCEL, fault)
             return Voided(payment_id=request.payment_id)
@@ -189,13 +208,21 @@ class FakeGateway(ReconcilingGateway):
             # Real Stripe's own rule (localstripe lacks it): never above what is left.
             if request.amount > p.snapshot.refundable:
                 raise PermanentPaymentError("refund amount exceeds the charge's remaining amount")
-            record = RefundRecord(refund_id=f"fakere_{next(self._ids)}", amount=request.amount,
-                                  idempotency_key=request.idempotency_key, status="succeeded")
+            record = RefundRecord(
+                refund_id=f"fakere_{next(self._ids)}",
+                amount=request.amount,
+                idempotency_key=request.idempotency_key,
+                status="succeeded",
+            )
             p.refunds.append(record)
             self._set(p, amount_refunded=p.snapshot.amount_refunded + request.amount)
             self._lost(Op.REFUND, fault)
-            return Refunded(payment_id=request.payment_id, refund_id=record.refund_id,
-                            amount=request.amount, currency=p.snapshot.currency)
+            return Refunded(
+                payment_id=request.payment_id,
+                refund_id=record.refund_id,
+                amount=request.amount,
+                currency=p.snapshot.currency,
+            )
 
     def retrieve(self, payment_id: str) -> PaymentSnapshot:
         with self._lock:
@@ -206,8 +233,9 @@ class FakeGateway(ReconcilingGateway):
     def find_by_checkout(self, checkout_id: str) -> list[PaymentSnapshot]:
         with self._lock:
             self._fault(Op.FIND)
-            found = [p.snapshot for p in self._payments.values()
-                     if p.snapshot.checkout_id == checkout_id]
+            found = [
+                p.snapshot for p in self._payments.values() if p.snapshot.checkout_id == checkout_id
+            ]
             return sorted(found, key=lambda s: s.created)
 
     def _get(self, payment_id: str) -> _Payment:

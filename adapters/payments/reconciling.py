@@ -90,30 +90,37 @@ class ReconcilingGateway(ABC):
                     "reconciliation lookup failed"
                 ) from e
             if existing is not None:
-                log.info("authorize reconciled after unknown outcome",
-                         extra={"checkout_id": request.checkout_id})
+                log.info(
+                    "authorize reconciled after unknown outcome",
+                    extra={"checkout_id": request.checkout_id},
+                )
                 return existing
             raise
 
-    def _existing_authorization(
-        self, request: AuthorizationRequest
-    ) -> AuthorizationResult | None:
+    def _existing_authorization(self, request: AuthorizationRequest) -> AuthorizationResult | None:
         payments = self.find_by_checkout(request.checkout_id)
         live = [p for p in payments if p.status in LIVE_STATUSES]
         if len(live) > 1:
             # Should never happen; if it does an operator must void the extras.
-            log.error("checkout has several live payments",
-                      extra={"checkout_id": request.checkout_id,
-                             "payment_ids": [p.payment_id for p in live]})
+            log.error(
+                "checkout has several live payments",
+                extra={
+                    "checkout_id": request.checkout_id,
+                    "payment_ids": [p.payment_id for p in live],
+                },
+            )
         if live:
             return self._result_from_live(request, live[0])
         # A decline recorded for this very key (redelivered command): replay the same answer
         # rather than charging again. Declines from earlier attempts do not block a new one.
         for p in payments:
-            if (p.idempotency_key == request.idempotency_key
-                    and p.status == PaymentStatus.REQUIRES_PAYMENT_METHOD):
-                return Declined(reason="declined", decline_code=p.decline_code,
-                                payment_id=p.payment_id)
+            if (
+                p.idempotency_key == request.idempotency_key
+                and p.status == PaymentStatus.REQUIRES_PAYMENT_METHOD
+            ):
+                return Declined(
+                    reason="declined", decline_code=p.decline_code, payment_id=p.payment_id
+                )
         return None
 
     def _result_from_live(
@@ -128,8 +135,9 @@ class ReconcilingGateway(ABC):
             return ActionRequired(payment_id=payment.payment_id, action_url=None)
         if payment.status == PaymentStatus.PROCESSING:
             raise RetryablePaymentError(f"payment {payment.payment_id} is still processing")
-        return Authorized(payment_id=payment.payment_id, amount=payment.amount,
-                          currency=payment.currency)
+        return Authorized(
+            payment_id=payment.payment_id, amount=payment.amount, currency=payment.currency
+        )
 
     # --- capture / void -------------------------------------------------------------------
 
@@ -141,8 +149,11 @@ class ReconcilingGateway(ABC):
             # capture may have happened. Either way the provider's record decides.
             snapshot = self._retrieve_for_reconcile(request.payment_id, e)
             if snapshot.status == PaymentStatus.CAPTURED:
-                return Captured(payment_id=snapshot.payment_id,
-                                amount=snapshot.amount_captured, currency=snapshot.currency)
+                return Captured(
+                    payment_id=snapshot.payment_id,
+                    amount=snapshot.amount_captured,
+                    currency=snapshot.currency,
+                )
             raise
 
     def void(self, request: VoidRequest) -> Voided:
@@ -154,7 +165,8 @@ class ReconcilingGateway(ABC):
                 return Voided(payment_id=snapshot.payment_id)
             if snapshot.status == PaymentStatus.CAPTURED:
                 raise PermanentPaymentError(
-                    f"payment {snapshot.payment_id} is captured: refund it instead") from e
+                    f"payment {snapshot.payment_id} is captured: refund it instead"
+                ) from e
             raise
 
     # --- refund ---------------------------------------------------------------------------
@@ -166,10 +178,12 @@ class ReconcilingGateway(ABC):
             return done
         if snapshot.currency != request.currency.lower():
             raise PermanentPaymentError(
-                f"refund currency {request.currency} != payment currency {snapshot.currency}")
+                f"refund currency {request.currency} != payment currency {snapshot.currency}"
+            )
         if snapshot.status != PaymentStatus.CAPTURED:
             raise PermanentPaymentError(
-                f"payment {snapshot.payment_id} is {snapshot.status}, nothing to refund")
+                f"payment {snapshot.payment_id} is {snapshot.status}, nothing to refund"
+            )
         if request.amount <= 0:
             raise PermanentPaymentError("refund amount must be positive")
         # The provider's own record, not a cache: some providers (localstripe) accept refunds
@@ -190,14 +204,19 @@ class ReconcilingGateway(ABC):
         record = snapshot.refund_with_key(request.idempotency_key)
         if record is None:
             return None
-        return Refunded(payment_id=snapshot.payment_id, refund_id=record.refund_id,
-                        amount=record.amount, currency=snapshot.currency)
+        return Refunded(
+            payment_id=snapshot.payment_id,
+            refund_id=record.refund_id,
+            amount=record.amount,
+            currency=snapshot.currency,
+        )
 
     def _retrieve_for_reconcile(self, payment_id: str, cause: PaymentError) -> PaymentSnapshot:
         try:
             return self.retrieve(payment_id)
         except (RetryablePaymentError, UnknownOutcomeError) as e:
             raise UnknownOutcomeError(
-                f"payment {payment_id}: outcome unknown and reconciliation failed") from e
+                f"payment {payment_id}: outcome unknown and reconciliation failed"
+            ) from e
         except PermanentPaymentError:
             raise cause from None

@@ -74,14 +74,20 @@ def operation_of(request: RefundRequest) -> str:
 
 
 class RefundLedger:
-    def __init__(self, connect: Connect, *, reservation_ttl_s: float = 900.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        reservation_ttl_s: float = 900.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._connect = connect
         self._ttl = reservation_ttl_s
         self._clock = clock
 
-    def reserve(self, provider: str, request: RefundRequest,
-                read_provider: Callable[[], PaymentSnapshot]) -> Refunded | None:
+    def reserve(
+        self, provider: str, request: RefundRequest, read_provider: Callable[[], PaymentSnapshot]
+    ) -> Refunded | None:
         """Reserve `request.amount`; or return the refund that already satisfies this request
         (same key, or an earlier attempt of the same refund whose outcome was unknown).
 
@@ -92,20 +98,22 @@ class RefundLedger:
         now = self._clock()
         key = request.idempotency_key
         with self._connect() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                         (f"refund:{provider}:{request.payment_id}",))
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"refund:{provider}:{request.payment_id}",),
+            )
             own = conn.execute(
                 "SELECT status, reserved_at, provider_refund_id, amount FROM payment_refunds"
-                " WHERE idempotency_key = %s", (key,)).fetchone()
+                " WHERE idempotency_key = %s",
+                (key,),
+            ).fetchone()
             if own is not None and own[0] == "settled" and own[2]:
-                return Refunded(request.payment_id, own[2], int(own[3]),
-                                request.currency.lower())
+                return Refunded(request.payment_id, own[2], int(own[3]), request.currency.lower())
             snapshot = read_provider()
             mine = snapshot.refund_with_key(key)
             if mine is not None:
                 self._settle(conn, key, mine.refund_id, now)
-                return Refunded(snapshot.payment_id, mine.refund_id, mine.amount,
-                                snapshot.currency)
+                return Refunded(snapshot.payment_id, mine.refund_id, mine.amount, snapshot.currency)
             if own is not None and own[0] == "pending" and now - own[1] < self._ttl:
                 raise RetryablePaymentError(f"refund {key} is already in flight")
             pending = 0
@@ -114,18 +122,23 @@ class RefundLedger:
                 "SELECT idempotency_key, amount, reserved_at, operation FROM payment_refunds"
                 " WHERE provider = %s AND payment_id = %s AND status = 'pending'"
                 " AND idempotency_key <> %s ORDER BY reserved_at",
-                (provider, request.payment_id, key)).fetchall()
+                (provider, request.payment_id, key),
+            ).fetchall()
             for other_key, amount, reserved_at, operation in rows:
                 found = snapshot.refund_with_key(other_key)
                 if found is not None:
                     # Its outcome was unknown and it did happen: it is in the provider's total.
                     self._settle(conn, other_key, found.refund_id, now)
-                    if (earlier is None and operation == operation_of(request)
-                            and amount == request.amount):
+                    if (
+                        earlier is None
+                        and operation == operation_of(request)
+                        and amount == request.amount
+                    ):
                         # A saga retry (new attempt, new key) of that very refund: never a
                         # different refund that merely has the same amount.
-                        earlier = Refunded(snapshot.payment_id, found.refund_id, found.amount,
-                                           snapshot.currency)
+                        earlier = Refunded(
+                            snapshot.payment_id, found.refund_id, found.amount, snapshot.currency
+                        )
                 elif now - reserved_at >= self._ttl:
                     log.warning("releasing stale refund reservation", extra={"key": other_key})
                     self._mark(conn, other_key, "released", now)
@@ -139,13 +152,20 @@ class RefundLedger:
             if request.amount > snapshot.refundable - pending:
                 raise RetryablePaymentError(
                     f"refund of {request.amount} waits for {pending} in flight on "
-                    f"{request.payment_id}")
+                    f"{request.payment_id}"
+                )
             self._record(conn, provider, request, "pending", None, now)
             return None
 
     @staticmethod
-    def _record(conn: psycopg.Connection, provider: str, request: RefundRequest, status: str,
-                refund_id: str | None, now: float) -> None:
+    def _record(
+        conn: psycopg.Connection,
+        provider: str,
+        request: RefundRequest,
+        status: str,
+        refund_id: str | None,
+        now: float,
+    ) -> None:
         conn.execute(
             "INSERT INTO payment_refunds (idempotency_key, provider, payment_id, checkout_id,"
             " operation, amount, currency, status, provider_refund_id, reserved_at, updated_at)"
@@ -153,14 +173,28 @@ class RefundLedger:
             " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status,"
             " amount = EXCLUDED.amount, provider_refund_id = EXCLUDED.provider_refund_id,"
             " reserved_at = EXCLUDED.reserved_at, updated_at = EXCLUDED.updated_at",
-            (request.idempotency_key, provider, request.payment_id, request.checkout_id,
-             operation_of(request), request.amount, request.currency.lower(), status,
-             refund_id, now, now))
+            (
+                request.idempotency_key,
+                provider,
+                request.payment_id,
+                request.checkout_id,
+                operation_of(request),
+                request.amount,
+                request.currency.lower(),
+                status,
+                refund_id,
+                now,
+                now,
+            ),
+        )
 
     @staticmethod
     def _settle(conn: psycopg.Connection, key: str, refund_id: str, now: float) -> None:
-        conn.execute("UPDATE payment_refunds SET status = 'settled', provider_refund_id = %s,"
-                     " updated_at = %s WHERE idempotency_key = %s", (refund_id, now, key))
+        conn.execute(
+            "UPDATE payment_refunds SET status = 'settled', provider_refund_id = %s,"
+            " updated_at = %s WHERE idempotency_key = %s",
+            (refund_id, now, key),
+        )
 
     def settle(self, idempotency_key: str, refund_id: str) -> None:
         with self._connect() as conn, conn.transaction():
@@ -174,13 +208,17 @@ class RefundLedger:
         with self._connect() as conn:
             row = conn.execute(
                 "SELECT coalesce(sum(amount), 0) FROM payment_refunds WHERE provider = %s"
-                " AND payment_id = %s AND status = 'pending'", (provider, payment_id)).fetchone()
+                " AND payment_id = %s AND status = 'pending'",
+                (provider, payment_id),
+            ).fetchone()
             return int(row[0]) if row else 0
 
     @staticmethod
     def _mark(conn: psycopg.Connection, key: str, status: str, now: float) -> None:
-        conn.execute("UPDATE payment_refunds SET status = %s, updated_at = %s"
-                     " WHERE idempotency_key = %s", (status, now, key))
+        conn.execute(
+            "UPDATE payment_refunds SET status = %s, updated_at = %s WHERE idempotency_key = %s",
+            (status, now, key),
+        )
 
 
 class LedgerGuardedGateway:
@@ -210,8 +248,9 @@ class LedgerGuardedGateway:
         return self._gateway.find_by_checkout(checkout_id)
 
     def refund(self, request: RefundRequest) -> Refunded:
-        done = self._ledger.reserve(self.provider, request,
-                                    lambda: self._gateway.retrieve(request.payment_id))
+        done = self._ledger.reserve(
+            self.provider, request, lambda: self._gateway.retrieve(request.payment_id)
+        )
         if done is not None:
             return done
         try:

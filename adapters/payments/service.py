@@ -49,9 +49,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PaymentCommand = AuthorizePayment | CapturePayment | VoidPayment | RefundPayment
-PaymentReply = (PaymentAuthorized | PaymentActionRequired | PaymentDeclined | PaymentCaptured
-                | PaymentCaptureFailed | PaymentVoided | PaymentVoidFailed | PaymentRefunded
-                | PaymentRefundFailed)
+PaymentReply = (
+    PaymentAuthorized
+    | PaymentActionRequired
+    | PaymentDeclined
+    | PaymentCaptured
+    | PaymentCaptureFailed
+    | PaymentVoided
+    | PaymentVoidFailed
+    | PaymentRefunded
+    | PaymentRefundFailed
+)
 
 
 class _Failure(Exception):
@@ -64,22 +72,30 @@ class _Failure(Exception):
 
 
 class PaymentService:
-    def __init__(self, gateways: Mapping[str, PaymentGateway], *, call_timeout_s: float = 20.0,
-                 breaker_fail_max: int = 5, breaker_reset_s: float = 30.0,
-                 max_workers: int = 8) -> None:
+    def __init__(
+        self,
+        gateways: Mapping[str, PaymentGateway],
+        *,
+        call_timeout_s: float = 20.0,
+        breaker_fail_max: int = 5,
+        breaker_reset_s: float = 30.0,
+        max_workers: int = 8,
+    ) -> None:
         self._gateways = dict(gateways)
         self._timeout = call_timeout_s
         # One breaker per provider: a Stripe outage must not stop another provider's traffic.
         # Business outcomes (PermanentPaymentError: invalid request, over-refund...) say nothing
         # about the provider's health and do not count.
         self._breakers = {
-            name: pybreaker.CircuitBreaker(fail_max=breaker_fail_max,
-                                           reset_timeout=breaker_reset_s,
-                                           exclude=[PermanentPaymentError], name=name)
+            name: pybreaker.CircuitBreaker(
+                fail_max=breaker_fail_max,
+                reset_timeout=breaker_reset_s,
+                exclude=[PermanentPaymentError],
+                name=name,
+            )
             for name in self._gateways
         }
-        self._pool = ThreadPoolExecutor(max_workers=max_workers,
-                                        thread_name_prefix="payment-call")
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="payment-call")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -99,31 +115,49 @@ class PaymentService:
     # --- per command ---------------------------------------------------------------------
 
     def _authorize(self, c: AuthorizePayment) -> PaymentReply:
-        request = AuthorizationRequest(c.checkout_id, c.attempt, c.idempotency_key,
-                                       c.payment_method, c.customer_id, c.amount, c.currency)
+        request = AuthorizationRequest(
+            c.checkout_id,
+            c.attempt,
+            c.idempotency_key,
+            c.payment_method,
+            c.customer_id,
+            c.amount,
+            c.currency,
+        )
         try:
             result = self._call(c.provider, lambda g: g.authorize(request))
         except _Failure as f:
-            return PaymentDeclined(c.checkout_id, c.attempt, c.provider, f.reason, None,
-                                   f.retryable)
+            return PaymentDeclined(
+                c.checkout_id, c.attempt, c.provider, f.reason, None, f.retryable
+            )
         if isinstance(result, Authorized):
-            return PaymentAuthorized(c.checkout_id, c.attempt, c.provider, result.payment_id,
-                                     result.amount, c.currency)
+            return PaymentAuthorized(
+                c.checkout_id, c.attempt, c.provider, result.payment_id, result.amount, c.currency
+            )
         if isinstance(result, ActionRequired):
-            return PaymentActionRequired(c.checkout_id, c.attempt, c.provider,
-                                         result.payment_id, result.action_url)
-        return PaymentDeclined(c.checkout_id, c.attempt, c.provider, result.reason,
-                               result.decline_code, result.retryable)
+            return PaymentActionRequired(
+                c.checkout_id, c.attempt, c.provider, result.payment_id, result.action_url
+            )
+        return PaymentDeclined(
+            c.checkout_id,
+            c.attempt,
+            c.provider,
+            result.reason,
+            result.decline_code,
+            result.retryable,
+        )
 
     def _capture(self, c: CapturePayment) -> PaymentReply:
-        request = CaptureRequest(c.checkout_id, c.attempt, c.idempotency_key, c.payment_id,
-                                 c.amount, c.currency)
+        request = CaptureRequest(
+            c.checkout_id, c.attempt, c.idempotency_key, c.payment_id, c.amount, c.currency
+        )
         try:
             captured = self._call(c.provider, lambda g: g.capture(request))
         except _Failure as f:
             return PaymentCaptureFailed(c.checkout_id, c.attempt, f.reason, f.retryable)
-        return PaymentCaptured(c.checkout_id, c.attempt, c.provider, captured.payment_id,
-                               captured.amount, c.currency)
+        return PaymentCaptured(
+            c.checkout_id, c.attempt, c.provider, captured.payment_id, captured.amount, c.currency
+        )
 
     def _void(self, c: VoidPayment) -> PaymentReply:
         request = VoidRequest(c.checkout_id, c.attempt, c.idempotency_key, c.payment_id)
@@ -134,14 +168,21 @@ class PaymentService:
         return PaymentVoided(c.checkout_id, c.attempt, voided.payment_id)
 
     def _refund(self, c: RefundPayment) -> PaymentReply:
-        request = RefundRequest(c.checkout_id, c.attempt, c.idempotency_key, c.payment_id,
-                                c.amount, c.currency)
+        request = RefundRequest(
+            c.checkout_id, c.attempt, c.idempotency_key, c.payment_id, c.amount, c.currency
+        )
         try:
             refunded = self._call(c.provider, lambda g: g.refund(request))
         except _Failure as f:
             return PaymentRefundFailed(c.checkout_id, c.attempt, f.reason, f.retryable)
-        return PaymentRefunded(c.checkout_id, c.attempt, refunded.payment_id,
-                               refunded.refund_id, refunded.amount, c.currency)
+        return PaymentRefunded(
+            c.checkout_id,
+            c.attempt,
+            refunded.payment_id,
+            refunded.refund_id,
+            refunded.amount,
+            c.currency,
+        )
 
     # --- the guarded call ----------------------------------------------------------------
 
@@ -159,8 +200,9 @@ class PaymentService:
             raise _Failure(str(e), retryable=False) from e
         except PaymentError as e:
             # Retryable and UnknownOutcome alike: the next attempt reconciles before acting.
-            log.warning("payment call failed", extra={"provider": provider,
-                                                      "error": type(e).__name__})
+            log.warning(
+                "payment call failed", extra={"provider": provider, "error": type(e).__name__}
+            )
             raise _Failure(str(e), retryable=True) from e
 
     def _with_timeout(self, fn: Callable[[PaymentGateway], T], gateway: PaymentGateway) -> T:

@@ -112,14 +112,19 @@ class StripeGateway(ReconcilingGateway):
         data = pi.to_dict()
         status = _STATUS.get(data["status"])
         if status == PaymentStatus.AUTHORIZED:
-            return Authorized(payment_id=data["id"], amount=data["amount"],
-                              currency=data["currency"])
+            return Authorized(
+                payment_id=data["id"], amount=data["amount"], currency=data["currency"]
+            )
         if status == PaymentStatus.REQUIRES_ACTION:
             return ActionRequired(payment_id=data["id"], action_url=_action_url(data))
         if status == PaymentStatus.REQUIRES_PAYMENT_METHOD:
             code = _decline_code(data)
-            return Declined(reason="declined", decline_code=code, payment_id=data["id"],
-                            retryable=code in _RETRYABLE_DECLINES)
+            return Declined(
+                reason="declined",
+                decline_code=code,
+                payment_id=data["id"],
+                retryable=code in _RETRYABLE_DECLINES,
+            )
         if status == PaymentStatus.PROCESSING:
             raise RetryablePaymentError(f"payment {data['id']} is processing")
         raise PermanentPaymentError(f"payment {data['id']} in unexpected status {data['status']}")
@@ -136,13 +141,15 @@ class StripeGateway(ReconcilingGateway):
         snap = _snapshot(pi.to_dict(), ())
         if snap.status != PaymentStatus.CAPTURED:
             raise UnknownOutcomeError(f"capture of {snap.payment_id} left it {snap.status}")
-        return Captured(payment_id=snap.payment_id, amount=snap.amount_captured,
-                        currency=snap.currency)
+        return Captured(
+            payment_id=snap.payment_id, amount=snap.amount_captured, currency=snap.currency
+        )
 
     def _cancel(self, request: VoidRequest) -> Voided:
         try:
             pi = self._client.v1.payment_intents.cancel(
-                request.payment_id, options={"idempotency_key": request.idempotency_key})
+                request.payment_id, options={"idempotency_key": request.idempotency_key}
+            )
         except stripe.StripeError as e:
             raise _translate(e, mutating=True, what="cancel") from e
         return Voided(payment_id=pi.id)
@@ -164,20 +171,26 @@ class StripeGateway(ReconcilingGateway):
         except stripe.StripeError as e:
             raise _translate(e, mutating=True, what="refund") from e
         data = refund.to_dict()
-        return Refunded(payment_id=request.payment_id, refund_id=data["id"],
-                        amount=data["amount"], currency=data["currency"])
+        return Refunded(
+            payment_id=request.payment_id,
+            refund_id=data["id"],
+            amount=data["amount"],
+            currency=data["currency"],
+        )
 
     # --- reads -----------------------------------------------------------------------------
 
     def retrieve(self, payment_id: str) -> PaymentSnapshot:
         try:
             pi = self._client.v1.payment_intents.retrieve(
-                payment_id, params={"expand": ["latest_charge"]}).to_dict()
+                payment_id, params={"expand": ["latest_charge"]}
+            ).to_dict()
             records: tuple[RefundRecord, ...] = ()
             # Only a charged payment can have refunds (localstripe answers 500 otherwise).
             if pi.get("latest_charge"):
                 refunds = self._client.v1.refunds.list(
-                    params={"payment_intent": payment_id, "limit": 100})
+                    params={"payment_intent": payment_id, "limit": 100}
+                )
                 records = tuple(_refund_record(r.to_dict()) for r in refunds.auto_paging_iter())
         except stripe.StripeError as e:
             raise _translate(e, mutating=False, what="retrieve") from e
@@ -187,12 +200,14 @@ class StripeGateway(ReconcilingGateway):
         try:
             if self._use_search_api:
                 found = self._client.v1.payment_intents.search(
-                    params={"query": f"metadata['checkout_id']:'{_quote(checkout_id)}'"})
+                    params={"query": f"metadata['checkout_id']:'{_quote(checkout_id)}'"}
+                )
                 items = [pi.to_dict() for pi in found.auto_paging_iter()]
             else:
                 listing = self._client.v1.payment_intents.list(params={"limit": 100})
                 items = [
-                    d for d in (pi.to_dict() for pi in listing.auto_paging_iter())
+                    d
+                    for d in (pi.to_dict() for pi in listing.auto_paging_iter())
                     if (d.get("metadata") or {}).get("checkout_id") == checkout_id
                 ]
         except stripe.StripeError as e:
@@ -228,15 +243,22 @@ def _declined(e: stripe.CardError) -> Declined:
     code = (getattr(err, "decline_code", None) if err else None) or e.code
     pi = getattr(err, "payment_intent", None) if err else None
     payment_id = pi.get("id") if isinstance(pi, Mapping) else None
-    return Declined(reason=e.user_message or "card declined", decline_code=code,
-                    payment_id=payment_id, retryable=code in _RETRYABLE_DECLINES)
+    return Declined(
+        reason=e.user_message or "card declined",
+        decline_code=code,
+        payment_id=payment_id,
+        retryable=code in _RETRYABLE_DECLINES,
+    )
 
 
 def _refund_record(data: Mapping[str, Any]) -> RefundRecord:
     metadata = data.get("metadata") or {}
-    return RefundRecord(refund_id=data["id"], amount=int(data["amount"]),
-                        idempotency_key=metadata.get("idempotency_key"),
-                        status=str(data.get("status")))
+    return RefundRecord(
+        refund_id=data["id"],
+        amount=int(data["amount"]),
+        idempotency_key=metadata.get("idempotency_key"),
+        status=str(data.get("status")),
+    )
 
 
 def _snapshot(pi: Mapping[str, Any], refunds: tuple[RefundRecord, ...]) -> PaymentSnapshot:
@@ -248,15 +270,20 @@ def _snapshot(pi: Mapping[str, Any], refunds: tuple[RefundRecord, ...]) -> Payme
         # Real Stripe reports amount_received; localstripe does not, and on a partial capture
         # it records the released remainder as a refund, so its charge.amount - amount_refunded
         # is what stays refundable. Either way: captured - refunded == refundable.
-        captured = int(pi.get("amount_received") or charge.get("amount_captured")
-                       or charge.get("amount") or amount)
+        captured = int(
+            pi.get("amount_received")
+            or charge.get("amount_captured")
+            or charge.get("amount")
+            or amount
+        )
         refunded = int(charge.get("amount_refunded") or 0)
         if not charge:
             refunded = sum(r.amount for r in refunds if r.status in ("succeeded", "pending"))
     else:
         captured, refunded = 0, 0
-    capturable = int(pi.get("amount_capturable") or (
-        amount if status == PaymentStatus.AUTHORIZED else 0))
+    capturable = int(
+        pi.get("amount_capturable") or (amount if status == PaymentStatus.AUTHORIZED else 0)
+    )
     metadata = pi.get("metadata") or {}
     return PaymentSnapshot(
         payment_id=pi["id"],

@@ -62,8 +62,9 @@ class InMemoryEventStore:
 class RedisEventStore:
     """SET NX EX: atomic first-claim across every API replica."""
 
-    def __init__(self, client: Any, *, ttl_s: int = DEDUP_TTL_S,
-                 prefix: str = "webhook:stripe:") -> None:
+    def __init__(
+        self, client: Any, *, ttl_s: int = DEDUP_TTL_S, prefix: str = "webhook:stripe:"
+    ) -> None:
         self._redis = client
         self._ttl = ttl_s
         self._prefix = prefix
@@ -81,10 +82,15 @@ CheckoutResolver = Callable[[str], "str | None"]
 
 
 class StripeWebhookHandler:
-    def __init__(self, secrets: Sequence[str], store: WebhookEventStore, *,
-                 tolerance_s: int = DEFAULT_TOLERANCE_S,
-                 resolve_checkout: CheckoutResolver | None = None,
-                 provider: str = "stripe") -> None:
+    def __init__(
+        self,
+        secrets: Sequence[str],
+        store: WebhookEventStore,
+        *,
+        tolerance_s: int = DEFAULT_TOLERANCE_S,
+        resolve_checkout: CheckoutResolver | None = None,
+        provider: str = "stripe",
+    ) -> None:
         if not secrets:
             raise ValueError("at least one webhook secret is required")
         self._secrets = tuple(secrets)
@@ -110,8 +116,9 @@ class StripeWebhookHandler:
             raise InvalidSignature("signed payload is not an event")
         return event
 
-    def handle_webhook(self, payload: bytes, signature_header: str,
-                       now: int) -> RecordPaymentSignal | None:
+    def handle_webhook(
+        self, payload: bytes, signature_header: str, now: int
+    ) -> RecordPaymentSignal | None:
         event = self.verify(payload, signature_header, now)
         signal = self.translate(event)
         if signal is None:
@@ -138,8 +145,11 @@ class StripeWebhookHandler:
             signal = _PI_SIGNALS[kind]
             amount = _pi_amount(obj, signal)
             error = obj.get("last_payment_error") or {}
-            reason = (error.get("decline_code") or error.get("code")
-                      if signal == PaymentSignal.FAILED else obj.get("cancellation_reason"))
+            reason = (
+                error.get("decline_code") or error.get("code")
+                if signal == PaymentSignal.FAILED
+                else obj.get("cancellation_reason")
+            )
         else:
             return None
         if not isinstance(payment_id, str):
@@ -150,10 +160,15 @@ class StripeWebhookHandler:
         if not checkout_id:
             return None  # a payment this engine did not create
         return RecordPaymentSignal(
-            checkout_id=str(checkout_id), provider=self._provider,
-            provider_event_id=str(event["id"]), signal=signal, payment_id=payment_id,
-            amount=amount, currency=str(obj.get("currency") or ""),
-            reason=str(reason) if reason else None)
+            checkout_id=str(checkout_id),
+            provider=self._provider,
+            provider_event_id=str(event["id"]),
+            signal=signal,
+            payment_id=payment_id,
+            amount=amount,
+            currency=str(obj.get("currency") or ""),
+            reason=str(reason) if reason else None,
+        )
 
 
 _PI_SIGNALS = {

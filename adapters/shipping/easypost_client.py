@@ -60,9 +60,13 @@ class EasyPostClient:
     ) -> None:
         self._from = from_address
         self._levels = dict(service_levels)
-        self._http = httpx.Client(base_url=base_url, auth=(api_key, ""), timeout=timeout_s,
-                                  transport=transport,
-                                  headers={"User-Agent": "checkout-saga/easypost"})
+        self._http = httpx.Client(
+            base_url=base_url,
+            auth=(api_key, ""),
+            timeout=timeout_s,
+            transport=transport,
+            headers={"User-Agent": "checkout-saga/easypost"},
+        )
 
     @property
     def name(self) -> str:
@@ -75,8 +79,9 @@ class EasyPostClient:
         shipment = self._create_shipment(request)
         return self._rates(shipment, request.currency)
 
-    def create_shipment(self, request: ShippingRequest, rate: Rate,
-                        idempotency_key: str) -> Shipment:
+    def create_shipment(
+        self, request: ShippingRequest, rate: Rate, idempotency_key: str
+    ) -> Shipment:
         """Buy `rate`; re-quote when its quote_ref is gone. `idempotency_key` is sent as the
         shipment reference (EasyPost has no idempotency header): a retry after an unknown outcome
         must be reconciled by reference before buying again — see docs/decisions/0005."""
@@ -84,14 +89,21 @@ class EasyPostClient:
             shipment_id, rate_id = rate.quote_ref.split("/", 1)
         else:
             shipment = self._create_shipment(request, reference=idempotency_key)
-            match = [r for r in self._rates(shipment, request.currency)
-                     if r.carrier == rate.carrier
-                     and (r.service == rate.service if rate.service
-                          else r.service_level == rate.service_level)]
+            match = [
+                r
+                for r in self._rates(shipment, request.currency)
+                if r.carrier == rate.carrier
+                and (
+                    r.service == rate.service
+                    if rate.service
+                    else r.service_level == rate.service_level
+                )
+            ]
             if not match:
                 wanted = rate.service or rate.service_level
                 raise ShippingProviderError(
-                    f"easypost no longer offers {rate.carrier} {wanted}", retryable=False)
+                    f"easypost no longer offers {rate.carrier} {wanted}", retryable=False
+                )
             chosen = min(match, key=lambda r: r.amount)
             assert chosen.quote_ref is not None
             shipment_id, rate_id = chosen.quote_ref.split("/", 1)
@@ -118,16 +130,27 @@ class EasyPostClient:
         to = validate_request(request)
         grams = max(request.total_weight_grams, 1)
         ounces = (Decimal(grams) / GRAMS_PER_OUNCE).quantize(Decimal("0.1"), ROUND_CEILING)
-        body = {"shipment": {
-            "to_address": {"street1": request.to_address.line1, "city": request.to_address.city,
-                           "state": to.state, "zip": to.postal_code, "country": to.country},
-            "from_address": {"street1": self._from.line1, "city": self._from.city,
-                             "state": self._from.state, "zip": self._from.postal_code,
-                             "country": self._from.country},
-            # weight is not money: a float is the API's own type for it
-            "parcel": {"weight": float(ounces)},
-            "reference": reference or request.reference,
-        }}
+        body = {
+            "shipment": {
+                "to_address": {
+                    "street1": request.to_address.line1,
+                    "city": request.to_address.city,
+                    "state": to.state,
+                    "zip": to.postal_code,
+                    "country": to.country,
+                },
+                "from_address": {
+                    "street1": self._from.line1,
+                    "city": self._from.city,
+                    "state": self._from.state,
+                    "zip": self._from.postal_code,
+                    "country": self._from.country,
+                },
+                # weight is not money: a float is the API's own type for it
+                "parcel": {"weight": float(ounces)},
+                "reference": reference or request.reference,
+            }
+        }
         return self._post("/v2/shipments", body)
 
     def _rates(self, shipment: Mapping[str, Any], currency: str) -> list[Rate]:
@@ -143,10 +166,17 @@ class EasyPostClient:
                     continue  # we never convert currencies at quote time
                 carrier, service = str(r["carrier"]), str(r["service"])
                 days = r.get("delivery_days")
-                rates.append(Rate(carrier, self._level(carrier, service, days),
-                                  to_minor(str(r["rate"]), currency),
-                                  currency, int(days) if days is not None else None,
-                                  service=service, quote_ref=f"{shipment_id}/{r['id']}"))
+                rates.append(
+                    Rate(
+                        carrier,
+                        self._level(carrier, service, days),
+                        to_minor(str(r["rate"]), currency),
+                        currency,
+                        int(days) if days is not None else None,
+                        service=service,
+                        quote_ref=f"{shipment_id}/{r['id']}",
+                    )
+                )
             except (KeyError, TypeError, ValueError, MoneyError):
                 continue  # one unreadable rate must not sink the others
         if not rates:
@@ -183,8 +213,10 @@ def _error_for(response: httpx.Response) -> ShippingError:
         error = response.json().get("error") or {}
         code, message = str(error.get("code", "")), str(error.get("message", ""))
         # documented as FieldError objects *or* plain strings
-        details = "; ".join(f"{e.get('field')}: {e.get('message')}" if isinstance(e, dict)
-                            else str(e) for e in error.get("errors") or ())
+        details = "; ".join(
+            f"{e.get('field')}: {e.get('message')}" if isinstance(e, dict) else str(e)
+            for e in error.get("errors") or ()
+        )
         if details:
             message = f"{message} ({details})"
     except (ValueError, AttributeError):

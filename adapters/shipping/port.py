@@ -98,8 +98,9 @@ class ShippingProvider(Protocol):
 
     def quote(self, request: ShippingRequest) -> list[Rate]: ...
 
-    def create_shipment(self, request: ShippingRequest, rate: Rate,
-                        idempotency_key: str) -> Shipment:
+    def create_shipment(
+        self, request: ShippingRequest, rate: Rate, idempotency_key: str
+    ) -> Shipment:
         """Buy `rate` (after the checkout completed). Without a `quote_ref` the provider
         re-quotes and buys its rate for the same carrier and service."""
         ...

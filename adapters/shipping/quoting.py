@@ -41,8 +41,14 @@ class FlatRate:
         amount = self.amounts.get(request.currency)
         if amount is None or (self.countries is not None and country not in self.countries):
             return None
-        return Rate(self.carrier, self.service_level, amount, request.currency, self.est_days,
-                    service="flat")
+        return Rate(
+            self.carrier,
+            self.service_level,
+            amount,
+            request.currency,
+            self.est_days,
+            service="flat",
+        )
 
 
 def quote_best(
@@ -63,11 +69,13 @@ def quote_best(
     if service_level is not None and service_level not in SERVICE_LEVELS:
         raise ShippingInputError(f"shipping: unknown service level {service_level!r}")
 
-    pool = ThreadPoolExecutor(max_workers=max(1, len(providers)),
-                              thread_name_prefix="shipping-quote")
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, len(providers)), thread_name_prefix="shipping-quote"
+    )
     try:
         futures: dict[Future[list[Rate]], str] = {
-            pool.submit(p.quote, request): p.name for p in providers}
+            pool.submit(p.quote, request): p.name for p in providers
+        }
         done, late = wait(futures, timeout=timeout_s)
     finally:
         # Do not join: a hung carrier must not hold the checkout beyond the budget.
@@ -88,20 +96,34 @@ def quote_best(
     for future in late:
         log.warning("carrier %s did not answer within %.1fs, dropped", futures[future], timeout_s)
 
-    candidates = [r for r in offered if r.currency == request.currency and r.amount >= 0
-                  and r.service_level in SERVICE_LEVELS
-                  and (service_level is None or r.service_level == service_level)]
+    candidates = [
+        r
+        for r in offered
+        if r.currency == request.currency
+        and r.amount >= 0
+        and r.service_level in SERVICE_LEVELS
+        and (service_level is None or r.service_level == service_level)
+    ]
     if candidates:
-        return min(candidates, key=lambda r: (r.amount, r.est_days if r.est_days is not None
-                                              else 10**6, r.carrier, r.service))
+        return min(
+            candidates,
+            key=lambda r: (
+                r.amount,
+                r.est_days if r.est_days is not None else 10**6,
+                r.carrier,
+                r.service,
+            ),
+        )
     if providers and len(rejections) == len(providers):
         # Every carrier said "cannot ship this": a flat rate would sell an undeliverable order.
         raise ShippingInputError(rejections[0].reason)
     fallback = flat_rate.rate_for(request, to.country) if flat_rate else None
-    if fallback is not None and (service_level is None
-                                 or fallback.service_level == service_level):
-        log.warning("no carrier quoted %s to %s; using the flat rate", request.reference,
-                    to.country)
+    if fallback is not None and (service_level is None or fallback.service_level == service_level):
+        log.warning(
+            "no carrier quoted %s to %s; using the flat rate", request.reference, to.country
+        )
         return fallback
-    raise ShippingProviderError(f"no carrier quoted shipping to {to.country} within "
-                                f"{timeout_s:.1f}s and no flat rate applies")
+    raise ShippingProviderError(
+        f"no carrier quoted shipping to {to.country} within "
+        f"{timeout_s:.1f}s and no flat rate applies"
+    )

@@ -25,14 +25,18 @@ from adapters.shipping.validation import validate_request
 
 class RateTableCarrier:
     def __init__(self, path: Path | None = None) -> None:
-        raw = (path.read_bytes() if path is not None
-               else resources.files("adapters.shipping").joinpath("rates.json").read_bytes())
+        raw = (
+            path.read_bytes()
+            if path is not None
+            else resources.files("adapters.shipping").joinpath("rates.json").read_bytes()
+        )
         data: dict[str, Any] = json.loads(raw)
         self._name: str = data["carrier"]
         self._max_weight: int = data["max_weight_grams"]
         self._rates: dict[str, dict[str, Any]] = data["rates"]
-        self._zone_of = {country: zone for zone, countries in data["zones"].items()
-                         for country in countries}
+        self._zone_of = {
+            country: zone for zone, countries in data["zones"].items() for country in countries
+        }
 
     @property
     def name(self) -> str:
@@ -49,8 +53,9 @@ class RateTableCarrier:
             raise ShippingInputError(f"shipping: country {to.country} is not supported")
         weight = request.total_weight_grams
         if weight > self._max_weight:
-            raise ShippingInputError(f"shipping: parcel of {weight} g exceeds the "
-                                     f"{self._max_weight} g limit")
+            raise ShippingInputError(
+                f"shipping: parcel of {weight} g exceeds the {self._max_weight} g limit"
+            )
         extra_kg = max(0, -(-(weight - 1000) // 1000))  # started kg above the first
         extra_items = request.total_quantity - 1
         rates = []
@@ -59,19 +64,29 @@ class RateTableCarrier:
             if level not in SERVICE_LEVELS or price is None:
                 continue
             amount = price["base"] + price["per_kg"] * extra_kg + price["per_item"] * extra_items
-            rates.append(Rate(self._name, level, amount, request.currency, entry["est_days"],
-                              service=level))
+            rates.append(
+                Rate(self._name, level, amount, request.currency, entry["est_days"], service=level)
+            )
         if not rates:
             raise ShippingInputError(f"shipping: no {request.currency} prices for {to.country}")
         return rates
 
-    def create_shipment(self, request: ShippingRequest, rate: Rate,
-                        idempotency_key: str) -> Shipment:
-        ours = next((r for r in self.quote(request) if r.service_level == rate.service_level),
-                    None)
+    def create_shipment(
+        self, request: ShippingRequest, rate: Rate, idempotency_key: str
+    ) -> Shipment:
+        ours = next((r for r in self.quote(request) if r.service_level == rate.service_level), None)
         if ours is None:
-            raise ShippingInputError(f"shipping: {self._name} has no {rate.service_level} service "
-                                     f"to {request.to_address.country}")
+            raise ShippingInputError(
+                f"shipping: {self._name} has no {rate.service_level} service "
+                f"to {request.to_address.country}"
+            )
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
-        return Shipment(f"{self._name}_{digest}", self._name, ours.service_level, ours.amount,
-                        ours.currency, tracking_code=None, label_url=None)
+        return Shipment(
+            f"{self._name}_{digest}",
+            self._name,
+            ours.service_level,
+            ours.amount,
+            ours.currency,
+            tracking_code=None,
+            label_url=None,
+        )

@@ -28,8 +28,9 @@ def to_request(cmd: QuoteShipping, weight_of: Callable[[str], int]) -> ShippingR
     a = cmd.shipping_address
     return ShippingRequest(
         currency=cmd.currency,
-        items=tuple(ShippingItem(i.sku, i.quantity, i.unit_amount, weight_of(i.sku))
-                    for i in cmd.items),
+        items=tuple(
+            ShippingItem(i.sku, i.quantity, i.unit_amount, weight_of(i.sku)) for i in cmd.items
+        ),
         to_address=ShippingAddress(a.line1, a.city, a.state, a.postal_code, a.country),
         reference=cmd.checkout_id,
     )
@@ -54,11 +55,27 @@ class ShippingService:
 
     def handle(self, cmd: QuoteShipping) -> ShippingQuoted | ShippingQuoteFailed:
         try:
-            rate = quote_best(self._providers, to_request(cmd, self._weight_of),
-                              self._timeout_s, self._service_level, flat_rate=self._flat_rate)
+            rate = quote_best(
+                self._providers,
+                to_request(cmd, self._weight_of),
+                self._timeout_s,
+                self._service_level,
+                flat_rate=self._flat_rate,
+            )
         except ShippingError as e:
-            log.info("shipping quote failed for %s attempt %s: %s (retryable=%s)",
-                     cmd.checkout_id, cmd.attempt, e.reason, e.retryable)
+            log.info(
+                "shipping quote failed for %s attempt %s: %s (retryable=%s)",
+                cmd.checkout_id,
+                cmd.attempt,
+                e.reason,
+                e.retryable,
+            )
             return ShippingQuoteFailed(cmd.checkout_id, cmd.attempt, e.reason, e.retryable)
-        return ShippingQuoted(cmd.checkout_id, cmd.attempt, rate.amount, rate.currency,
-                              rate.carrier, rate.service_level)
+        return ShippingQuoted(
+            cmd.checkout_id,
+            cmd.attempt,
+            rate.amount,
+            rate.currency,
+            rate.carrier,
+            rate.service_level,
+        )

@@ -57,15 +57,17 @@ def normalize_postal_code(country: str, postal_code: str) -> str:
     if rule is not None:
         pattern, expected = rule
         if not pattern.match(code):
-            raise AddressError(f"postal code {postal_code!r} is malformed for {country}: "
-                               f"expected {expected}")
+            raise AddressError(
+                f"postal code {postal_code!r} is malformed for {country}: expected {expected}"
+            )
     elif not _LOOSE.match(code):
         raise AddressError(f"postal code {postal_code!r} is malformed")
     return code
 
 
-def normalize_address(line1: str, city: str, state: str, postal_code: str,
-                      country: str) -> NormalizedAddress:
+def normalize_address(
+    line1: str, city: str, state: str, postal_code: str, country: str
+) -> NormalizedAddress:
     """Canonical spelling so equal addresses hash equal; validates country and postcode."""
     country_code = normalize_country(country)
     state_code = state.strip().upper()

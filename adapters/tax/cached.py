@@ -34,8 +34,14 @@ DAY_S = 24 * 60 * 60
 
 
 class CachedTaxCalculator:
-    def __init__(self, inner: TaxCalculator, client: redis.Redis, *, ttl_s: int = DAY_S,
-                 prefix: str = "tax:quote:v1:") -> None:
+    def __init__(
+        self,
+        inner: TaxCalculator,
+        client: redis.Redis,
+        *,
+        ttl_s: int = DAY_S,
+        prefix: str = "tax:quote:v1:",
+    ) -> None:
         self._inner = inner
         self._redis = client
         self._ttl_s = ttl_s
@@ -51,8 +57,10 @@ class CachedTaxCalculator:
             "provider": self._inner.provider_id,
             "currency": request.currency,
             "to": asdict(to),
-            "lines": [[ln.id, ln.sku, ln.quantity, ln.unit_amount, ln.discount,
-                       ln.product_tax_code] for ln in request.lines],
+            "lines": [
+                [ln.id, ln.sku, ln.quantity, ln.unit_amount, ln.discount, ln.product_tax_code]
+                for ln in request.lines
+            ],
             "shipping": request.shipping_amount,
         }
         canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
@@ -98,6 +106,8 @@ def _decode(raw: bytes | str) -> TaxQuote:
         amount=amount,
         currency=str(data["currency"]),
         source=str(data["source"]),
-        breakdown=tuple(TaxLineAmount(str(b["line_id"]), int(b["taxable_amount"]),
-                                      int(b["tax_amount"])) for b in data["breakdown"]),
+        breakdown=tuple(
+            TaxLineAmount(str(b["line_id"]), int(b["taxable_amount"]), int(b["tax_amount"]))
+            for b in data["breakdown"]
+        ),
     )

@@ -41,9 +41,13 @@ def build_tax_calculator(
     if not settings.taxjar_api_key:
         return table
     remote: TaxCalculator = ResilientTaxCalculator(
-        TaxJarCalculator(settings.taxjar_api_key, api_url=taxjar_api_url,
-                         from_address=from_address, nexus_addresses=nexus_addresses,
-                         timeout_s=timeout_s),
+        TaxJarCalculator(
+            settings.taxjar_api_key,
+            api_url=taxjar_api_url,
+            from_address=from_address,
+            nexus_addresses=nexus_addresses,
+            timeout_s=timeout_s,
+        ),
         breaker=breaker or tax_breaker(),
         timeout_s=timeout_s + 1.0,  # backstop only: the HTTP client enforces timeout_s itself
         retries=retries,

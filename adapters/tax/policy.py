@@ -33,8 +33,9 @@ class FallbackPolicy(StrEnum):
 
 
 class PolicyTaxCalculator:
-    def __init__(self, primary: TaxCalculator, fallback: TaxCalculator,
-                 policy: FallbackPolicy | str) -> None:
+    def __init__(
+        self, primary: TaxCalculator, fallback: TaxCalculator, policy: FallbackPolicy | str
+    ) -> None:
         self._primary = primary
         self._fallback = fallback
         self._policy = FallbackPolicy(policy)
@@ -57,5 +58,6 @@ class PolicyTaxCalculator:
                 # the real cause is the outage, so fail as the outage did (retryable if transient).
                 raise TaxProviderError(
                     f"{outage.reason}; fallback rates unavailable: {gap.reason}",
-                    retryable=outage.retryable) from outage
+                    retryable=outage.retryable,
+                ) from outage
             return dataclasses.replace(quote, source=SOURCE_RATE_TABLE_FALLBACK)

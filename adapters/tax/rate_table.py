@@ -39,8 +39,11 @@ class RateTableCalculator:
     """Stateless after load; safe to share between threads."""
 
     def __init__(self, path: Path | None = None, *, source: str = SOURCE_RATE_TABLE) -> None:
-        raw = (path.read_bytes() if path is not None
-               else resources.files("adapters.tax").joinpath("rates.json").read_bytes())
+        raw = (
+            path.read_bytes()
+            if path is not None
+            else resources.files("adapters.tax").joinpath("rates.json").read_bytes()
+        )
         self._countries: dict[str, Any] = json.loads(raw)["countries"]
         self._source = source
         # The file's hash is part of the cache key: editing rates invalidates cached quotes.
@@ -62,9 +65,13 @@ class RateTableCalculator:
         if region is None:
             if country.get("requires_region"):
                 raise TaxInputError(
-                    f"tax: region {address.state!r} of {address.country} is not supported")
-            return Jurisdiction(address.country, Decimal(str(country["rate_bp"])),
-                                bool(country.get("shipping_taxable", False)))
+                    f"tax: region {address.state!r} of {address.country} is not supported"
+                )
+            return Jurisdiction(
+                address.country,
+                Decimal(str(country["rate_bp"])),
+                bool(country.get("shipping_taxable", False)),
+            )
         code = f"{address.country}-{address.state}"
         entry = region
         postal = address.postal_code.replace(" ", "")
@@ -73,8 +80,9 @@ class RateTableCalculator:
         if matches:
             best = max(matches, key=len)
             code, entry = f"{code}-{best}", {**region, **prefixes[best]}
-        return Jurisdiction(code, Decimal(str(entry["rate_bp"])),
-                            bool(entry.get("shipping_taxable", False)))
+        return Jurisdiction(
+            code, Decimal(str(entry["rate_bp"])), bool(entry.get("shipping_taxable", False))
+        )
 
     def calculate(self, request: TaxRequest) -> TaxQuote:
         address = validate_request(request)
@@ -87,8 +95,10 @@ class RateTableCalculator:
             amount=sum(amounts),
             currency=request.currency,
             source=self._source,
-            breakdown=tuple(TaxLineAmount(line_id, base, tax)
-                            for (line_id, base), tax in zip(taxable, amounts, strict=True)),
+            breakdown=tuple(
+                TaxLineAmount(line_id, base, tax)
+                for (line_id, base), tax in zip(taxable, amounts, strict=True)
+            ),
         )
 
 

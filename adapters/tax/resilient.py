@@ -23,11 +23,13 @@ from adapters.tax.port import (
 )
 
 
-def tax_breaker(name: str = "taxjar", *, fail_max: int = 5,
-                reset_timeout_s: float = 30.0) -> pybreaker.CircuitBreaker:
+def tax_breaker(
+    name: str = "taxjar", *, fail_max: int = 5, reset_timeout_s: float = 30.0
+) -> pybreaker.CircuitBreaker:
     """One per provider per process, shared by every call to it."""
-    return make_breaker(name, fail_max=fail_max, reset_timeout_s=reset_timeout_s,
-                        exclude=(TaxInputError,))
+    return make_breaker(
+        name, fail_max=fail_max, reset_timeout_s=reset_timeout_s, exclude=(TaxInputError,)
+    )
 
 
 class ResilientTaxCalculator:

@@ -20,9 +20,10 @@ def to_request(cmd: CalculateTax) -> TaxRequest:
     return TaxRequest(
         currency=cmd.currency,
         # Line ids are positions: a SKU may appear on two lines.
-        lines=tuple(TaxLine(id=str(i), sku=item.sku, quantity=item.quantity,
-                            unit_amount=item.unit_amount)
-                    for i, item in enumerate(cmd.items, start=1)),
+        lines=tuple(
+            TaxLine(id=str(i), sku=item.sku, quantity=item.quantity, unit_amount=item.unit_amount)
+            for i, item in enumerate(cmd.items, start=1)
+        ),
         to_address=TaxAddress(a.line1, a.city, a.state, a.postal_code, a.country),
         shipping_amount=0,  # shipping is quoted in parallel; see docs/decisions/0005
     )
@@ -36,12 +37,21 @@ class TaxService:
         try:
             quote = self._calculator.calculate(to_request(cmd))
         except TaxError as e:
-            log.info("tax failed for %s attempt %s: %s (retryable=%s)",
-                     cmd.checkout_id, cmd.attempt, e.reason, e.retryable)
+            log.info(
+                "tax failed for %s attempt %s: %s (retryable=%s)",
+                cmd.checkout_id,
+                cmd.attempt,
+                e.reason,
+                e.retryable,
+            )
             return TaxCalculationFailed(cmd.checkout_id, cmd.attempt, e.reason, e.retryable)
         if quote.currency != cmd.currency:
             return TaxCalculationFailed(
-                cmd.checkout_id, cmd.attempt,
-                f"tax quoted in {quote.currency}, checkout is in {cmd.currency}", False)
-        return TaxCalculated(cmd.checkout_id, cmd.attempt, quote.amount, quote.currency,
-                             quote.source)
+                cmd.checkout_id,
+                cmd.attempt,
+                f"tax quoted in {quote.currency}, checkout is in {cmd.currency}",
+                False,
+            )
+        return TaxCalculated(
+            cmd.checkout_id, cmd.attempt, quote.amount, quote.currency, quote.source
+        )

@@ -34,10 +34,41 @@ from adapters.tax.port import (
 from adapters.tax.validation import validate_request
 
 # Countries TaxJar calculates for (US, Canada, Australia, EU, UK).
-TAXJAR_COUNTRIES: frozenset[str] = frozenset({
-    "US", "CA", "AU", "GB", "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE",
-    "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
-})
+TAXJAR_COUNTRIES: frozenset[str] = frozenset(
+    {
+        "US",
+        "CA",
+        "AU",
+        "GB",
+        "AT",
+        "BE",
+        "BG",
+        "HR",
+        "CY",
+        "CZ",
+        "DK",
+        "EE",
+        "FI",
+        "FR",
+        "DE",
+        "GR",
+        "HU",
+        "IE",
+        "IT",
+        "LV",
+        "LT",
+        "LU",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SK",
+        "SI",
+        "ES",
+        "SE",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +95,11 @@ def _dumps_exact(value: Any) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{_dumps_exact(v)}"
-                              for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ",".join(f"{json.dumps(str(k))}:{_dumps_exact(v)}" for k, v in value.items())
+            + "}"
+        )
     if isinstance(value, list | tuple):
         return "[" + ",".join(_dumps_exact(v) for v in value) + "]"
     if isinstance(value, float):
@@ -146,20 +180,32 @@ class TaxJarCalculator:
                     "quantity": line.quantity,
                     "unit_price": to_decimal(line.unit_amount, cur),
                     "discount": to_decimal(line.discount, cur),
-                    **({"product_tax_code": line.product_tax_code}
-                       if line.product_tax_code else {}),
+                    **(
+                        {"product_tax_code": line.product_tax_code} if line.product_tax_code else {}
+                    ),
                 }
                 for line in request.lines
             ],
         }
         if self._from is not None:
             f = self._from
-            order.update(from_country=f.country, from_zip=f.postal_code, from_state=f.state,
-                         from_city=f.city, from_street=f.line1)
+            order.update(
+                from_country=f.country,
+                from_zip=f.postal_code,
+                from_state=f.state,
+                from_city=f.city,
+                from_street=f.line1,
+            )
         if self._nexus:
             order["nexus_addresses"] = [
-                {"id": n.id or f"nexus-{i}", "country": n.country, "zip": n.postal_code,
-                 "state": n.state, "city": n.city, "street": n.line1}
+                {
+                    "id": n.id or f"nexus-{i}",
+                    "country": n.country,
+                    "zip": n.postal_code,
+                    "state": n.state,
+                    "city": n.city,
+                    "street": n.line1,
+                }
                 for i, n in enumerate(self._nexus)
             ]
         return order
@@ -172,21 +218,29 @@ class TaxJarCalculator:
             amount = to_minor(tax["amount_to_collect"], cur)
             breakdown = tax.get("breakdown") or {}
             lines = [
-                TaxLineAmount(str(item["id"]), to_minor(item["taxable_amount"], cur),
-                              to_minor(item["tax_collectable"], cur))
+                TaxLineAmount(
+                    str(item["id"]),
+                    to_minor(item["taxable_amount"], cur),
+                    to_minor(item["tax_collectable"], cur),
+                )
                 for item in breakdown.get("line_items") or ()
             ]
             shipping = breakdown.get("shipping")
             if shipping and shipping.get("tax_collectable"):
-                lines.append(TaxLineAmount("shipping", to_minor(shipping["taxable_amount"], cur),
-                                           to_minor(shipping["tax_collectable"], cur)))
+                lines.append(
+                    TaxLineAmount(
+                        "shipping",
+                        to_minor(shipping["taxable_amount"], cur),
+                        to_minor(shipping["tax_collectable"], cur),
+                    )
+                )
         except (KeyError, TypeError, AttributeError, MoneyError) as e:
             raise TaxProviderUnavailable(
-                f"taxjar returned an unreadable tax response: {e!r}") from e
+                f"taxjar returned an unreadable tax response: {e!r}"
+            ) from e
         if amount < 0:
             raise TaxProviderUnavailable("taxjar returned a negative amount_to_collect")
-        return TaxQuote(amount=amount, currency=cur, source=SOURCE_TAXJAR,
-                        breakdown=tuple(lines))
+        return TaxQuote(amount=amount, currency=cur, source=SOURCE_TAXJAR, breakdown=tuple(lines))
 
 
 def _error_for(reply: _Reply) -> Exception:
@@ -206,9 +260,9 @@ def _error_for(reply: _Reply) -> Exception:
     return TaxProviderError(what, retryable=False)
 
 
-def shop_address(line1: str, city: str, state: str, postal_code: str, country: str,
-                 id: str = "") -> ShopAddress:
+def shop_address(
+    line1: str, city: str, state: str, postal_code: str, country: str, id: str = ""
+) -> ShopAddress:
     """A validated, normalised shop address (raises AddressError on a malformed one)."""
     n = normalize_address(line1, city, state, postal_code, country)
     return ShopAddress(line1, city, n.state, n.postal_code, n.country, id)
-

@@ -21,8 +21,9 @@ def validate_request(request: TaxRequest) -> NormalizedAddress:
             raise TaxInputError(f"duplicate line id {line.id!r}")
         seen.add(line.id)
         if line.quantity <= 0:
-            raise TaxInputError(f"line {line.id} ({line.sku}): quantity must be positive, "
-                                f"got {line.quantity}")
+            raise TaxInputError(
+                f"line {line.id} ({line.sku}): quantity must be positive, got {line.quantity}"
+            )
         if line.unit_amount < 0:
             raise TaxInputError(f"line {line.id} ({line.sku}): negative unit amount")
         if not 0 <= line.discount <= line.quantity * line.unit_amount:

@@ -35,8 +35,11 @@ class LocalStripe:
         import httpx
 
         # Any HTTP answer proves the API is serving; 401 without a key is the expected reply.
-        response = httpx.get(f"{self.url}/v1/customers", timeout=1,
-                             headers={"Authorization": "Bearer sk_test_embedded"})
+        response = httpx.get(
+            f"{self.url}/v1/customers",
+            timeout=1,
+            headers={"Authorization": "Bearer sk_test_embedded"},
+        )
         return response.status_code < 500
 
     def stop(self) -> None:

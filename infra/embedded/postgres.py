@@ -31,8 +31,9 @@ def _service_uid() -> int | None:
     try:
         return pwd.getpwnam(_PG_USER).pw_uid
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", _PG_USER], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", _PG_USER], check=True, capture_output=True
+        )
         return pwd.getpwnam(_PG_USER).pw_uid
 
 
@@ -59,12 +60,28 @@ class PostgresServer:
             log.touch()
             shutil.chown(log, user=uid)
         self._proc = spawn(
-            [str(_bin("postgres")), "-D", str(data), "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", str(self.workdir),
-             # Durability is the real server's job; the embedded one trades it for speed.
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200"],
-            log=log, run_as_uid=uid,
+            [
+                str(_bin("postgres")),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.workdir),
+                # Durability is the real server's job; the embedded one trades it for speed.
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
+            log=log,
+            run_as_uid=uid,
         )
         wait_until(self.healthy, timeout=30, what="postgres", proc=self._proc, log=log)
 
@@ -83,9 +100,20 @@ class PostgresServer:
                 os.setuid(uid)
 
         result = subprocess.run(
-            [str(_bin("initdb")), "-D", str(data), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--locale=C", "--no-sync"],
-            capture_output=True, preexec_fn=preexec, check=False,
+            [
+                str(_bin("initdb")),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            capture_output=True,
+            preexec_fn=preexec,
+            check=False,
         )
         if result.returncode != 0:
             raise ServiceError(f"postgres initdb failed: {result.stderr.decode()[-300:]}")

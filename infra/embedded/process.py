@@ -31,8 +31,14 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str,
-               proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
     """Poll `check` until true; fail early, with the log tail, if the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,20 +73,31 @@ def _die_with_parent(uid: int | None) -> Callable[[], None]:
     return preexec
 
 
-def spawn(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None,
-          run_as_uid: int | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: dict[str, str] | None = None,
+    run_as_uid: int | None = None,
+) -> subprocess.Popen[bytes]:
     if not Path(argv[0]).exists():
         raise ServiceError(f"binary not found: {argv[0]}")
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603 - argv is ours
-            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, preexec_fn=_die_with_parent(run_as_uid), close_fds=True,
+        return subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent(run_as_uid),
+            close_fds=True,
         )
 
 
-def stop(proc: subprocess.Popen[bytes] | None, *, sig: int = signal.SIGTERM,
-         grace: float = 10.0) -> None:
+def stop(
+    proc: subprocess.Popen[bytes] | None, *, sig: int = signal.SIGTERM, grace: float = 10.0
+) -> None:
     if proc is None or proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):

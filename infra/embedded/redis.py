@@ -29,8 +29,19 @@ class RedisServer:
         log = self.workdir / "redis.log"
         # No persistence: the embedded stack is for dev and tests; real deployments set REDIS_URL.
         self._proc = spawn(
-            [str(binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
+            [
+                str(binary),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             log=log,
         )
         wait_until(self.healthy, timeout=10, what="redis", proc=self._proc, log=log)

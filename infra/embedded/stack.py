@@ -61,8 +61,9 @@ _SERVICES: dict[str, tuple[str, type]] = {
 
 
 @contextlib.contextmanager
-def embedded_stack(settings: Settings, *, only: tuple[str, ...] | None = None,
-                   workdir: Path | None = None) -> Iterator[RunningStack]:
+def embedded_stack(
+    settings: Settings, *, only: tuple[str, ...] | None = None, workdir: Path | None = None
+) -> Iterator[RunningStack]:
     """Run the services `settings` leaves unset (all four, or those in `only`)."""
     own_dir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="saga-stack-")) if workdir is None else workdir
@@ -82,4 +83,5 @@ def embedded_stack(settings: Settings, *, only: tuple[str, ...] | None = None,
             service.start()
             filled[field] = service.url
             started.append(name)
-        yield RunningStack(dataclasses.replace(settings, **filled), tuple(started), root)
+        filled_settings = dataclasses.replace(settings, **filled)  # type: ignore[arg-type]
+        yield RunningStack(filled_settings, tuple(started), root)

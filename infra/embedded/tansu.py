@@ -32,8 +32,16 @@ class TansuBroker:
         listener = f"tcp://127.0.0.1:{self.port}"
         log = self.workdir / "tansu.log"
         self._proc = spawn(
-            [binary, "broker", "--listener-url", listener, "--advertised-listener-url", listener,
-             "--storage-engine", "memory://tansu/"],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             log=log,
         )
         wait_until(self.healthy, timeout=20, what="kafka (tansu)", proc=self._proc, log=log)

@@ -23,5 +23,11 @@ class AdapterHandler(BaseHandler):
         reply = self._service(message.envelope.message)
         if reply is None:
             return []
-        return [Output(CHECKOUT_REPLIES, message.envelope.caused(
-            reply, 0, producer=f"adapter.{self.name}", occurred_at=message.timestamp))]
+        return [
+            Output(
+                CHECKOUT_REPLIES,
+                message.envelope.caused(
+                    reply, 0, producer=f"adapter.{self.name}", occurred_at=message.timestamp
+                ),
+            )
+        ]

@@ -20,7 +20,7 @@ from events import messages as m
 from events.envelope import Envelope
 from events.serde import DecodeError, Serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, ORDERS_EVENTS, topic_for
-from infra.processor import BaseHandler, Incoming, Output
+from infra.processor import BaseHandler, Incoming, Output, where
 from saga.checkout import decide, evolve, next_wakeup
 from saga.policy import DEFAULT_POLICY, Policy
 from saga.state import SagaState
@@ -96,9 +96,15 @@ class OrchestratorHandler(BaseHandler):
             *((ORDERS_EVENTS, p) for p in decision.public),
         ]
         # Scoped by checkout: one tick wakes many sagas, and each output needs its own id.
-        return [Output(topic, message.envelope.caused(
-                    out, i, producer=PRODUCER, occurred_at=now, scope=checkout_id))
-                for i, (topic, out) in enumerate(produced)]
+        return [
+            Output(
+                topic,
+                message.envelope.caused(
+                    out, i, producer=PRODUCER, occurred_at=now, scope=checkout_id
+                ),
+            )
+            for i, (topic, out) in enumerate(produced)
+        ]
 
     def _on_tick(self, message: Incoming, t: m.Tick) -> list[Output]:
         due = [c for c, at in self._wakeups.get(t.partition, {}).items() if at <= t.now]
@@ -122,26 +128,33 @@ class OrchestratorHandler(BaseHandler):
 
     def _rebuild(self, partitions: list[int]) -> None:
         started = time.monotonic()
-        consumer = Consumer({"bootstrap.servers": self._bootstrap,
-                             "group.id": f"orchestrator-rebuild-{uuid.uuid4()}",
-                             "isolation.level": "read_committed", "enable.auto.commit": False})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"orchestrator-rebuild-{uuid.uuid4()}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
         applied: dict[str, set[str]] = {}
         count = 0
         try:
             remaining: dict[int, int] = {}
             for p in partitions:
                 _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(CHECKOUT_EVENTS, p), timeout=10)
+                    TopicPartition(CHECKOUT_EVENTS, p), timeout=10
+                )
                 if high > 0:
                     remaining[p] = high
             consumer.assign([TopicPartition(CHECKOUT_EVENTS, p, 0) for p in remaining])
             while remaining:
                 for record in consumer.consume(1000, 0.5):
                     if not record.error():
-                        count += self._replay(record.value() or b"", record.partition(), applied)
+                        count += self._replay(record.value() or b"", where(record)[1], applied)
                 # Positions, not record offsets: a transaction marker may be the last offset.
-                for tp in consumer.position([TopicPartition(CHECKOUT_EVENTS, p)
-                                             for p in remaining]):
+                for tp in consumer.position(
+                    [TopicPartition(CHECKOUT_EVENTS, p) for p in remaining]
+                ):
                     if tp.offset >= remaining[tp.partition]:
                         del remaining[tp.partition]
         finally:
@@ -149,15 +162,21 @@ class OrchestratorHandler(BaseHandler):
         for checkout_id, state in self._states.items():
             if self._partition_of.get(checkout_id) in partitions:
                 self._track_wakeup(checkout_id, state)
-        log.info("rebuilt %d sagas from %d events on partitions %s in %.2fs",
-                 len(applied), count, partitions, time.monotonic() - started)
+        log.info(
+            "rebuilt %d sagas from %d events on partitions %s in %.2fs",
+            len(applied),
+            count,
+            partitions,
+            time.monotonic() - started,
+        )
 
     def _replay(self, value: bytes, partition: int, applied: dict[str, set[str]]) -> int:
         try:
             envelope = self._serde.decode(value, CHECKOUT_EVENTS)
         except DecodeError:
-            log.exception("undecodable event in %s[%d]; skipped in rebuild", CHECKOUT_EVENTS,
-                          partition)
+            log.exception(
+                "undecodable event in %s[%d]; skipped in rebuild", CHECKOUT_EVENTS, partition
+            )
             return 0
         checkout_id = envelope.checkout_id
         seen = applied.setdefault(checkout_id, set())

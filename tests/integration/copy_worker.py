@@ -29,9 +29,12 @@ class CopyHandler(BaseHandler):
 def main(argv: list[str]) -> None:
     bootstrap, in_topic, out_topic, group, batch = argv[:5]
     processor = Processor(
-        ProcessorConfig(name=group, topics=[in_topic], bootstrap_servers=bootstrap,
-                        batch_size=int(batch)),
-        CopyHandler(out_topic), make_serde(None))
+        ProcessorConfig(
+            name=group, topics=[in_topic], bootstrap_servers=bootstrap, batch_size=int(batch)
+        ),
+        CopyHandler(out_topic),
+        make_serde(None),
+    )
     processor.install_signal_handlers()
     processor.run()
 

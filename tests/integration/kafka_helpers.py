@@ -46,11 +46,23 @@ class Seen:
     headers: dict[str, bytes]
 
 
-def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[Seen]], bool],
-               timeout_s: float = 30, isolation: str = "read_committed") -> list[Seen]:
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Seen]], bool],
+    timeout_s: float = 30,
+    isolation: str = "read_committed",
+) -> list[Seen]:
     """Read `topic` from the beginning until `until(records)` holds; fail at the deadline."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4()}",
-                         "isolation.level": isolation, "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4()}",
+            "isolation.level": isolation,
+            "enable.auto.commit": False,
+        }
+    )
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
@@ -64,8 +76,9 @@ def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[Seen]], bool
                 seen.append(Seen(m.partition(), m.offset(), m.key(), m.value() or b"", headers))
             if until(seen):
                 return seen
-        raise AssertionError(f"{topic}: condition not met within {timeout_s}s "
-                             f"({len(seen)} records read)")
+        raise AssertionError(
+            f"{topic}: condition not met within {timeout_s}s ({len(seen)} records read)"
+        )
     finally:
         consumer.close()
 

@@ -37,11 +37,13 @@ class ScriptedWorld:
     def inventory(self, cmd: Any) -> Any:
         if isinstance(cmd, m.ReserveInventory):
             if any(i.sku == OUT_OF_STOCK_SKU for i in cmd.items):
-                return m.InventoryReservationRejected(cmd.checkout_id, cmd.attempt,
-                                                      "out of stock: SKU-GONE", retryable=False)
+                return m.InventoryReservationRejected(
+                    cmd.checkout_id, cmd.attempt, "out of stock: SKU-GONE", retryable=False
+                )
             self._once(cmd.idempotency_key)
-            return m.InventoryReserved(cmd.checkout_id, cmd.attempt, f"res-{cmd.checkout_id}",
-                                       expires_at=cmd.expires_at)
+            return m.InventoryReserved(
+                cmd.checkout_id, cmd.attempt, f"res-{cmd.checkout_id}", expires_at=cmd.expires_at
+            )
         if isinstance(cmd, m.CommitInventory):
             self._once(cmd.idempotency_key)
             return m.InventoryCommitted(cmd.checkout_id, cmd.attempt, cmd.reservation_id)
@@ -53,12 +55,14 @@ class ScriptedWorld:
 
     def tax(self, cmd: m.CalculateTax) -> Any:
         subtotal = sum(i.quantity * i.unit_amount for i in cmd.items)
-        return m.TaxCalculated(cmd.checkout_id, cmd.attempt, subtotal // 10, cmd.currency,
-                               "scripted")
+        return m.TaxCalculated(
+            cmd.checkout_id, cmd.attempt, subtotal // 10, cmd.currency, "scripted"
+        )
 
     def shipping(self, cmd: m.QuoteShipping) -> Any:
-        return m.ShippingQuoted(cmd.checkout_id, cmd.attempt, 500, cmd.currency, "scripted",
-                                "standard")
+        return m.ShippingQuoted(
+            cmd.checkout_id, cmd.attempt, 500, cmd.currency, "scripted", "standard"
+        )
 
     def payment(self, cmd: Any) -> Any:
         with self._lock:
@@ -68,16 +72,29 @@ class ScriptedWorld:
             if self.gate_authorizations and not self.authorization_gate.wait(60):
                 raise TimeoutError("the test never opened the authorization gate")
             if cmd.payment_method == DECLINED_METHOD:
-                return m.PaymentDeclined(cmd.checkout_id, cmd.attempt, cmd.provider,
-                                         "card_declined", "card_declined", retryable=False)
+                return m.PaymentDeclined(
+                    cmd.checkout_id,
+                    cmd.attempt,
+                    cmd.provider,
+                    "card_declined",
+                    "card_declined",
+                    retryable=False,
+                )
             self._once(cmd.idempotency_key)
-            return m.PaymentAuthorized(cmd.checkout_id, cmd.attempt, cmd.provider,
-                                       f"pi-{cmd.checkout_id}", cmd.amount, cmd.currency)
+            return m.PaymentAuthorized(
+                cmd.checkout_id,
+                cmd.attempt,
+                cmd.provider,
+                f"pi-{cmd.checkout_id}",
+                cmd.amount,
+                cmd.currency,
+            )
         if isinstance(cmd, m.CapturePayment):
             if self._once(cmd.idempotency_key):
                 self.captured[cmd.checkout_id] += cmd.amount
-            return m.PaymentCaptured(cmd.checkout_id, cmd.attempt, cmd.provider, cmd.payment_id,
-                                     cmd.amount, cmd.currency)
+            return m.PaymentCaptured(
+                cmd.checkout_id, cmd.attempt, cmd.provider, cmd.payment_id, cmd.amount, cmd.currency
+            )
         if isinstance(cmd, m.VoidPayment):
             if self._once(cmd.idempotency_key):
                 self.voided[cmd.checkout_id] += 1
@@ -88,5 +105,10 @@ class ScriptedWorld:
         return m.NotificationSent(cmd.checkout_id, cmd.attempt, cmd.kind)
 
     def services(self) -> dict[str, Any]:
-        return {"inventory": self.inventory, "tax": self.tax, "shipping": self.shipping,
-                "payment": self.payment, "notification": self.notification}
+        return {
+            "inventory": self.inventory,
+            "tax": self.tax,
+            "shipping": self.shipping,
+            "payment": self.payment,
+            "notification": self.notification,
+        }

@@ -38,18 +38,28 @@ def engine_settings(stack: RunningStack) -> Settings:
     return settings
 
 
-def start_checkout(settings: Settings, *, sku: str = "SKU-1",
-                   payment_method: str = "pm_card_visa") -> str:
+def start_checkout(
+    settings: Settings, *, sku: str = "SKU-1", payment_method: str = "pm_card_visa"
+) -> str:
     checkout_id = f"co-{uuid.uuid4().hex[:10]}"
     command = m.StartCheckout(
-        checkout_id=checkout_id, tenant_id="shop-1", customer_id="cus-1",
-        customer_email="buyer@example.com", currency="EUR",
+        checkout_id=checkout_id,
+        tenant_id="shop-1",
+        customer_id="cus-1",
+        customer_email="buyer@example.com",
+        currency="EUR",
         items=(m.LineItem(sku, 2, 1250), m.LineItem("SKU-2", 1, 500)),
         shipping_address=m.Address("1 Main St", "Berlin", "BE", "10115", "DE"),
-        payment_provider="stripe", payment_method=payment_method)
+        payment_provider="stripe",
+        payment_method=payment_method,
+    )
     assert settings.kafka_bootstrap_servers
-    produce(settings.kafka_bootstrap_servers, CHECKOUT_COMMANDS, SERDE,
-            [Envelope.new(command, occurred_at=int(time.time() * 1000), producer="test")])
+    produce(
+        settings.kafka_bootstrap_servers,
+        CHECKOUT_COMMANDS,
+        SERDE,
+        [Envelope.new(command, occurred_at=int(time.time() * 1000), producer="test")],
+    )
     return checkout_id
 
 
@@ -66,17 +76,24 @@ def history(settings: Settings, checkout_id: str, timeout_s: float = 60) -> list
                 unique.setdefault(envelope.message_id, envelope.message)
         return list(unique.values())
 
-    records = read_topic(settings.kafka_bootstrap_servers, CHECKOUT_EVENTS, timeout_s=timeout_s,
-                         until=lambda rs: any(isinstance(e, TERMINAL) for e in mine(rs)))
+    records = read_topic(
+        settings.kafka_bootstrap_servers,
+        CHECKOUT_EVENTS,
+        timeout_s=timeout_s,
+        until=lambda rs: any(isinstance(e, TERMINAL) for e in mine(rs)),
+    )
     return mine(records)
 
 
 @pytest.fixture
 def world_and_adapters(engine_settings: Settings) -> Iterator[ScriptedWorld]:
     world = ScriptedWorld()
-    adapters = [build_processor(role, engine_settings, services=world.services(),
-                                instance_id=uuid.uuid4().hex[:6])
-                for role in ("inventory", "tax", "shipping", "payment", "notification")]
+    adapters = [
+        build_processor(
+            role, engine_settings, services=world.services(), instance_id=uuid.uuid4().hex[:6]
+        )
+        for role in ("inventory", "tax", "shipping", "payment", "notification")
+    ]
     with running(*adapters):
         yield world
 
@@ -86,7 +103,8 @@ def orchestrator(settings: Settings) -> Any:
 
 
 def test_happy_path_completes_and_places_the_order(
-        engine_settings: Settings, world_and_adapters: ScriptedWorld) -> None:
+    engine_settings: Settings, world_and_adapters: ScriptedWorld
+) -> None:
     world = world_and_adapters
     with running(orchestrator(engine_settings)):
         checkout_id = start_checkout(engine_settings)
@@ -100,7 +118,8 @@ def test_happy_path_completes_and_places_the_order(
 
 
 def test_declined_payment_compensates_the_reservation(
-        engine_settings: Settings, world_and_adapters: ScriptedWorld) -> None:
+    engine_settings: Settings, world_and_adapters: ScriptedWorld
+) -> None:
     world = world_and_adapters
     with running(orchestrator(engine_settings)):
         checkout_id = start_checkout(engine_settings, payment_method=DECLINED_METHOD)
@@ -113,7 +132,8 @@ def test_declined_payment_compensates_the_reservation(
 
 
 def test_out_of_stock_fails_without_any_payment_call(
-        engine_settings: Settings, world_and_adapters: ScriptedWorld) -> None:
+    engine_settings: Settings, world_and_adapters: ScriptedWorld
+) -> None:
     world = world_and_adapters
     with running(orchestrator(engine_settings)):
         checkout_id = start_checkout(engine_settings, sku=OUT_OF_STOCK_SKU)
@@ -125,11 +145,15 @@ def test_out_of_stock_fails_without_any_payment_call(
 
 
 def test_orchestrator_killed_mid_saga_finishes_after_restart_without_duplicate_effects(
-        engine_settings: Settings, world_and_adapters: ScriptedWorld) -> None:
+    engine_settings: Settings, world_and_adapters: ScriptedWorld
+) -> None:
     world = world_and_adapters
     world.gate_authorizations = True
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": engine_settings.kafka_bootstrap_servers or "",
-           "SAGA_PARTITIONS": str(engine_settings.partitions)}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": engine_settings.kafka_bootstrap_servers or "",
+        "SAGA_PARTITIONS": str(engine_settings.partitions),
+    }
     argv = [sys.executable, "-m", "infra.cli", "worker", "--role", "orchestrator"]
 
     first = subprocess.Popen(argv, env=env)

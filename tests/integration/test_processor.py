@@ -36,8 +36,12 @@ SERDE = make_serde(None)
 
 def cancels(n: int, reason: str = "customer") -> list[Envelope[Any]]:
     run = uuid.uuid4().hex[:6]
-    return [Envelope.new(m.CancelCheckout(f"co-{run}-{i}", reason), occurred_at=1_000 + i,
-                         producer="test") for i in range(n)]
+    return [
+        Envelope.new(
+            m.CancelCheckout(f"co-{run}-{i}", reason), occurred_at=1_000 + i, producer="test"
+        )
+        for i in range(n)
+    ]
 
 
 def drive(processor: Processor, done: Callable[[], bool], timeout_s: float = 60) -> None:
@@ -58,8 +62,13 @@ def ids(records: list[Seen]) -> Counter[str]:
 def make(stack: RunningStack, in_topic: str, handler: Any, **cfg: Any) -> Processor:
     bootstrap = stack.settings.kafka_bootstrap_servers
     assert bootstrap
-    config = ProcessorConfig(name=f"g-{uuid.uuid4().hex[:8]}", topics=[in_topic],
-                             bootstrap_servers=bootstrap, batch_size=50, **cfg)
+    config = ProcessorConfig(
+        name=f"g-{uuid.uuid4().hex[:8]}",
+        topics=[in_topic],
+        bootstrap_servers=bootstrap,
+        batch_size=50,
+        **cfg,
+    )
     return Processor(config, handler, SERDE)
 
 
@@ -79,8 +88,7 @@ class FailOnce(CopyHandler):
         return super().handle(message)
 
 
-def test_a_failed_batch_is_processed_again_and_its_outputs_appear_once(
-        stack: RunningStack) -> None:
+def test_a_failed_batch_is_processed_again_and_its_outputs_appear_once(stack: RunningStack) -> None:
     bootstrap = stack.settings.kafka_bootstrap_servers
     assert bootstrap
     src, out = fresh_topics(bootstrap, "in", "out")
@@ -96,7 +104,8 @@ def test_a_failed_batch_is_processed_again_and_its_outputs_appear_once(
     assert handler.calls[victim] == 2  # processed again after the failed attempt
     assert sorted(ids(records).values()) == [1] * len(inputs)  # each output exactly once
     assert {SERDE.decode(r.value, out).message.checkout_id for r in records} == {
-        e.message.checkout_id for e in inputs}
+        e.message.checkout_id for e in inputs
+    }
 
 
 class _AbortingProducer:
@@ -117,8 +126,7 @@ class _AbortingProducer:
         return getattr(self.real, name)
 
 
-def test_an_aborted_transaction_is_replayed_with_the_same_message_ids(
-        stack: RunningStack) -> None:
+def test_an_aborted_transaction_is_replayed_with_the_same_message_ids(stack: RunningStack) -> None:
     bootstrap = stack.settings.kafka_bootstrap_servers
     assert bootstrap
     src, out = fresh_topics(bootstrap, "in", "out")
@@ -163,8 +171,9 @@ def test_a_processor_killed_mid_batch_produces_each_output_once(stack: RunningSt
 
     second = subprocess.Popen(argv, env=env)
     try:
-        records = read_topic(bootstrap, out, until=lambda rs: len(ids(rs)) >= len(inputs),
-                             timeout_s=90)
+        records = read_topic(
+            bootstrap, out, until=lambda rs: len(ids(rs)) >= len(inputs), timeout_s=90
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(20)
@@ -179,7 +188,8 @@ def test_a_processor_killed_mid_batch_produces_each_output_once(stack: RunningSt
 
 
 def test_poison_and_repeatedly_failing_messages_go_to_the_dlq_and_the_partition_flows(
-        stack: RunningStack) -> None:
+    stack: RunningStack,
+) -> None:
     bootstrap = stack.settings.kafka_bootstrap_servers
     assert bootstrap
     src, out = fresh_topics(bootstrap, "in", "out", partitions=1)

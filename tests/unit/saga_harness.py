@@ -74,8 +74,13 @@ class Outcome:
 def _same(what: str, got: tuple[object, ...], want: tuple[object, ...]) -> None:
     # The harness is not a test module, so pytest does not rewrite these asserts: say it all.
     if got != want:
-        lines = [f"decision {what} differ", "  got:", *(f"    {g}" for g in got),
-                 "  want:", *(f"    {w}" for w in want)]
+        lines = [
+            f"decision {what} differ",
+            "  got:",
+            *(f"    {g}" for g in got),
+            "  want:",
+            *(f"    {w}" for w in want),
+        ]
         raise AssertionError("\n".join(lines))
 
 
@@ -109,8 +114,9 @@ def given(*events: CheckoutEvent, policy: Policy = DEFAULT_POLICY) -> Given:
 
 
 def start(cid: str = CID) -> m.StartCheckout:
-    return m.StartCheckout(cid, "tenant-1", "cus-1", "a@example.com", "USD", ITEMS, ADDRESS,
-                           PROVIDER, METHOD)
+    return m.StartCheckout(
+        cid, "tenant-1", "cus-1", "a@example.com", "USD", ITEMS, ADDRESS, PROVIDER, METHOD
+    )
 
 
 def cancel(reason: str = "changed my mind") -> m.CancelCheckout:
@@ -125,26 +131,30 @@ def refund_request(amount: int, rid: str = "rr-1", currency: str = "USD") -> m.R
     return m.RequestRefund(CID, rid, amount, currency, "damaged")
 
 
-def signal(kind: PaymentSignal, payment_id: str = PAYMENT, event_id: str = "evt-1",
-           amount: int = TOTAL) -> m.RecordPaymentSignal:
+def signal(
+    kind: PaymentSignal, payment_id: str = PAYMENT, event_id: str = "evt-1", amount: int = TOTAL
+) -> m.RecordPaymentSignal:
     return m.RecordPaymentSignal(CID, PROVIDER, event_id, kind, payment_id, amount, "USD")
 
 
-def signal_recorded(kind: PaymentSignal, payment_id: str = PAYMENT, event_id: str = "evt-1",
-                    amount: int = TOTAL) -> m.PaymentSignalRecorded:
+def signal_recorded(
+    kind: PaymentSignal, payment_id: str = PAYMENT, event_id: str = "evt-1", amount: int = TOTAL
+) -> m.PaymentSignalRecorded:
     return m.PaymentSignalRecorded(CID, event_id, kind, payment_id, amount)
 
 
 # --- adapter replies -------------------------------------------------------------------------
 
 
-def reserved(attempt: int = 1, rid: str = RESERVATION, expires_at: int = TTL_END
-             ) -> m.InventoryReserved:
+def reserved(
+    attempt: int = 1, rid: str = RESERVATION, expires_at: int = TTL_END
+) -> m.InventoryReserved:
     return m.InventoryReserved(CID, attempt, rid, expires_at)
 
 
-def reserve_rejected(attempt: int = 1, *, retryable: bool = False,
-                     reason: str = "out_of_stock") -> m.InventoryReservationRejected:
+def reserve_rejected(
+    attempt: int = 1, *, retryable: bool = False, reason: str = "out_of_stock"
+) -> m.InventoryReservationRejected:
     return m.InventoryReservationRejected(CID, attempt, reason, retryable)
 
 
@@ -169,8 +179,7 @@ def action_required(attempt: int = 1, pid: str = PAYMENT) -> m.PaymentActionRequ
 
 
 def declined(attempt: int = 1, *, retryable: bool = False) -> m.PaymentDeclined:
-    return m.PaymentDeclined(CID, attempt, PROVIDER, "card_declined", "generic_decline",
-                             retryable)
+    return m.PaymentDeclined(CID, attempt, PROVIDER, "card_declined", "generic_decline", retryable)
 
 
 def committed(attempt: int = 1, rid: str = RESERVATION) -> m.InventoryCommitted:
@@ -205,8 +214,9 @@ def void_failed(attempt: int = 1, *, retryable: bool = True) -> m.PaymentVoidFai
     return m.PaymentVoidFailed(CID, attempt, "stripe 503", retryable)
 
 
-def refunded(attempt: int = 1, amount: int = TOTAL, refund_id: str = "re-1",
-             pid: str = PAYMENT) -> m.PaymentRefunded:
+def refunded(
+    attempt: int = 1, amount: int = TOTAL, refund_id: str = "re-1", pid: str = PAYMENT
+) -> m.PaymentRefunded:
     return m.PaymentRefunded(CID, attempt, pid, refund_id, amount, "USD")
 
 
@@ -218,8 +228,19 @@ def refund_failed(attempt: int = 1, *, retryable: bool = True) -> m.PaymentRefun
 
 
 def checkout_started(at: int = T0) -> m.CheckoutStarted:
-    return m.CheckoutStarted(CID, "tenant-1", "cus-1", "a@example.com", "USD", ITEMS, ADDRESS,
-                             PROVIDER, METHOD, SUBTOTAL, at)
+    return m.CheckoutStarted(
+        CID,
+        "tenant-1",
+        "cus-1",
+        "a@example.com",
+        "USD",
+        ITEMS,
+        ADDRESS,
+        PROVIDER,
+        METHOD,
+        SUBTOTAL,
+        at,
+    )
 
 
 def step_started(step: Step, attempt: int = 1, at: int = T0) -> m.StepStarted:
@@ -231,8 +252,9 @@ def key(step: Step, attempt: int = 1) -> str:
 
 
 def reserve_cmd(attempt: int = 1, at: int = T0) -> m.ReserveInventory:
-    return m.ReserveInventory(CID, attempt, key(Step.RESERVE_INVENTORY, attempt), ITEMS,
-                              at + P.reservation_ttl_ms)
+    return m.ReserveInventory(
+        CID, attempt, key(Step.RESERVE_INVENTORY, attempt), ITEMS, at + P.reservation_ttl_ms
+    )
 
 
 def tax_cmd(attempt: int = 1) -> m.CalculateTax:
@@ -240,13 +262,13 @@ def tax_cmd(attempt: int = 1) -> m.CalculateTax:
 
 
 def shipping_cmd(attempt: int = 1) -> m.QuoteShipping:
-    return m.QuoteShipping(CID, attempt, key(Step.QUOTE_SHIPPING, attempt), "USD", ITEMS,
-                           ADDRESS)
+    return m.QuoteShipping(CID, attempt, key(Step.QUOTE_SHIPPING, attempt), "USD", ITEMS, ADDRESS)
 
 
 def authorize_cmd(attempt: int = 1) -> m.AuthorizePayment:
-    return m.AuthorizePayment(CID, attempt, key(Step.AUTHORIZE_PAYMENT, attempt), PROVIDER,
-                              METHOD, "cus-1", TOTAL, "USD")
+    return m.AuthorizePayment(
+        CID, attempt, key(Step.AUTHORIZE_PAYMENT, attempt), PROVIDER, METHOD, "cus-1", TOTAL, "USD"
+    )
 
 
 def commit_cmd(attempt: int = 1, rid: str = RESERVATION) -> m.CommitInventory:
@@ -254,8 +276,9 @@ def commit_cmd(attempt: int = 1, rid: str = RESERVATION) -> m.CommitInventory:
 
 
 def capture_cmd(attempt: int = 1, pid: str = PAYMENT) -> m.CapturePayment:
-    return m.CapturePayment(CID, attempt, key(Step.CAPTURE_PAYMENT, attempt), PROVIDER, pid,
-                            TOTAL, "USD")
+    return m.CapturePayment(
+        CID, attempt, key(Step.CAPTURE_PAYMENT, attempt), PROVIDER, pid, TOTAL, "USD"
+    )
 
 
 def release_cmd(attempt: int = 1, rid: str = RESERVATION) -> m.ReleaseInventory:
@@ -267,8 +290,9 @@ def void_cmd(attempt: int = 1, pid: str = PAYMENT) -> m.VoidPayment:
 
 
 def refund_cmd(attempt: int = 1, amount: int = TOTAL, pid: str = PAYMENT) -> m.RefundPayment:
-    return m.RefundPayment(CID, attempt, key(Step.REFUND_PAYMENT, attempt), PROVIDER, pid,
-                           amount, "USD")
+    return m.RefundPayment(
+        CID, attempt, key(Step.REFUND_PAYMENT, attempt), PROVIDER, pid, amount, "USD"
+    )
 
 
 # --- canned histories (what decide records on the happy path, written out by hand) -----------
@@ -285,8 +309,13 @@ def h_started(at: int = T0) -> tuple[CheckoutEvent, ...]:
 
 def h_priced(at: int = T0) -> tuple[CheckoutEvent, ...]:
     """Stock held, total known, authorization requested."""
-    return (*h_started(at), reserved(), taxed(), quoted(),
-            step_started(Step.AUTHORIZE_PAYMENT, at=at))
+    return (
+        *h_started(at),
+        reserved(),
+        taxed(),
+        quoted(),
+        step_started(Step.AUTHORIZE_PAYMENT, at=at),
+    )
 
 
 def h_authorized(at: int = T0) -> tuple[CheckoutEvent, ...]:
@@ -300,6 +329,8 @@ def h_committed(at: int = T0) -> tuple[CheckoutEvent, ...]:
 def h_completed(at: int = T0) -> tuple[CheckoutEvent, ...]:
     from saga.ids import order_id_for
 
-    return (*h_committed(at), captured(),
-            m.CheckoutCompleted(CID, order_id_for(CID), SUBTOTAL, TAX, SHIPPING, TOTAL, "USD",
-                                at))
+    return (
+        *h_committed(at),
+        captured(),
+        m.CheckoutCompleted(CID, order_id_for(CID), SUBTOTAL, TAX, SHIPPING, TOTAL, "USD", at),
+    )

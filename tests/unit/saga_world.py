@@ -244,13 +244,15 @@ class World:
             if self.failing and self.script.chance(30):
                 self._webhook(PaymentSignal.SUCCEEDED, command.payment_id, command.amount)
         if pay.status == "captured":  # capturing twice is a no-op at the provider
-            return m.PaymentCaptured(CID, command.attempt, "stripe", command.payment_id,
-                                     pay.captured, "USD")
+            return m.PaymentCaptured(
+                CID, command.attempt, "stripe", command.payment_id, pay.captured, "USD"
+            )
         return m.PaymentCaptureFailed(CID, command.attempt, f"payment is {pay.status}", False)
 
     def _webhook(self, kind: PaymentSignal, pid: str, amount: int) -> None:
-        self.inbox.append(m.RecordPaymentSignal(CID, "stripe", self._new_id("evt"), kind, pid,
-                                                amount, "USD"))
+        self.inbox.append(
+            m.RecordPaymentSignal(CID, "stripe", self._new_id("evt"), kind, pid, amount, "USD")
+        )
 
     def customer_acts(self, pid: str, succeeds: bool) -> None:
         """The customer finishes (or fails) 3-D Secure for an intent still waiting for it."""

@@ -45,8 +45,9 @@ def test_money_and_stock_balance_when_the_saga_settles(choices: list[int]) -> No
     captured = sum(p.captured for p in world.money.values())
     refunded = sum(p.refunded for p in world.money.values())
     held = {rid for rid, s in world.stock.items() if s.status in ("held", "committed")}
-    authorizations = {pid for pid, p in world.money.items()
-                      if p.status in ("authorized", "action_required")}
+    authorizations = {
+        pid for pid, p in world.money.items() if p.status in ("authorized", "action_required")
+    }
     if state.status is Status.COMPLETED:
         assert captured - refunded == TOTAL
         assert held == {state.reservation_id}
@@ -84,8 +85,10 @@ def test_compensation_undoes_completed_steps_in_reverse_order(choices: list[int]
     if firsts != ["release", "void"] and firsts != ["void", "release"]:
         return  # at most one of the two was ever held
     steps = state.steps
-    stock_done = max(steps[Step.RESERVE_INVENTORY].completed_seq or 0,
-                     steps[Step.COMMIT_INVENTORY].completed_seq or 0)
+    stock_done = max(
+        steps[Step.RESERVE_INVENTORY].completed_seq or 0,
+        steps[Step.COMMIT_INVENTORY].completed_seq or 0,
+    )
     auth_done = steps[Step.AUTHORIZE_PAYMENT].completed_seq or 0
     expected = ["release", "void"] if stock_done > auth_done else ["void", "release"]
     assert firsts == expected

@@ -79,7 +79,9 @@ def retry(step: Step, attempt: int, failed_at: int, reason: str) -> m.StepRetryS
 def test_start_runs_reserve_tax_and_shipping_in_parallel() -> None:
     given().when(start(), T0).then(
         checkout_started(),
-        step_started(RESERVE), step_started(TAX_STEP), step_started(SHIP),
+        step_started(RESERVE),
+        step_started(TAX_STEP),
+        step_started(SHIP),
         commands=(reserve_cmd(), tax_cmd(), shipping_cmd()),
     )
 
@@ -114,12 +116,30 @@ def test_commits_inventory_before_capturing_payment() -> None:
 def test_capture_completes_the_checkout_and_places_the_order() -> None:
     at = T0 + 5_000
     order_id = order_id_for(CID)
-    outcome = given(*h_committed()).when(captured(), at).then(
-        captured(),
-        m.CheckoutCompleted(CID, order_id, SUBTOTAL, TAX, SHIPPING, TOTAL, "USD", at),
-        public=(m.OrderPlaced(order_id, CID, "tenant-1", "cus-1", "a@example.com",
-                              checkout_started().items, checkout_started().shipping_address,
-                              SUBTOTAL, TAX, SHIPPING, TOTAL, "USD", at),),
+    outcome = (
+        given(*h_committed())
+        .when(captured(), at)
+        .then(
+            captured(),
+            m.CheckoutCompleted(CID, order_id, SUBTOTAL, TAX, SHIPPING, TOTAL, "USD", at),
+            public=(
+                m.OrderPlaced(
+                    order_id,
+                    CID,
+                    "tenant-1",
+                    "cus-1",
+                    "a@example.com",
+                    checkout_started().items,
+                    checkout_started().shipping_address,
+                    SUBTOTAL,
+                    TAX,
+                    SHIPPING,
+                    TOTAL,
+                    "USD",
+                    at,
+                ),
+            ),
+        )
     )
     state = outcome.state
     assert state.status is Status.COMPLETED and is_terminal(state)
@@ -130,8 +150,7 @@ def test_capture_completes_the_checkout_and_places_the_order() -> None:
 def test_canned_history_is_exactly_what_decide_records() -> None:
     events: list[m.Message] = []
     state = None
-    for message in (start(), reserved(), taxed(), quoted(), authorized(), committed(),
-                    captured()):
+    for message in (start(), reserved(), taxed(), quoted(), authorized(), committed(), captured()):
         decision = decide(state, message, T0)
         events.extend(decision.events)
         state = fold(events)  # type: ignore[arg-type]
@@ -178,7 +197,8 @@ def test_exhausted_retries_fail_the_checkout_after_compensating() -> None:
     history.when(tax_failed(last)).then(
         tax_failed(last),
         m.CompensationStarted(CID, TAX_STEP, f"taxjar unavailable (gave up after {last} attempts)"),
-        step_started(RELEASE), commands=(release_cmd(),),
+        step_started(RELEASE),
+        commands=(release_cmd(),),
     )
 
 
@@ -190,20 +210,29 @@ def test_duplicated_reply_is_applied_once() -> None:
 
 
 def test_out_of_stock_fails_without_any_payment_command() -> None:
-    outcome = given(*h_started(), taxed()).when(reserve_rejected()).then(
-        reserve_rejected(),
-        m.CompensationStarted(CID, RESERVE, "out_of_stock"),
-        m.CheckoutFailed(CID, RESERVE, "out_of_stock"),
+    outcome = (
+        given(*h_started(), taxed())
+        .when(reserve_rejected())
+        .then(
+            reserve_rejected(),
+            m.CompensationStarted(CID, RESERVE, "out_of_stock"),
+            m.CheckoutFailed(CID, RESERVE, "out_of_stock"),
+        )
     )
     assert outcome.state.status is Status.FAILED
     given(*outcome.before_and_after()).when(quoted()).then_nothing()
 
 
 def test_declined_payment_releases_the_stock_then_fails() -> None:
-    outcome = given(*h_priced()).when(declined()).then(
-        declined(),
-        m.CompensationStarted(CID, AUTH, "card_declined"),
-        step_started(RELEASE), commands=(release_cmd(),),
+    outcome = (
+        given(*h_priced())
+        .when(declined())
+        .then(
+            declined(),
+            m.CompensationStarted(CID, AUTH, "card_declined"),
+            step_started(RELEASE),
+            commands=(release_cmd(),),
+        )
     )
     given(*outcome.before_and_after()).when(released()).then(
         released(), m.CheckoutFailed(CID, AUTH, "card_declined")
@@ -211,10 +240,15 @@ def test_declined_payment_releases_the_stock_then_fails() -> None:
 
 
 def test_capture_failure_undoes_commit_then_authorization_in_reverse_order() -> None:
-    outcome = given(*h_committed()).when(capture_failed()).then(
-        capture_failed(),
-        m.CompensationStarted(CID, CAPTURE, "authorization expired"),
-        step_started(RELEASE), commands=(release_cmd(),),
+    outcome = (
+        given(*h_committed())
+        .when(capture_failed())
+        .then(
+            capture_failed(),
+            m.CompensationStarted(CID, CAPTURE, "authorization expired"),
+            step_started(RELEASE),
+            commands=(release_cmd(),),
+        )
     )
     after_release = given(*outcome.before_and_after()).when(released())
     after_release.then(released(), step_started(VOID), commands=(void_cmd(),))
@@ -224,10 +258,15 @@ def test_capture_failure_undoes_commit_then_authorization_in_reverse_order() -> 
 
 
 def test_commit_failure_voids_the_later_authorization_before_releasing_stock() -> None:
-    outcome = given(*h_authorized()).when(commit_failed()).then(
-        commit_failed(),
-        m.CompensationStarted(CID, COMMIT, "reservation expired"),
-        step_started(VOID), commands=(void_cmd(),),
+    outcome = (
+        given(*h_authorized())
+        .when(commit_failed())
+        .then(
+            commit_failed(),
+            m.CompensationStarted(CID, COMMIT, "reservation expired"),
+            step_started(VOID),
+            commands=(void_cmd(),),
+        )
     )
     given(*outcome.before_and_after()).when(voided()).then(
         voided(), step_started(RELEASE), commands=(release_cmd(),)
@@ -235,22 +274,37 @@ def test_commit_failure_voids_the_later_authorization_before_releasing_stock() -
 
 
 def test_failed_compensation_is_retried_then_parked_for_an_operator() -> None:
-    failing = given(*h_priced(), declined(), m.CompensationStarted(CID, AUTH, "card_declined"),
-                    step_started(RELEASE))
+    failing = given(
+        *h_priced(),
+        declined(),
+        m.CompensationStarted(CID, AUTH, "card_declined"),
+        step_started(RELEASE),
+    )
     at = T0 + 50
     failing.when(release_failed(), at).then(
         release_failed(), retry(RELEASE, 2, at, "inventory db down")
     )
     last = P.compensation_max_attempts
-    exhausted = given(*h_priced(), declined(), m.CompensationStarted(CID, AUTH, "card_declined"),
-                      *(e for n in range(1, last) for e in (
-                          step_started(RELEASE, n), release_failed(n),
-                          retry(RELEASE, n + 1, T0, "inventory db down"))),
-                      step_started(RELEASE, last))
+    exhausted = given(
+        *h_priced(),
+        declined(),
+        m.CompensationStarted(CID, AUTH, "card_declined"),
+        *(
+            e
+            for n in range(1, last)
+            for e in (
+                step_started(RELEASE, n),
+                release_failed(n),
+                retry(RELEASE, n + 1, T0, "inventory db down"),
+            )
+        ),
+        step_started(RELEASE, last),
+    )
     outcome = exhausted.when(release_failed(last)).then(
         release_failed(last),
         m.CheckoutNeedsAttention(
-            CID, RELEASE,
+            CID,
+            RELEASE,
             f"release_inventory of {RESERVATION} failed after {last} attempts: inventory db down",
         ),
     )
@@ -259,18 +313,27 @@ def test_failed_compensation_is_retried_then_parked_for_an_operator() -> None:
 
 
 def test_permanent_compensation_failure_parks_at_once() -> None:
-    history = given(*h_authorized(), commit_failed(),
-                    m.CompensationStarted(CID, COMMIT, "reservation expired"), step_started(VOID))
+    history = given(
+        *h_authorized(),
+        commit_failed(),
+        m.CompensationStarted(CID, COMMIT, "reservation expired"),
+        step_started(VOID),
+    )
     history.when(void_failed(retryable=False)).then(
         void_failed(retryable=False),
-        m.CheckoutNeedsAttention(CID, VOID, f"void_payment of {PAYMENT} failed permanently: "
-                                            "stripe 503"),
+        m.CheckoutNeedsAttention(
+            CID, VOID, f"void_payment of {PAYMENT} failed permanently: stripe 503"
+        ),
     )
 
 
 def test_compensation_timeout_is_retried() -> None:
-    history = given(*h_priced(), declined(), m.CompensationStarted(CID, AUTH, "card_declined"),
-                    step_started(RELEASE))
+    history = given(
+        *h_priced(),
+        declined(),
+        m.CompensationStarted(CID, AUTH, "card_declined"),
+        step_started(RELEASE),
+    )
     at = T0 + P.timeout_for(RELEASE)
     history.when(tick(at)).then(
         m.StepTimedOut(CID, RELEASE, 1), retry(RELEASE, 2, at, "no reply before the deadline")
@@ -281,10 +344,14 @@ def test_compensation_timeout_is_retried() -> None:
 
 
 def test_late_authorization_of_a_superseded_attempt_is_voided_once() -> None:
-    history = given(*h_priced(), m.StepTimedOut(CID, AUTH, 1),
-                    retry(AUTH, 2, T0, "no reply before the deadline"))
+    history = given(
+        *h_priced(),
+        m.StepTimedOut(CID, AUTH, 1),
+        retry(AUTH, 2, T0, "no reply before the deadline"),
+    )
     outcome = history.when(authorized(1, pid="pi-late")).then(
-        authorized(1, pid="pi-late"), step_started(VOID),
+        authorized(1, pid="pi-late"),
+        step_started(VOID),
         commands=(void_cmd(pid="pi-late"),),
     )
     assert outcome.state.payment_id is None  # the saga still goes forward with attempt 2
@@ -292,9 +359,13 @@ def test_late_authorization_of_a_superseded_attempt_is_voided_once() -> None:
 
 
 def test_late_reservation_of_a_superseded_attempt_is_released() -> None:
-    history = given(*h_started(), m.StepTimedOut(CID, RESERVE, 1),
-                    retry(RESERVE, 2, T0, "no reply before the deadline"),
-                    step_started(RESERVE, 2), reserved(2, rid="res-2"))
+    history = given(
+        *h_started(),
+        m.StepTimedOut(CID, RESERVE, 1),
+        retry(RESERVE, 2, T0, "no reply before the deadline"),
+        step_started(RESERVE, 2),
+        reserved(2, rid="res-2"),
+    )
     outcome = history.when(reserved(1, rid="res-old")).then(
         reserved(1, rid="res-old"), step_started(RELEASE), commands=(release_cmd(rid="res-old"),)
     )
@@ -302,12 +373,16 @@ def test_late_reservation_of_a_superseded_attempt_is_released() -> None:
 
 
 def test_reply_after_the_saga_failed_never_reopens_it_but_its_stock_is_released() -> None:
-    history = given(*h_started(), reserve_rejected(),
-                    m.CompensationStarted(CID, RESERVE, "out_of_stock"),
-                    m.CheckoutFailed(CID, RESERVE, "out_of_stock"))
+    history = given(
+        *h_started(),
+        reserve_rejected(),
+        m.CompensationStarted(CID, RESERVE, "out_of_stock"),
+        m.CheckoutFailed(CID, RESERVE, "out_of_stock"),
+    )
     outcome = history.when(taxed()).then_nothing()
     outcome = history.when(reserved(1, rid="res-ghost")).then(
-        reserved(1, rid="res-ghost"), step_started(RELEASE),
+        reserved(1, rid="res-ghost"),
+        step_started(RELEASE),
         commands=(release_cmd(rid="res-ghost"),),
     )
     assert outcome.state.status is Status.FAILED
@@ -318,16 +393,23 @@ def test_reply_after_the_saga_failed_never_reopens_it_but_its_stock_is_released(
 
 def test_payment_action_required_waits_for_the_customer() -> None:
     at = T0 + 1_000
-    outcome = given(*h_priced()).when(action_required(), at).then(
-        action_required(),
-        m.PaymentActionAwaited(CID, 1, PAYMENT, at + P.payment_action_wait_ms),
+    outcome = (
+        given(*h_priced())
+        .when(action_required(), at)
+        .then(
+            action_required(),
+            m.PaymentActionAwaited(CID, 1, PAYMENT, at + P.payment_action_wait_ms),
+        )
     )
     assert outcome.state.status is Status.AWAITING_PAYMENT_ACTION
     assert next_wakeup(outcome.state) == at + P.payment_action_wait_ms
 
 
-AWAITING = (*h_priced(), action_required(),
-            m.PaymentActionAwaited(CID, 1, PAYMENT, T0 + P.payment_action_wait_ms))
+AWAITING = (
+    *h_priced(),
+    action_required(),
+    m.PaymentActionAwaited(CID, 1, PAYMENT, T0 + P.payment_action_wait_ms),
+)
 
 
 def test_completed_action_continues_as_an_authorization() -> None:
@@ -335,7 +417,8 @@ def test_completed_action_continues_as_an_authorization() -> None:
         signal_recorded(PaymentSignal.AUTHORIZED), step_started(COMMIT), commands=(commit_cmd(),)
     )
     given(*AWAITING, signal_recorded(PaymentSignal.AUTHORIZED)).when(
-        signal(PaymentSignal.AUTHORIZED)).then_nothing()
+        signal(PaymentSignal.AUTHORIZED)
+    ).then_nothing()
 
 
 def test_failed_action_voids_the_payment_and_fails() -> None:
@@ -343,7 +426,8 @@ def test_failed_action_voids_the_payment_and_fails() -> None:
     given(*AWAITING).when(signal(PaymentSignal.FAILED)).then(
         signal_recorded(PaymentSignal.FAILED),
         m.CompensationStarted(CID, AUTH, reason),
-        step_started(VOID), commands=(void_cmd(),),
+        step_started(VOID),
+        commands=(void_cmd(),),
     )
 
 
@@ -353,7 +437,8 @@ def test_action_not_completed_in_time_voids_the_payment() -> None:
     given(*AWAITING).when(tick(at)).then(
         m.StepTimedOut(CID, AUTH, 1),
         m.CompensationStarted(CID, AUTH, "payment action not completed in time"),
-        step_started(VOID, at=at), commands=(void_cmd(),),
+        step_started(VOID, at=at),
+        commands=(void_cmd(),),
     )
 
 
@@ -369,23 +454,30 @@ def test_webhook_before_the_action_required_reply_counts_as_authorized() -> None
 
 def test_reservation_expiring_before_capture_fails_the_checkout() -> None:
     short = T0 + 5 * MINUTE
-    history = given(*h_started(), reserved(expires_at=short), taxed(), quoted(),
-                    step_started(AUTH), action_required(),
-                    m.PaymentActionAwaited(CID, 1, PAYMENT, T0 + P.payment_action_wait_ms))
+    history = given(
+        *h_started(),
+        reserved(expires_at=short),
+        taxed(),
+        quoted(),
+        step_started(AUTH),
+        action_required(),
+        m.PaymentActionAwaited(CID, 1, PAYMENT, T0 + P.payment_action_wait_ms),
+    )
     history.when(tick(short)).then(
         m.CompensationStarted(CID, RESERVE, "reservation expired before capture"),
-        step_started(VOID, at=short), commands=(void_cmd(),),
+        step_started(VOID, at=short),
+        commands=(void_cmd(),),
     )
 
 
 def test_authorization_after_the_reservation_expired_is_not_committed() -> None:
     short = T0 + 5 * MINUTE
-    history = given(*h_started(), reserved(expires_at=short), taxed(), quoted(),
-                    step_started(AUTH))
+    history = given(*h_started(), reserved(expires_at=short), taxed(), quoted(), step_started(AUTH))
     history.when(authorized(), short).then(
         authorized(),
         m.CompensationStarted(CID, RESERVE, "reservation expired before capture"),
-        step_started(VOID, at=short), commands=(void_cmd(),),
+        step_started(VOID, at=short),
+        commands=(void_cmd(),),
     )
 
 
@@ -393,9 +485,13 @@ def test_authorization_after_the_reservation_expired_is_not_committed() -> None:
 
 
 def test_cancel_with_nothing_held_cancels_at_once_and_late_stock_is_released() -> None:
-    outcome = given(*h_started()).when(cancel()).then(
-        m.CompensationStarted(CID, None, "changed my mind"),
-        m.CheckoutCancelled(CID, "changed my mind"),
+    outcome = (
+        given(*h_started())
+        .when(cancel())
+        .then(
+            m.CompensationStarted(CID, None, "changed my mind"),
+            m.CheckoutCancelled(CID, "changed my mind"),
+        )
     )
     given(*outcome.before_and_after()).when(reserved()).then(
         reserved(), step_started(RELEASE), commands=(release_cmd(),)
@@ -403,9 +499,14 @@ def test_cancel_with_nothing_held_cancels_at_once_and_late_stock_is_released() -
 
 
 def test_cancel_after_authorization_voids_then_releases() -> None:
-    outcome = given(*h_authorized()).when(cancel()).then(
-        m.CompensationStarted(CID, None, "changed my mind"),
-        step_started(VOID), commands=(void_cmd(),),
+    outcome = (
+        given(*h_authorized())
+        .when(cancel())
+        .then(
+            m.CompensationStarted(CID, None, "changed my mind"),
+            step_started(VOID),
+            commands=(void_cmd(),),
+        )
     )
     after_void = given(*outcome.before_and_after()).when(voided())
     after_void.then(voided(), step_started(RELEASE), commands=(release_cmd(),))
@@ -416,47 +517,61 @@ def test_cancel_after_authorization_voids_then_releases() -> None:
 
 def test_cancel_is_rejected_once_capture_started_or_after_completion() -> None:
     given(*h_committed()).when(cancel()).then(
-        m.CancellationRejected(CID, "payment capture already in progress; refund the order "
-                                    "instead")
+        m.CancellationRejected(CID, "payment capture already in progress; refund the order instead")
     )
     given(*h_completed()).when(cancel()).then(
         m.CancellationRejected(CID, "checkout is already COMPLETED")
     )
-    given(*h_started(), m.CompensationStarted(CID, None, "x"), m.CheckoutCancelled(CID, "x")
-          ).when(cancel()).then(m.CancellationRejected(CID, "checkout is already CANCELLED"))
+    given(*h_started(), m.CompensationStarted(CID, None, "x"), m.CheckoutCancelled(CID, "x")).when(
+        cancel()
+    ).then(m.CancellationRejected(CID, "checkout is already CANCELLED"))
 
 
 # --- refunds ---------------------------------------------------------------------------------
 
 
 def test_refund_of_a_completed_order() -> None:
-    outcome = given(*h_completed()).when(refund_request(1_000)).then(
-        m.RefundRequested(CID, "rr-1", 1_000, "USD", "damaged"),
-        step_started(REFUND), commands=(refund_cmd(amount=1_000),),
+    outcome = (
+        given(*h_completed())
+        .when(refund_request(1_000))
+        .then(
+            m.RefundRequested(CID, "rr-1", 1_000, "USD", "damaged"),
+            step_started(REFUND),
+            commands=(refund_cmd(amount=1_000),),
+        )
     )
     at = T0 + 9
-    done = given(*outcome.before_and_after()).when(refunded(amount=1_000), at).then(
-        refunded(amount=1_000),
-        public=(m.OrderRefunded(order_id_for(CID), CID, "re-1", 1_000, "USD", at),),
+    done = (
+        given(*outcome.before_and_after())
+        .when(refunded(amount=1_000), at)
+        .then(
+            refunded(amount=1_000),
+            public=(m.OrderRefunded(order_id_for(CID), CID, "re-1", 1_000, "USD", at),),
+        )
     )
     assert done.state.refundable_amount == TOTAL - 1_000
     given(*done.before_and_after()).when(refunded(amount=1_000), at).then_nothing()
 
 
 def test_refund_above_what_is_left_is_rejected_counting_pending_refunds() -> None:
-    pending = given(*h_completed(), m.RefundRequested(CID, "rr-1", 2_000, "USD", "damaged"),
-                    step_started(REFUND))
+    pending = given(
+        *h_completed(),
+        m.RefundRequested(CID, "rr-1", 2_000, "USD", "damaged"),
+        step_started(REFUND),
+    )
     pending.when(refund_request(TOTAL - 1_999, rid="rr-2")).then(
-        m.RefundRejected(CID, "rr-2", f"amount {TOTAL - 1_999} exceeds refundable "
-                                      f"{TOTAL - 2_000}", TOTAL - 2_000)
+        m.RefundRejected(
+            CID, "rr-2", f"amount {TOTAL - 1_999} exceeds refundable {TOTAL - 2_000}", TOTAL - 2_000
+        )
     )
     pending.when(refund_request(500, rid="rr-1")).then_nothing()  # redelivered request
 
 
 def test_refund_of_an_order_not_completed_is_rejected() -> None:
     given(*h_committed()).when(refund_request(100)).then(
-        m.RefundRejected(CID, "rr-1", "checkout is PENDING, only a completed order can be "
-                                      "refunded", 0)
+        m.RefundRejected(
+            CID, "rr-1", "checkout is PENDING, only a completed order can be refunded", 0
+        )
     )
 
 

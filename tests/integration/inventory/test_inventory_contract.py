@@ -218,9 +218,7 @@ class InventoryContract:
         assert reserved(subject.provider.release(r.id)).status == ReservationStatus.RELEASED
         assert subject.admin.stock_level(a) == (10, 0)
 
-    def test_release_of_committed_restocks(
-        self, subject: Subject, skus: tuple[str, str]
-    ) -> None:
+    def test_release_of_committed_restocks(self, subject: Subject, skus: tuple[str, str]) -> None:
         a, _ = skus
         r = reserved(subject.provider.reserve(uid("co"), "k1", [Line(a, 4)], T0))
         reserved(subject.provider.commit(r.id))
@@ -285,9 +283,7 @@ class InventoryContract:
         with ThreadPoolExecutor(max_workers=contenders) as pool:
             results = list(pool.map(attempt, range(contenders)))
 
-        outcomes = Counter(
-            "ok" if isinstance(r, Reservation) else str(r.reason) for r in results
-        )
+        outcomes = Counter("ok" if isinstance(r, Reservation) else str(r.reason) for r in results)
         assert outcomes == {"ok": 3, "out_of_stock": contenders - 3}, outcomes
         assert subject.admin.stock_level(hot) == (7, 6)
         assert subject.admin.stock_level(cold) == (1000, 3)

@@ -57,9 +57,7 @@ class _SmtpHandler:
         payload = parsed.get_payload(decode=True)
         body = payload.decode() if isinstance(payload, bytes) else str(payload)
         for rcpt in envelope.rcpt_tos:
-            self.inbox.add(
-                Delivered(rcpt, str(parsed["Subject"]), body, str(parsed["Message-ID"]))
-            )
+            self.inbox.add(Delivered(rcpt, str(parsed["Subject"]), body, str(parsed["Message-ID"])))
         return "250 OK"
 
 

@@ -72,8 +72,14 @@ def test_amounts_rendered_in_the_delivered_mail(
     svc = smtp_service(smtp_peer, ledger)
     svc._summaries.put(  # type: ignore[attr-defined]
         OrderSummary(
-            cmd.checkout_id, "EUR", cmd.order_id, (SummaryLine("SKU-1", 2, 1050),),
-            subtotal=2100, tax=399, shipping=490, total=2989,
+            cmd.checkout_id,
+            "EUR",
+            cmd.order_id,
+            (SummaryLine("SKU-1", 2, 1050),),
+            subtotal=2100,
+            tax=399,
+            shipping=490,
+            total=2989,
         )
     )
     svc.handle(cmd)

@@ -53,26 +53,46 @@ class Harness(Protocol):
         ...
 
 
-def auth(checkout_id: str, payment_method: str, amount: int = 1000, attempt: int = 1,
-         currency: str = "eur") -> AuthorizationRequest:
+def auth(
+    checkout_id: str,
+    payment_method: str,
+    amount: int = 1000,
+    attempt: int = 1,
+    currency: str = "eur",
+) -> AuthorizationRequest:
     return AuthorizationRequest(
-        checkout_id=checkout_id, attempt=attempt,
+        checkout_id=checkout_id,
+        attempt=attempt,
         idempotency_key=f"{checkout_id}:authorize_payment:{attempt}",
-        payment_method=payment_method, customer_id="cust-1", amount=amount, currency=currency)
+        payment_method=payment_method,
+        customer_id="cust-1",
+        amount=amount,
+        currency=currency,
+    )
 
 
-def refund(checkout_id: str, payment_id: str, amount: int, attempt: int = 1,
-           key: str | None = None) -> RefundRequest:
+def refund(
+    checkout_id: str, payment_id: str, amount: int, attempt: int = 1, key: str | None = None
+) -> RefundRequest:
     return RefundRequest(
-        checkout_id=checkout_id, attempt=attempt,
+        checkout_id=checkout_id,
+        attempt=attempt,
         idempotency_key=key or f"{checkout_id}:refund_payment:{attempt}",
-        payment_id=payment_id, amount=amount, currency="eur")
+        payment_id=payment_id,
+        amount=amount,
+        currency="eur",
+    )
 
 
 def capture(checkout_id: str, payment_id: str, amount: int, attempt: int = 1) -> CaptureRequest:
-    return CaptureRequest(checkout_id=checkout_id, attempt=attempt,
-                          idempotency_key=f"{checkout_id}:capture_payment:{attempt}",
-                          payment_id=payment_id, amount=amount, currency="eur")
+    return CaptureRequest(
+        checkout_id=checkout_id,
+        attempt=attempt,
+        idempotency_key=f"{checkout_id}:capture_payment:{attempt}",
+        payment_id=payment_id,
+        amount=amount,
+        currency="eur",
+    )
 
 
 class PaymentGatewayContract:
@@ -80,22 +100,25 @@ class PaymentGatewayContract:
     def checkout_id(self) -> str:
         return f"co_{uuid.uuid4().hex[:12]}"
 
-    def _authorized(self, gateway: PaymentGateway, harness: Harness, checkout_id: str,
-                    amount: int = 1000) -> str:
+    def _authorized(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str, amount: int = 1000
+    ) -> str:
         result = gateway.authorize(auth(checkout_id, harness.card(VISA), amount))
         assert isinstance(result, Authorized), result
         return result.payment_id
 
-    def _captured(self, gateway: PaymentGateway, harness: Harness, checkout_id: str,
-                  amount: int = 1000) -> str:
+    def _captured(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str, amount: int = 1000
+    ) -> str:
         payment_id = self._authorized(gateway, harness, checkout_id, amount)
         gateway.capture(capture(checkout_id, payment_id, amount))
         return payment_id
 
     # --- authorize ------------------------------------------------------------------------
 
-    def test_authorize_with_pm_card_visa(self, gateway: PaymentGateway, harness: Harness,
-                                         checkout_id: str) -> None:
+    def test_authorize_with_pm_card_visa(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         result = gateway.authorize(auth(checkout_id, "pm_card_visa", amount=1999))
         assert isinstance(result, Authorized)
         assert (result.amount, result.currency) == (1999, "eur")
@@ -105,15 +128,17 @@ class PaymentGatewayContract:
         assert snap.amount_capturable == 1999
         assert harness.payments_for(checkout_id) == [result.payment_id]
 
-    def test_decline_at_authorization(self, gateway: PaymentGateway, harness: Harness,
-                                      checkout_id: str) -> None:
+    def test_decline_at_authorization(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         result = gateway.authorize(auth(checkout_id, harness.card(DECLINED_AT_AUTH)))
         assert isinstance(result, Declined)
         assert result.decline_code == "card_declined"
         assert result.retryable is False
 
-    def test_redelivered_decline_replays_the_decline(self, gateway: PaymentGateway,
-                                                     harness: Harness, checkout_id: str) -> None:
+    def test_redelivered_decline_replays_the_decline(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         request = auth(checkout_id, harness.card(DECLINED_AT_AUTH))
         first = gateway.authorize(request)
         again = gateway.authorize(request)
@@ -121,8 +146,9 @@ class PaymentGatewayContract:
         assert again.decline_code == "card_declined"
         assert len(harness.payments_for(checkout_id)) == 1
 
-    def test_three_d_secure_then_completed(self, gateway: PaymentGateway, harness: Harness,
-                                           checkout_id: str) -> None:
+    def test_three_d_secure_then_completed(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         request = auth(checkout_id, harness.card(THREE_DS))
         result = gateway.authorize(request)
         assert isinstance(result, ActionRequired)
@@ -134,8 +160,9 @@ class PaymentGatewayContract:
         assert again == Authorized(result.payment_id, 1000, "eur")
         assert harness.payments_for(checkout_id) == [result.payment_id]
 
-    def test_redelivered_authorize_reuses_the_payment(self, gateway: PaymentGateway,
-                                                      harness: Harness, checkout_id: str) -> None:
+    def test_redelivered_authorize_reuses_the_payment(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         request = auth(checkout_id, harness.card(VISA))
         first = gateway.authorize(request)
         second = gateway.authorize(request)
@@ -145,14 +172,16 @@ class PaymentGatewayContract:
         assert harness.payments_for(checkout_id) == [first.payment_id]
 
     def test_authorize_with_other_amount_while_one_is_live_is_refused(
-            self, gateway: PaymentGateway, harness: Harness, checkout_id: str) -> None:
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         self._authorized(gateway, harness, checkout_id, amount=1000)
         with pytest.raises(PermanentPaymentError):
             gateway.authorize(auth(checkout_id, harness.card(VISA), amount=1200, attempt=2))
         assert len(harness.payments_for(checkout_id)) == 1
 
     def test_lost_authorize_response_ends_with_exactly_one_payment(
-            self, harness: Harness, checkout_id: str) -> None:
+        self, harness: Harness, checkout_id: str
+    ) -> None:
         flaky = harness.gateway_losing_first_authorize_response()
         result = flaky.authorize(auth(checkout_id, harness.card(VISA)))
         assert harness.responses_lost() == 1
@@ -166,8 +195,9 @@ class PaymentGatewayContract:
 
     # --- void / capture -------------------------------------------------------------------
 
-    def test_void_after_authorize(self, gateway: PaymentGateway, harness: Harness,
-                                  checkout_id: str) -> None:
+    def test_void_after_authorize(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         payment_id = self._authorized(gateway, harness, checkout_id)
         void = VoidRequest(checkout_id, 1, f"{checkout_id}:void_payment:1", payment_id)
         assert gateway.void(void).payment_id == payment_id
@@ -176,26 +206,32 @@ class PaymentGatewayContract:
         again = VoidRequest(checkout_id, 2, f"{checkout_id}:void_payment:2", payment_id)
         assert gateway.void(again).payment_id == payment_id
 
-    def test_void_of_a_captured_payment_is_permanent(self, gateway: PaymentGateway,
-                                                     harness: Harness, checkout_id: str) -> None:
+    def test_void_of_a_captured_payment_is_permanent(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         payment_id = self._captured(gateway, harness, checkout_id)
         with pytest.raises(PermanentPaymentError):
             gateway.void(VoidRequest(checkout_id, 1, f"{checkout_id}:void:1", payment_id))
 
-    def test_capture_and_recapture(self, gateway: PaymentGateway, harness: Harness,
-                                   checkout_id: str) -> None:
+    def test_capture_and_recapture(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         payment_id = self._authorized(gateway, harness, checkout_id, amount=2500)
         captured = gateway.capture(capture(checkout_id, payment_id, 2500))
         assert (captured.payment_id, captured.amount, captured.currency) == (
-            payment_id, 2500, "eur")
+            payment_id,
+            2500,
+            "eur",
+        )
         snap = gateway.retrieve(payment_id)
         assert snap.status == PaymentStatus.CAPTURED
         assert snap.amount_captured == 2500 and snap.refundable == 2500
         # Already captured -> success (Stripe answers 400 to a second capture).
         assert gateway.capture(capture(checkout_id, payment_id, 2500, attempt=2)) == captured
 
-    def test_partial_capture_limits_refunds(self, gateway: PaymentGateway, harness: Harness,
-                                            checkout_id: str) -> None:
+    def test_partial_capture_limits_refunds(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         # localstripe records the released remainder as a refund; real Stripe reports
         # amount_received. Either way only the captured 600 may be refunded.
         payment_id = self._authorized(gateway, harness, checkout_id, amount=1000)
@@ -207,8 +243,9 @@ class PaymentGatewayContract:
 
     # --- refunds --------------------------------------------------------------------------
 
-    def test_partial_then_full_refund(self, gateway: PaymentGateway, harness: Harness,
-                                      checkout_id: str) -> None:
+    def test_partial_then_full_refund(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         payment_id = self._captured(gateway, harness, checkout_id)
         first = gateway.refund(refund(checkout_id, payment_id, 300, key=f"{checkout_id}:r1"))
         assert (first.amount, first.currency) == (300, "eur")
@@ -219,15 +256,17 @@ class PaymentGatewayContract:
         assert snap.amount_refunded == 1000 and snap.refundable == 0
         assert sorted(r.amount for r in snap.refunds) == [300, 700]
 
-    def test_redelivered_refund_refunds_once(self, gateway: PaymentGateway, harness: Harness,
-                                             checkout_id: str) -> None:
+    def test_redelivered_refund_refunds_once(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         payment_id = self._captured(gateway, harness, checkout_id)
         request = refund(checkout_id, payment_id, 400)
         assert gateway.refund(request) == gateway.refund(request)
         assert gateway.retrieve(payment_id).amount_refunded == 400
 
-    def test_over_refund_is_rejected(self, gateway: PaymentGateway, harness: Harness,
-                                     checkout_id: str) -> None:
+    def test_over_refund_is_rejected(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         # Real Stripe rejects this itself; localstripe accepts it, so our guard (which reads
         # the provider's captured - refunded first) is what rejects it there.
         payment_id = self._captured(gateway, harness, checkout_id)
@@ -240,8 +279,9 @@ class PaymentGatewayContract:
         assert err.value.refundable == 400
         assert gateway.retrieve(payment_id).amount_refunded == 600
 
-    def test_refund_of_uncaptured_payment_is_permanent(self, gateway: PaymentGateway,
-                                                       harness: Harness, checkout_id: str) -> None:
+    def test_refund_of_uncaptured_payment_is_permanent(
+        self, gateway: PaymentGateway, harness: Harness, checkout_id: str
+    ) -> None:
         payment_id = self._authorized(gateway, harness, checkout_id)
         with pytest.raises(PermanentPaymentError):
             gateway.refund(refund(checkout_id, payment_id, 100))

@@ -64,8 +64,13 @@ class LoseResponses(requests.Session):
         self.match = (method, path)
         self.remaining = count
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any,  # type: ignore[override]
-                **kwargs: Any) -> requests.Response:
+    def request(
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        *args: Any,  # type: ignore[override]
+        **kwargs: Any,
+    ) -> requests.Response:
         response = super().request(method, url, *args, **kwargs)
         path = urlsplit(str(url)).path
         if (str(method), path) == self.match and self.remaining > 0:
@@ -78,17 +83,21 @@ class LocalStripeHarness:
     def __init__(self, settings: Settings) -> None:
         assert settings.stripe_api_base
         self.settings = settings
-        self.raw = stripe.StripeClient(settings.stripe_api_key,
-                                       base_addresses={"api": settings.stripe_api_base},
-                                       max_network_retries=0)
+        self.raw = stripe.StripeClient(
+            settings.stripe_api_key,
+            base_addresses={"api": settings.stripe_api_base},
+            max_network_retries=0,
+        )
 
     def card(self, number: str) -> str:
         if number.startswith("pm_"):
             return number
-        pm = self.raw.v1.payment_methods.create(params={
-            "type": "card",
-            "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-        })
+        pm = self.raw.v1.payment_methods.create(
+            params={
+                "type": "card",
+                "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+            }
+        )
         return pm.id
 
     def complete_3ds(self, payment_id: str, *, success: bool) -> None:
@@ -96,7 +105,9 @@ class LocalStripeHarness:
         response = httpx.post(
             f"{self.settings.stripe_api_base}/v1/payment_intents/{payment_id}/_authenticate",
             params={"client_secret": secret, "success": "true" if success else "false"},
-            headers={"Authorization": f"Bearer {self.settings.stripe_api_key}"}, timeout=5)
+            headers={"Authorization": f"Bearer {self.settings.stripe_api_key}"},
+            timeout=5,
+        )
         response.raise_for_status()
 
     def responses_lost(self) -> int:
@@ -104,22 +115,29 @@ class LocalStripeHarness:
 
     def payments_for(self, checkout_id: str) -> list[str]:
         listing = self.raw.v1.payment_intents.list(params={"limit": 100})
-        return [pi.id for pi in listing.auto_paging_iter()
-                if pi.to_dict()["metadata"].get("checkout_id") == checkout_id]
+        return [
+            pi.id
+            for pi in listing.auto_paging_iter()
+            if pi.to_dict()["metadata"].get("checkout_id") == checkout_id
+        ]
 
     def gateway_losing_first_authorize_response(self) -> PaymentGateway:
         session = LoseResponses("post", "/v1/payment_intents")
         self.lossy = session
-        return StripeGateway(self.settings.stripe_api_key, api_base=self.settings.stripe_api_base,
-                             http_client=stripe.RequestsClient(timeout=5, session=session))
+        return StripeGateway(
+            self.settings.stripe_api_key,
+            api_base=self.settings.stripe_api_base,
+            http_client=stripe.RequestsClient(timeout=5, session=session),
+        )
 
 
 @pytest.mark.integration
 class TestStripeGatewayOnLocalstripe(PaymentGatewayContract):
     @pytest.fixture
     def gateway(self, settings: Settings) -> StripeGateway:
-        return StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base,
-                             timeout_s=5)
+        return StripeGateway(
+            settings.stripe_api_key, api_base=settings.stripe_api_base, timeout_s=5
+        )
 
     @pytest.fixture
     def harness(self, settings: Settings) -> LocalStripeHarness:

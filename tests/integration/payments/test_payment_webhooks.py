@@ -30,9 +30,14 @@ def test_localstripe_events_become_signals_once_across_replicas(settings: Settin
     client = redis.Redis.from_url(settings.redis_url)
     prefix = f"test:{uuid.uuid4().hex}:"
     gateway = StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
-    replicas = [StripeWebhookHandler([SECRET], RedisEventStore(client, prefix=prefix, ttl_s=60),
-                                     resolve_checkout=lambda pi: gateway.retrieve(pi).checkout_id)
-                for _ in range(2)]
+    replicas = [
+        StripeWebhookHandler(
+            [SECRET],
+            RedisEventStore(client, prefix=prefix, ttl_s=60),
+            resolve_checkout=lambda pi: gateway.retrieve(pi).checkout_id,
+        )
+        for _ in range(2)
+    ]
     checkout_id = f"co_{uuid.uuid4().hex[:12]}"
     authorized = gateway.authorize(auth(checkout_id, "pm_card_visa", 1200))
     assert isinstance(authorized, Authorized)
@@ -40,8 +45,9 @@ def test_localstripe_events_become_signals_once_across_replicas(settings: Settin
     gateway.capture(capture(checkout_id, payment_id, 1200))
     gateway.refund(refund(checkout_id, payment_id, 200))
 
-    raw = stripe.StripeClient(settings.stripe_api_key,
-                              base_addresses={"api": settings.stripe_api_base})
+    raw = stripe.StripeClient(
+        settings.stripe_api_key, base_addresses={"api": settings.stripe_api_base}
+    )
     ours = []
     for ev in raw.v1.events.list(params={"limit": 100}).auto_paging_iter():
         data = ev.to_dict()
@@ -57,7 +63,11 @@ def test_localstripe_events_become_signals_once_across_replicas(settings: Settin
     first = replicas[0].handle_webhook(payload, header, now)
     assert first is not None
     assert (first.checkout_id, first.signal, first.payment_id, first.amount) == (
-        checkout_id, PaymentSignal.SUCCEEDED, payment_id, 1200)
+        checkout_id,
+        PaymentSignal.SUCCEEDED,
+        payment_id,
+        1200,
+    )
     # The same delivery retried to the other replica: no second signal.
     assert replicas[1].handle_webhook(payload, header, now + 5) is None
     client.close()

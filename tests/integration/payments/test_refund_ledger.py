@@ -49,7 +49,8 @@ def captured_payment(gateway: PaymentGateway, checkout_id: str, amount: int = 10
 
 
 def test_concurrent_refunds_never_jointly_exceed_the_capture(
-        raw_gateway: PaymentGateway, connect: Callable[[], psycopg.Connection]) -> None:
+    raw_gateway: PaymentGateway, connect: Callable[[], psycopg.Connection]
+) -> None:
     checkout_id = f"co_{uuid.uuid4().hex[:12]}"
     guarded = LedgerGuardedGateway(raw_gateway, RefundLedger(connect))
     payment_id = captured_payment(raw_gateway, checkout_id)
@@ -71,21 +72,27 @@ def test_concurrent_refunds_never_jointly_exceed_the_capture(
     for t in threads:
         t.join(timeout=60)
     assert len(outcomes) == threads_n
-    assert all(isinstance(o, Refunded | RefundExceedsCapturedError | RetryablePaymentError)
-               for o in outcomes.values()), outcomes
+    assert all(
+        isinstance(o, Refunded | RefundExceedsCapturedError | RetryablePaymentError)
+        for o in outcomes.values()
+    ), outcomes
     # Let the ones told to retry do so, one by one, until each gets a final answer.
     for i in range(threads_n):
         while isinstance(outcomes[i], RetryablePaymentError):
             run(i, together=False)
     succeeded = [o for o in outcomes.values() if isinstance(o, Refunded)]
     assert len(succeeded) == 3
-    assert all(isinstance(o, RefundExceedsCapturedError)
-               for o in outcomes.values() if not isinstance(o, Refunded))
+    assert all(
+        isinstance(o, RefundExceedsCapturedError)
+        for o in outcomes.values()
+        if not isinstance(o, Refunded)
+    )
     assert raw_gateway.retrieve(payment_id).amount_refunded == 900
 
 
 def test_unknown_refund_outcome_keeps_the_reservation_until_reconciled(
-        connect: Callable[[], psycopg.Connection]) -> None:
+    connect: Callable[[], psycopg.Connection],
+) -> None:
     fake = FakeGateway()
     now = [1_000.0]
     ledger = RefundLedger(connect, reservation_ttl_s=60, clock=lambda: now[0])
@@ -107,7 +114,8 @@ def test_unknown_refund_outcome_keeps_the_reservation_until_reconciled(
 
 
 def test_retry_after_unknown_refund_that_happened_returns_it(
-        connect: Callable[[], psycopg.Connection]) -> None:
+    connect: Callable[[], psycopg.Connection],
+) -> None:
     fake = FakeGateway()
     guarded = LedgerGuardedGateway(fake, RefundLedger(connect))
     checkout_id = f"co_{uuid.uuid4().hex[:12]}"

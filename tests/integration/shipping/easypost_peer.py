@@ -57,8 +57,9 @@ class EasyPostPeer:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -81,46 +82,85 @@ class EasyPostPeer:
     def _rates(self, shipment_id: str, ounces: Decimal) -> list[dict[str, Any]]:
         rates = []
         for carrier, service, base, per_oz, days in SERVICES:
-            price = (base + per_oz * ounces + self.price_offset).quantize(Decimal("0.01"),
-                                                                           ROUND_HALF_UP)
-            rates.append({"id": f"rate_{uuid.uuid4().hex}", "object": "Rate", "mode": "test",
-                          "carrier": carrier, "service": service, "rate": str(price),
-                          "currency": self.currency, "retail_rate": str(price),
-                          "delivery_days": days, "est_delivery_days": days,
-                          "shipment_id": shipment_id})
+            price = (base + per_oz * ounces + self.price_offset).quantize(
+                Decimal("0.01"), ROUND_HALF_UP
+            )
+            rates.append(
+                {
+                    "id": f"rate_{uuid.uuid4().hex}",
+                    "object": "Rate",
+                    "mode": "test",
+                    "carrier": carrier,
+                    "service": service,
+                    "rate": str(price),
+                    "currency": self.currency,
+                    "retail_rate": str(price),
+                    "delivery_days": days,
+                    "est_delivery_days": days,
+                    "shipment_id": shipment_id,
+                }
+            )
         return rates
 
     def _create(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         shipment = body.get("shipment") or {}
         to, parcel = shipment.get("to_address") or {}, shipment.get("parcel") or {}
-        errors = [{"field": f"to_address.{f}", "message": "cannot be blank", "suggestion": None}
-                  for f in ("street1", "city", "zip", "country") if not to.get(f)]
+        errors = [
+            {"field": f"to_address.{f}", "message": "cannot be blank", "suggestion": None}
+            for f in ("street1", "city", "zip", "country")
+            if not to.get(f)
+        ]
         if "weight" not in parcel or Decimal(str(parcel["weight"])) <= 0:
-            errors.append({"field": "parcel.weight", "message": "must be greater than 0",
-                           "suggestion": None})
+            errors.append(
+                {"field": "parcel.weight", "message": "must be greater than 0", "suggestion": None}
+            )
         if errors:
-            return 422, {"error": {"code": "SHIPMENT.INVALID_PARAMS",
-                                   "message": "Unable to create shipment, one or more parameters "
-                                              "were invalid.", "errors": errors}}
+            return 422, {
+                "error": {
+                    "code": "SHIPMENT.INVALID_PARAMS",
+                    "message": "Unable to create shipment, one or more parameters were invalid.",
+                    "errors": errors,
+                }
+            }
         if to.get("country") not in COUNTRIES:
-            return 422, {"error": {"code": "ADDRESS.COUNTRY.INVALID",
-                                   "message": f"Invalid country {to.get('country')!r}",
-                                   "errors": [{"field": "to_address.country",
-                                               "message": "is not a valid country",
-                                               "suggestion": None}]}}
+            return 422, {
+                "error": {
+                    "code": "ADDRESS.COUNTRY.INVALID",
+                    "message": f"Invalid country {to.get('country')!r}",
+                    "errors": [
+                        {
+                            "field": "to_address.country",
+                            "message": "is not a valid country",
+                            "suggestion": None,
+                        }
+                    ],
+                }
+            }
         if to.get("zip") == "00000":  # an address the carrier cannot verify
-            return 422, {"error": {"code": "ADDRESS.VERIFY.FAILURE",
-                                   "message": "Address not found",
-                                   "errors": [{"field": "address",
-                                               "message": "Address not found",
-                                               "suggestion": None}]}}
+            return 422, {
+                "error": {
+                    "code": "ADDRESS.VERIFY.FAILURE",
+                    "message": "Address not found",
+                    "errors": [
+                        {"field": "address", "message": "Address not found", "suggestion": None}
+                    ],
+                }
+            }
         shipment_id = f"shp_{uuid.uuid4().hex}"
-        record = {"id": shipment_id, "object": "Shipment", "mode": "test",
-                  "reference": shipment.get("reference"), "to_address": to,
-                  "from_address": shipment.get("from_address"), "parcel": parcel,
-                  "rates": self._rates(shipment_id, Decimal(str(parcel["weight"]))),
-                  "messages": [], "selected_rate": None, "tracking_code": None,
-                  "postage_label": None}
+        record = {
+            "id": shipment_id,
+            "object": "Shipment",
+            "mode": "test",
+            "reference": shipment.get("reference"),
+            "to_address": to,
+            "from_address": shipment.get("from_address"),
+            "parcel": parcel,
+            "rates": self._rates(shipment_id, Decimal(str(parcel["weight"]))),
+            "messages": [],
+            "selected_rate": None,
+            "tracking_code": None,
+            "postage_label": None,
+        }
         with self._lock:
             self.shipments[shipment_id] = record
         return 201, record
@@ -131,18 +171,31 @@ class EasyPostPeer:
         if record is None:
             return 404, _error(404)
         if record["selected_rate"] is not None:
-            return 422, {"error": {"code": "SHIPMENT.POSTAGE.EXISTS",
-                                   "message": "Postage already exists for this shipment.",
-                                   "errors": []}}
+            return 422, {
+                "error": {
+                    "code": "SHIPMENT.POSTAGE.EXISTS",
+                    "message": "Postage already exists for this shipment.",
+                    "errors": [],
+                }
+            }
         rate_id = (body.get("rate") or {}).get("id")
         rate = next((r for r in record["rates"] if r["id"] == rate_id), None)
         if rate is None:
-            return 422, {"error": {"code": "SHIPMENT.RATE.INVALID",
-                                   "message": "Rate not found for this shipment",
-                                   "errors": ["rate.id is invalid"]}}
-        record.update(selected_rate=rate, tracking_code=f"9400{uuid.uuid4().int % 10**18:018d}",
-                      postage_label={"object": "PostageLabel",
-                                     "label_url": f"https://labels.example/{shipment_id}.png"})
+            return 422, {
+                "error": {
+                    "code": "SHIPMENT.RATE.INVALID",
+                    "message": "Rate not found for this shipment",
+                    "errors": ["rate.id is invalid"],
+                }
+            }
+        record.update(
+            selected_rate=rate,
+            tracking_code=f"9400{uuid.uuid4().int % 10**18:018d}",
+            postage_label={
+                "object": "PostageLabel",
+                "label_url": f"https://labels.example/{shipment_id}.png",
+            },
+        )
         return 200, record
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -202,8 +255,11 @@ def _error(status: int) -> dict[str, Any]:
 
 
 @contextmanager
-def running_peer(api_key: str = "EZTK_test_key", *, price_offset: str = "0",
-                 ) -> Iterator[EasyPostPeer]:
+def running_peer(
+    api_key: str = "EZTK_test_key",
+    *,
+    price_offset: str = "0",
+) -> Iterator[EasyPostPeer]:
     peer = EasyPostPeer(api_key, price_offset=price_offset).start()
     try:
         yield peer

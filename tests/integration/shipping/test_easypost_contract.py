@@ -19,7 +19,8 @@ WAREHOUSE = ShippingAddress("9500 Gilman Dr", "La Jolla", "CA", "92093", "US")
 class TestEasyPostContract(ShippingProviderContract):
     @pytest.fixture
     def provider(self, easypost_peer: EasyPostPeer) -> Iterator[ShippingProvider]:
-        client = EasyPostClient(easypost_peer.api_key, from_address=WAREHOUSE,
-                                base_url=easypost_peer.url, timeout_s=2.0)
+        client = EasyPostClient(
+            easypost_peer.api_key, from_address=WAREHOUSE, base_url=easypost_peer.url, timeout_s=2.0
+        )
         yield client
         client.close()

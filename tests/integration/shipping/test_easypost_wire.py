@@ -25,20 +25,27 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def client(easypost_peer: EasyPostPeer) -> Iterator[EasyPostClient]:
-    c = EasyPostClient(easypost_peer.api_key, from_address=WAREHOUSE,
-                       base_url=easypost_peer.url, timeout_s=0.5)
+    c = EasyPostClient(
+        easypost_peer.api_key, from_address=WAREHOUSE, base_url=easypost_peer.url, timeout_s=0.5
+    )
     yield c
     c.close()
 
 
-def test_shipment_request_on_the_wire(client: EasyPostClient, easypost_peer: EasyPostPeer,
-                                      unique_id: str) -> None:
+def test_shipment_request_on_the_wire(
+    client: EasyPostClient, easypost_peer: EasyPostPeer, unique_id: str
+) -> None:
     client.quote(shipment(AUSTIN, (2, 500), (1, 250), reference=f"co-{unique_id}"))
     ((path, body),) = easypost_peer.requests
     assert path == "/v2/shipments"
     s = body["shipment"]
-    assert s["to_address"] == {"street1": "1100 Congress Ave", "city": "Austin", "state": "TX",
-                               "zip": "78701", "country": "US"}
+    assert s["to_address"] == {
+        "street1": "1100 Congress Ave",
+        "city": "Austin",
+        "state": "TX",
+        "zip": "78701",
+        "country": "US",
+    }
     assert (s["from_address"]["zip"], s["from_address"]["state"]) == ("92093", "CA")
     assert s["parcel"]["weight"] == 44.1  # 1250 g = 44.09 oz, rounded up to a tenth
     assert s["reference"] == f"co-{unique_id}"
@@ -53,8 +60,9 @@ def test_rates_are_exact_minor_units_and_classified(client: EasyPostClient) -> N
     assert all(r.quote_ref and r.quote_ref.startswith("shp_") for r in rates.values())
 
 
-def test_rates_in_another_currency_are_dropped(client: EasyPostClient,
-                                               easypost_peer: EasyPostPeer) -> None:
+def test_rates_in_another_currency_are_dropped(
+    client: EasyPostClient, easypost_peer: EasyPostPeer
+) -> None:
     easypost_peer.currency = "CAD"
     with pytest.raises(ShippingProviderError, match="no usable USD rates"):
         client.quote(shipment())
@@ -77,8 +85,9 @@ def test_unverifiable_address_is_a_permanent_input_error(client: EasyPostClient)
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503])
-def test_server_errors_are_retryable(client: EasyPostClient, easypost_peer: EasyPostPeer,
-                                     status: int) -> None:
+def test_server_errors_are_retryable(
+    client: EasyPostClient, easypost_peer: EasyPostPeer, status: int
+) -> None:
     easypost_peer.script(status)
     with pytest.raises(ShippingProviderError) as err:
         client.quote(shipment())
@@ -86,8 +95,9 @@ def test_server_errors_are_retryable(client: EasyPostClient, easypost_peer: Easy
     assert str(status) in err.value.reason
 
 
-def test_hanging_easypost_times_out_on_the_client_budget(client: EasyPostClient,
-                                                         easypost_peer: EasyPostPeer) -> None:
+def test_hanging_easypost_times_out_on_the_client_budget(
+    client: EasyPostClient, easypost_peer: EasyPostPeer
+) -> None:
     easypost_peer.script("hang")
     started = time.monotonic()
     with pytest.raises(ShippingProviderError, match="timed out") as err:
@@ -96,15 +106,18 @@ def test_hanging_easypost_times_out_on_the_client_budget(client: EasyPostClient,
     assert err.value.retryable is True
 
 
-def test_buy_records_tracking_and_label(client: EasyPostClient,
-                                        easypost_peer: EasyPostPeer) -> None:
+def test_buy_records_tracking_and_label(
+    client: EasyPostClient, easypost_peer: EasyPostPeer
+) -> None:
     request = shipment()
     rate = min(client.quote(request), key=lambda r: r.amount)
     bought = client.create_shipment(request, rate, "co-x:ship:1")
     assert bought.tracking_code and bought.tracking_code.startswith("9400")
     assert bought.label_url and bought.shipment_id in bought.label_url
-    assert easypost_peer.requests[-1] == (f"/v2/shipments/{bought.shipment_id}/buy",
-                                          {"rate": {"id": rate.quote_ref.split("/")[1]}})
+    assert easypost_peer.requests[-1] == (
+        f"/v2/shipments/{bought.shipment_id}/buy",
+        {"rate": {"id": rate.quote_ref.split("/")[1]}},
+    )
 
 
 def test_buying_an_unknown_shipment_is_not_retried_blindly(client: EasyPostClient) -> None:

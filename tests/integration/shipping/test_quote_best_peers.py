@@ -37,12 +37,15 @@ def peers() -> Iterator[list[EasyPostPeer]]:
 
 def clients(peers: list[EasyPostPeer], timeout_s: float = 10.0) -> list[ShippingProvider]:
     # A generous client timeout: only quote_best's budget may bound the wait here.
-    return [EasyPostClient(p.api_key, from_address=WAREHOUSE, base_url=p.url,
-                           timeout_s=timeout_s) for p in peers]
+    return [
+        EasyPostClient(p.api_key, from_address=WAREHOUSE, base_url=p.url, timeout_s=timeout_s)
+        for p in peers
+    ]
 
 
 def test_every_carrier_hanging_still_quotes_the_flat_rate_in_budget(
-        peers: list[EasyPostPeer]) -> None:
+    peers: list[EasyPostPeer],
+) -> None:
     for peer in peers:
         peer.always = "hang"
     carriers = clients(peers)
@@ -65,19 +68,24 @@ def test_cheapest_answer_wins_while_others_hang(peers: list[EasyPostPeer]) -> No
     assert (rate.carrier, rate.service, rate.amount) == ("USPS", "GroundAdvantage", 729)
 
 
-def test_failing_carriers_are_dropped_and_the_cheapest_is_chosen(
-        peers: list[EasyPostPeer]) -> None:
+def test_failing_carriers_are_dropped_and_the_cheapest_is_chosen(peers: list[EasyPostPeer]) -> None:
     peers[0].always = 503
     peers[1].always = 401
-    rate = quote_best([*clients(peers), RateTableCarrier()], shipment(), timeout_s=BUDGET_S,
-                      flat_rate=FLAT)
+    rate = quote_best(
+        [*clients(peers), RateTableCarrier()], shipment(), timeout_s=BUDGET_S, flat_rate=FLAT
+    )
     # builtin standard 5.99 beats peer 2's 5.40 + 0.885 + 2.00 = 8.29
     assert (rate.carrier, rate.amount) == ("builtin", 599)
 
 
 def test_requested_service_level_across_carriers(peers: list[EasyPostPeer]) -> None:
-    rate = quote_best([*clients(peers), RateTableCarrier()], shipment(), timeout_s=BUDGET_S,
-                      service_level=EXPRESS, flat_rate=FLAT)
+    rate = quote_best(
+        [*clients(peers), RateTableCarrier()],
+        shipment(),
+        timeout_s=BUDGET_S,
+        service_level=EXPRESS,
+        flat_rate=FLAT,
+    )
     # builtin express 19.99 beats every peer's USPS Express (29.75 + ...)
     assert (rate.carrier, rate.service_level, rate.amount) == ("builtin", EXPRESS, 1999)
 
@@ -90,11 +98,20 @@ def test_all_carriers_rejecting_the_address_is_permanent(peers: list[EasyPostPee
 
 def test_shipping_service_end_to_end(peers: list[EasyPostPeer], unique_id: str) -> None:
     peers[0].always = "hang"
-    svc = ShippingService([*clients(peers), RateTableCarrier()], flat_rate=FLAT,
-                          timeout_s=BUDGET_S, weight_of=lambda _sku: 250)
-    cmd = QuoteShipping(f"co-{unique_id}", 1, f"co-{unique_id}:ship:1", "USD",
-                        (LineItem("SKU-A", 1, 2000),),
-                        Address("1100 Congress Ave", "Austin", "TX", "78701", "US"))
+    svc = ShippingService(
+        [*clients(peers), RateTableCarrier()],
+        flat_rate=FLAT,
+        timeout_s=BUDGET_S,
+        weight_of=lambda _sku: 250,
+    )
+    cmd = QuoteShipping(
+        f"co-{unique_id}",
+        1,
+        f"co-{unique_id}:ship:1",
+        "USD",
+        (LineItem("SKU-A", 1, 2000),),
+        Address("1100 Congress Ave", "Austin", "TX", "78701", "US"),
+    )
     started = time.monotonic()
     reply = svc.handle(cmd)
     assert time.monotonic() - started < BUDGET_S + MARGIN_S

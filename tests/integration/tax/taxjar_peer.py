@@ -69,11 +69,19 @@ class BadOrder(Exception):
 
 
 def _rate(country: str, state: str, zip_code: str) -> tuple[Decimal, bool]:
-    keys = [k for k in RATES if k[0] == country and (len(k) == 1 or k[1] == state)
-            and (len(k) < 3 or zip_code.startswith(k[2]))]
+    keys = [
+        k
+        for k in RATES
+        if k[0] == country
+        and (len(k) == 1 or k[1] == state)
+        and (len(k) < 3 or zip_code.startswith(k[2]))
+    ]
     if not keys:
-        raise BadOrder(f"to_state {state} is not supported for to_country {country}"
-                       if country == "US" else f"to_country {country} is not supported")
+        raise BadOrder(
+            f"to_state {state} is not supported for to_country {country}"
+            if country == "US"
+            else f"to_country {country} is not supported"
+        )
     best = max(keys, key=len)
     return RATES[best], best[:2] in FREIGHT_TAXABLE or best[:1] in FREIGHT_TAXABLE
 
@@ -85,55 +93,78 @@ def compute(order: dict[str, Any]) -> dict[str, Any]:
     country, state = order["to_country"], order.get("to_state", "")
     zip_code = str(order.get("to_zip", "")).replace(" ", "")
     if country == "US":
-        expected = next((s for p, s in sorted(US_ZIP_STATE.items(), key=lambda kv: -len(kv[0]))
-                         if zip_code.startswith(p)), None)
+        expected = next(
+            (
+                s
+                for p, s in sorted(US_ZIP_STATE.items(), key=lambda kv: -len(kv[0]))
+                if zip_code.startswith(p)
+            ),
+            None,
+        )
         if expected != state:
             raise BadOrder(f"to_zip {zip_code} is not used within to_state {state}")
     rate, freight_taxable = _rate(country, state, zip_code)
     nexus = order.get("nexus_addresses")
     has_nexus = not nexus or any(
-        n.get("country") == country and (country != "US" or n.get("state") == state)
-        for n in nexus)
+        n.get("country") == country and (country != "US" or n.get("state") == state) for n in nexus
+    )
     shipping = Decimal(order["shipping"])
     lines = order.get("line_items") or []
     if not has_nexus:
-        return {"tax": {"order_total_amount": sum((_taxable(li) for li in lines), shipping),
-                        "shipping": shipping, "taxable_amount": Decimal(0),
-                        "amount_to_collect": Decimal(0), "rate": Decimal(0), "has_nexus": False,
-                        "freight_taxable": freight_taxable, "tax_source": None}}
+        return {
+            "tax": {
+                "order_total_amount": sum((_taxable(li) for li in lines), shipping),
+                "shipping": shipping,
+                "taxable_amount": Decimal(0),
+                "amount_to_collect": Decimal(0),
+                "rate": Decimal(0),
+                "has_nexus": False,
+                "freight_taxable": freight_taxable,
+                "tax_source": None,
+            }
+        }
     items, exact_total, taxable_total = [], Decimal(0), Decimal(0)
     for li in lines:
         taxable = _taxable(li)
         exact = taxable * rate
         exact_total += exact
         taxable_total += taxable
-        items.append({"id": li["id"], "taxable_amount": taxable,
-                      "tax_collectable": exact.quantize(CENT, ROUND_HALF_UP),
-                      "combined_tax_rate": rate})
+        items.append(
+            {
+                "id": li["id"],
+                "taxable_amount": taxable,
+                "tax_collectable": exact.quantize(CENT, ROUND_HALF_UP),
+                "combined_tax_rate": rate,
+            }
+        )
     ship_taxable = shipping if freight_taxable else Decimal(0)
     ship_exact = ship_taxable * rate
     exact_total += ship_exact
     amount = exact_total.quantize(CENT, ROUND_HALF_UP)
-    return {"tax": {
-        "order_total_amount": taxable_total + shipping,
-        "shipping": shipping,
-        "taxable_amount": taxable_total + ship_taxable,
-        "amount_to_collect": amount,
-        "rate": rate,
-        "has_nexus": True,
-        "freight_taxable": freight_taxable,
-        "tax_source": "destination",
-        "jurisdictions": {"country": country, "state": state},
-        "breakdown": {
+    return {
+        "tax": {
+            "order_total_amount": taxable_total + shipping,
+            "shipping": shipping,
             "taxable_amount": taxable_total + ship_taxable,
-            "tax_collectable": amount,
-            "combined_tax_rate": rate,
-            "shipping": {"taxable_amount": ship_taxable,
-                         "tax_collectable": ship_exact.quantize(CENT, ROUND_HALF_UP),
-                         "combined_tax_rate": rate},
-            "line_items": items,
-        },
-    }}
+            "amount_to_collect": amount,
+            "rate": rate,
+            "has_nexus": True,
+            "freight_taxable": freight_taxable,
+            "tax_source": "destination",
+            "jurisdictions": {"country": country, "state": state},
+            "breakdown": {
+                "taxable_amount": taxable_total + ship_taxable,
+                "tax_collectable": amount,
+                "combined_tax_rate": rate,
+                "shipping": {
+                    "taxable_amount": ship_taxable,
+                    "tax_collectable": ship_exact.quantize(CENT, ROUND_HALF_UP),
+                    "combined_tax_rate": rate,
+                },
+                "line_items": items,
+            },
+        }
+    }
 
 
 def _taxable(li: dict[str, Any]) -> Decimal:
@@ -153,8 +184,9 @@ class TaxJarPeer:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -192,16 +224,16 @@ class TaxJarPeer:
 
             def _error(self, status: int, detail: str | None = None) -> None:
                 error, default = ERRORS[status]
-                self._send(status, {"error": error, "detail": detail or default,
-                                    "status": status})
+                self._send(status, {"error": error, "detail": detail or default, "status": status})
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 with peer._lock:
                     peer.raw_bodies.append(raw)
                 if self.path != "/v2/taxes":
-                    self._send(404, {"error": "Not Found", "detail": "No such route",
-                                     "status": 404})
+                    self._send(
+                        404, {"error": "Not Found", "detail": "No such route", "status": 404}
+                    )
                     return
                 if self.headers.get("Authorization") != f"Bearer {peer.api_key}":
                     self._error(401)

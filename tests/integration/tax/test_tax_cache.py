@@ -37,12 +37,16 @@ def redis_client(settings: Settings) -> redis.Redis:
 def cached(peer: TaxJarPeer, client: redis.Redis, unique_id: str) -> CachedTaxCalculator:
     remote = ResilientTaxCalculator(
         TaxJarCalculator(peer.api_key, api_url=peer.url, timeout_s=0.5),
-        breaker=tax_breaker(f"taxjar-{unique_id}"), timeout_s=2.0, retries=0)
+        breaker=tax_breaker(f"taxjar-{unique_id}"),
+        timeout_s=2.0,
+        retries=0,
+    )
     return CachedTaxCalculator(remote, client, prefix=f"tax:test:{unique_id}:")
 
 
-def test_cache_hit_does_not_call_taxjar(taxjar_peer: TaxJarPeer, redis_client: redis.Redis,
-                                        unique_id: str) -> None:
+def test_cache_hit_does_not_call_taxjar(
+    taxjar_peer: TaxJarPeer, redis_client: redis.Redis, unique_id: str
+) -> None:
     calc = cached(taxjar_peer, redis_client, unique_id)
     first = calc.calculate(order(LA, (2, 5000)))
     second = calc.calculate(order(LA, (2, 5000)))
@@ -51,8 +55,9 @@ def test_cache_hit_does_not_call_taxjar(taxjar_peer: TaxJarPeer, redis_client: r
     assert taxjar_peer.request_count == 1
 
 
-def test_entries_live_24_hours(taxjar_peer: TaxJarPeer, redis_client: redis.Redis,
-                               unique_id: str) -> None:
+def test_entries_live_24_hours(
+    taxjar_peer: TaxJarPeer, redis_client: redis.Redis, unique_id: str
+) -> None:
     calc = cached(taxjar_peer, redis_client, unique_id)
     request = order(LA, (2, 5000))
     calc.calculate(request)
@@ -60,9 +65,9 @@ def test_entries_live_24_hours(taxjar_peer: TaxJarPeer, redis_client: redis.Redi
     assert isinstance(ttl, int) and DAY_S - 60 < ttl <= DAY_S
 
 
-def test_differently_spelled_same_address_hits(taxjar_peer: TaxJarPeer,
-                                               redis_client: redis.Redis,
-                                               unique_id: str) -> None:
+def test_differently_spelled_same_address_hits(
+    taxjar_peer: TaxJarPeer, redis_client: redis.Redis, unique_id: str
+) -> None:
     calc = cached(taxjar_peer, redis_client, unique_id)
     calc.calculate(order(LA, (2, 5000)))
     messy = TaxAddress(" 200 N  SPRING st", "los angeles ", "ca", "90012 ", "us")
@@ -70,15 +75,19 @@ def test_differently_spelled_same_address_hits(taxjar_peer: TaxJarPeer,
     assert taxjar_peer.request_count == 1
 
 
-@pytest.mark.parametrize("change", [
-    lambda r: order(LA, (3, 5000)),                         # quantity
-    lambda r: order(LA, (2, 5001)),                         # price
-    lambda r: order(AUSTIN, (2, 5000)),                     # destination
-    lambda r: order(LA, (2, 5000), shipping=500),           # shipping
-    lambda r: dataclasses.replace(r, currency="CAD"),       # currency
-])
-def test_inputs_that_matter_miss(taxjar_peer: TaxJarPeer, redis_client: redis.Redis,
-                                 unique_id: str, change: object) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: order(LA, (3, 5000)),  # quantity
+        lambda r: order(LA, (2, 5001)),  # price
+        lambda r: order(AUSTIN, (2, 5000)),  # destination
+        lambda r: order(LA, (2, 5000), shipping=500),  # shipping
+        lambda r: dataclasses.replace(r, currency="CAD"),  # currency
+    ],
+)
+def test_inputs_that_matter_miss(
+    taxjar_peer: TaxJarPeer, redis_client: redis.Redis, unique_id: str, change: object
+) -> None:
     calc = cached(taxjar_peer, redis_client, unique_id)
     base = order(LA, (2, 5000))
     calc.calculate(base)
@@ -86,8 +95,9 @@ def test_inputs_that_matter_miss(taxjar_peer: TaxJarPeer, redis_client: redis.Re
     assert taxjar_peer.request_count == 2
 
 
-def test_hit_survives_a_taxjar_outage(taxjar_peer: TaxJarPeer, redis_client: redis.Redis,
-                                      unique_id: str) -> None:
+def test_hit_survives_a_taxjar_outage(
+    taxjar_peer: TaxJarPeer, redis_client: redis.Redis, unique_id: str
+) -> None:
     calc = cached(taxjar_peer, redis_client, unique_id)
     calc.calculate(order(LA, (2, 5000)))
     taxjar_peer.always = 503
@@ -96,10 +106,14 @@ def test_hit_survives_a_taxjar_outage(taxjar_peer: TaxJarPeer, redis_client: red
     assert taxjar_peer.request_count == 1
 
 
-def test_fallback_answers_are_not_cached(taxjar_peer: TaxJarPeer, redis_client: redis.Redis,
-                                         unique_id: str) -> None:
-    policy = PolicyTaxCalculator(cached(taxjar_peer, redis_client, unique_id),
-                                 RateTableCalculator(), FallbackPolicy.FALLBACK_RATES)
+def test_fallback_answers_are_not_cached(
+    taxjar_peer: TaxJarPeer, redis_client: redis.Redis, unique_id: str
+) -> None:
+    policy = PolicyTaxCalculator(
+        cached(taxjar_peer, redis_client, unique_id),
+        RateTableCalculator(),
+        FallbackPolicy.FALLBACK_RATES,
+    )
     taxjar_peer.always = 503
     assert policy.calculate(order(LA, (2, 5000))).source == SOURCE_RATE_TABLE_FALLBACK
     taxjar_peer.always = None
@@ -107,9 +121,9 @@ def test_fallback_answers_are_not_cached(taxjar_peer: TaxJarPeer, redis_client: 
     assert taxjar_peer.request_count == 2
 
 
-def test_bad_input_is_rejected_before_redis_or_taxjar(taxjar_peer: TaxJarPeer,
-                                                      redis_client: redis.Redis,
-                                                      unique_id: str) -> None:
+def test_bad_input_is_rejected_before_redis_or_taxjar(
+    taxjar_peer: TaxJarPeer, redis_client: redis.Redis, unique_id: str
+) -> None:
     calc = cached(taxjar_peer, redis_client, unique_id)
     with pytest.raises(TaxInputError):
         calc.calculate(order(TaxAddress("1 Main", "X", "CA", "ABCDE", "US"), (1, 100)))
@@ -124,18 +138,31 @@ def test_redis_down_degrades_to_no_cache(taxjar_peer: TaxJarPeer, unique_id: str
     assert taxjar_peer.request_count == 2
 
 
-def test_factory_wires_taxjar_cache_and_policy(taxjar_peer: TaxJarPeer, settings: Settings,
-                                               redis_client: redis.Redis,
-                                               unique_id: str) -> None:
-    configured = dataclasses.replace(settings, taxjar_api_key=taxjar_peer.api_key,
-                                     tax_fallback_policy="fallback_rates")
-    svc = TaxService(build_tax_calculator(
-        configured, redis_client=redis_client, taxjar_api_url=taxjar_peer.url,
-        breaker=tax_breaker(f"taxjar-{unique_id}"), retries=0, timeout_s=0.5))
+def test_factory_wires_taxjar_cache_and_policy(
+    taxjar_peer: TaxJarPeer, settings: Settings, redis_client: redis.Redis, unique_id: str
+) -> None:
+    configured = dataclasses.replace(
+        settings, taxjar_api_key=taxjar_peer.api_key, tax_fallback_policy="fallback_rates"
+    )
+    svc = TaxService(
+        build_tax_calculator(
+            configured,
+            redis_client=redis_client,
+            taxjar_api_url=taxjar_peer.url,
+            breaker=tax_breaker(f"taxjar-{unique_id}"),
+            retries=0,
+            timeout_s=0.5,
+        )
+    )
     # a unique price per test keeps this test's cache key away from every other test's
-    cmd = CalculateTax(f"co-{unique_id}", 1, f"co-{unique_id}:tax:1", "USD",
-                       (LineItem("SKU-A", 1, 10_000 + int(unique_id[:4], 16)),),
-                       Address("200 N Spring St", "Los Angeles", "CA", "90012", "US"))
+    cmd = CalculateTax(
+        f"co-{unique_id}",
+        1,
+        f"co-{unique_id}:tax:1",
+        "USD",
+        (LineItem("SKU-A", 1, 10_000 + int(unique_id[:4], 16)),),
+        Address("200 N Spring St", "Los Angeles", "CA", "90012", "US"),
+    )
     first, second = svc.handle(cmd), svc.handle(cmd)
     assert isinstance(first, TaxCalculated) and first == second
     assert first.source == SOURCE_TAXJAR

@@ -24,11 +24,21 @@ pytestmark = pytest.mark.integration
 WAREHOUSE = shop_address("9500 Gilman Dr", "La Jolla", "CA", "92093", "US", id="hq")
 
 
-def calculator(peer: TaxJarPeer, *, api_key: str | None = None, timeout_s: float = 2.0,
-               from_address: ShopAddress | None = None,
-               nexus_addresses: Sequence[ShopAddress] = ()) -> TaxJarCalculator:
-    return TaxJarCalculator(api_key or peer.api_key, api_url=peer.url, timeout_s=timeout_s,
-                            from_address=from_address, nexus_addresses=nexus_addresses)
+def calculator(
+    peer: TaxJarPeer,
+    *,
+    api_key: str | None = None,
+    timeout_s: float = 2.0,
+    from_address: ShopAddress | None = None,
+    nexus_addresses: Sequence[ShopAddress] = (),
+) -> TaxJarCalculator:
+    return TaxJarCalculator(
+        api_key or peer.api_key,
+        api_url=peer.url,
+        timeout_s=timeout_s,
+        from_address=from_address,
+        nexus_addresses=nexus_addresses,
+    )
 
 
 def test_order_on_the_wire(taxjar_peer: TaxJarPeer) -> None:
@@ -37,13 +47,22 @@ def test_order_on_the_wire(taxjar_peer: TaxJarPeer) -> None:
     body = taxjar_peer.bodies[-1]
     assert (body["to_country"], body["to_state"], body["to_zip"]) == ("US", "CA", "90012")
     assert (body["from_state"], body["from_zip"]) == ("CA", "92093")
-    assert body["nexus_addresses"] == [{"id": "hq", "country": "US", "zip": "92093",
-                                        "state": "CA", "city": "La Jolla",
-                                        "street": "9500 Gilman Dr"}]
+    assert body["nexus_addresses"] == [
+        {
+            "id": "hq",
+            "country": "US",
+            "zip": "92093",
+            "state": "CA",
+            "city": "La Jolla",
+            "street": "9500 Gilman Dr",
+        }
+    ]
     assert body["shipping"] == Decimal("7.50")
     assert body["amount"] == Decimal("64.97")
     assert [(li["id"], li["quantity"], li["unit_price"]) for li in body["line_items"]] == [
-        ("1", 3, Decimal("19.99")), ("2", 1, Decimal("5.00"))]
+        ("1", 3, Decimal("19.99")),
+        ("2", 1, Decimal("5.00")),
+    ]
     # exact decimal literals, not float reprs
     assert '"unit_price":19.99' in taxjar_peer.raw_bodies[-1]
 
@@ -72,8 +91,7 @@ def test_rejected_api_key_is_a_provider_failure_not_retryable(taxjar_peer: TaxJa
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
-def test_throttling_and_server_errors_are_retryable(taxjar_peer: TaxJarPeer,
-                                                    status: int) -> None:
+def test_throttling_and_server_errors_are_retryable(taxjar_peer: TaxJarPeer, status: int) -> None:
     taxjar_peer.script(status)
     with pytest.raises(TaxProviderUnavailable) as err:
         calculator(taxjar_peer).calculate(order(LA, (1, 1000)))

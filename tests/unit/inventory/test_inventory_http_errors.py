@@ -49,9 +49,7 @@ def test_off_contract_answers_raise_protocol_error() -> None:
     with pytest.raises(InventoryProtocolError, match="malformed reservation"):
         provider(lambda _: httpx.Response(200, json={"id": "r1"})).commit("r1")
     with pytest.raises(InventoryProtocolError, match="not JSON"):
-        provider(lambda _: httpx.Response(201, text="<html>")).reserve(
-            "co", "k", [Line("A", 1)], 1
-        )
+        provider(lambda _: httpx.Response(201, text="<html>")).reserve("co", "k", [Line("A", 1)], 1)
 
 
 def test_request_shape_and_local_validation() -> None:

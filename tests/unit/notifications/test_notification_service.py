@@ -42,7 +42,11 @@ def command(kind: str = "order_confirmation", attempt: int = 1) -> SendNotificat
 def make(sender: ScriptedSender, **kw: object) -> tuple[NotificationService, InMemorySentLog]:
     log = InMemorySentLog()
     svc = NotificationService(
-        sender, log, InMemorySummaries(), sleep=lambda _: None, **kw  # type: ignore[arg-type]
+        sender,
+        log,
+        InMemorySummaries(),
+        sleep=lambda _: None,
+        **kw,  # type: ignore[arg-type]
     )
     return svc, log
 

@@ -45,14 +45,22 @@ def checkout_id() -> str:
     return f"co_{uuid.uuid4().hex[:12]}"
 
 
-def authorize(checkout_id: str, pm: str = "pm_card_visa", attempt: int = 1,
-              provider: str = "fake") -> AuthorizePayment:
-    return AuthorizePayment(checkout_id, attempt, f"{checkout_id}:authorize_payment:{attempt}",
-                            provider, pm, "cust", 1000, "EUR")
+def authorize(
+    checkout_id: str, pm: str = "pm_card_visa", attempt: int = 1, provider: str = "fake"
+) -> AuthorizePayment:
+    return AuthorizePayment(
+        checkout_id,
+        attempt,
+        f"{checkout_id}:authorize_payment:{attempt}",
+        provider,
+        pm,
+        "cust",
+        1000,
+        "EUR",
+    )
 
 
-def test_authorize_capture_refund_void_replies(service: PaymentService,
-                                               checkout_id: str) -> None:
+def test_authorize_capture_refund_void_replies(service: PaymentService, checkout_id: str) -> None:
     reply = service.handle(authorize(checkout_id))
     assert isinstance(reply, PaymentAuthorized)
     assert (reply.amount, reply.currency, reply.attempt) == (1000, "EUR", 1)
@@ -73,14 +81,16 @@ def test_authorize_capture_refund_void_replies(service: PaymentService,
 
 def test_decline_and_action_required(service: PaymentService, checkout_id: str) -> None:
     declined = service.handle(authorize(checkout_id, "4000000000000341"))
-    assert declined == PaymentDeclined(checkout_id, 1, "fake", "Your card was declined.",
-                                       "card_declined", False)
+    assert declined == PaymentDeclined(
+        checkout_id, 1, "fake", "Your card was declined.", "card_declined", False
+    )
     action = service.handle(authorize(f"{checkout_id}x", "4000002500003155"))
     assert isinstance(action, PaymentActionRequired) and action.action_url is None
 
 
-def test_provider_errors_become_retryable_replies(service: PaymentService, fake: FakeGateway,
-                                                  checkout_id: str) -> None:
+def test_provider_errors_become_retryable_replies(
+    service: PaymentService, fake: FakeGateway, checkout_id: str
+) -> None:
     fake.inject(Op.FIND, 1, Fault.RETRYABLE_BEFORE)
     reply = service.handle(authorize(checkout_id))
     assert isinstance(reply, PaymentDeclined) and reply.retryable is True
@@ -96,9 +106,9 @@ def test_provider_errors_become_retryable_replies(service: PaymentService, fake:
     assert fake.payment_count(checkout_id) == 1
 
 
-def test_open_breaker_is_retryable_and_spares_the_provider(service: PaymentService,
-                                                           fake: FakeGateway,
-                                                           checkout_id: str) -> None:
+def test_open_breaker_is_retryable_and_spares_the_provider(
+    service: PaymentService, fake: FakeGateway, checkout_id: str
+) -> None:
     for n in range(1, 4):
         fake.inject(Op.FIND, 1, Fault.RETRYABLE_BEFORE)
         reply = service.handle(authorize(checkout_id, attempt=n))
@@ -111,17 +121,18 @@ def test_open_breaker_is_retryable_and_spares_the_provider(service: PaymentServi
     assert fake.calls(Op.FIND) == calls
 
 
-def test_business_failures_do_not_trip_the_breaker(service: PaymentService,
-                                                   checkout_id: str) -> None:
+def test_business_failures_do_not_trip_the_breaker(
+    service: PaymentService, checkout_id: str
+) -> None:
     for n in range(5):
-        reply = service.handle(CapturePayment(checkout_id, n + 1, f"k{n}", "fake",
-                                              "fakepi_missing", 100, "EUR"))
+        reply = service.handle(
+            CapturePayment(checkout_id, n + 1, f"k{n}", "fake", "fakepi_missing", 100, "EUR")
+        )
         assert isinstance(reply, PaymentCaptureFailed) and reply.retryable is False
     assert service.breaker("fake").current_state == pybreaker.STATE_CLOSED
 
 
-def test_unknown_provider_is_a_permanent_failure(service: PaymentService,
-                                                 checkout_id: str) -> None:
+def test_unknown_provider_is_a_permanent_failure(service: PaymentService, checkout_id: str) -> None:
     reply = service.handle(authorize(checkout_id, provider="nope"))
     assert isinstance(reply, PaymentDeclined) and reply.retryable is False
 

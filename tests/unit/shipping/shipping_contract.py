@@ -20,11 +20,19 @@ AUSTIN = ShippingAddress("1100 Congress Ave", "Austin", "TX", "78701", "US")
 BERLIN = ShippingAddress("Platz der Republik 1", "Berlin", "", "11011", "DE")
 
 
-def shipment(to: ShippingAddress = AUSTIN, *items: tuple[int, int], currency: str = "USD",
-             reference: str = "co-test") -> ShippingRequest:
+def shipment(
+    to: ShippingAddress = AUSTIN,
+    *items: tuple[int, int],
+    currency: str = "USD",
+    reference: str = "co-test",
+) -> ShippingRequest:
     items = items or ((1, 500),)
-    return ShippingRequest(currency, tuple(ShippingItem(f"SKU-{i}", q, 1000, grams)
-                                           for i, (q, grams) in enumerate(items)), to, reference)
+    return ShippingRequest(
+        currency,
+        tuple(ShippingItem(f"SKU-{i}", q, 1000, grams) for i, (q, grams) in enumerate(items)),
+        to,
+        reference,
+    )
 
 
 class ShippingProviderContract:
@@ -52,8 +60,10 @@ class ShippingProviderContract:
 
     def test_heavier_parcels_do_not_cost_less(self, provider: ShippingProvider) -> None:
         light = {(r.carrier, r.service): r.amount for r in self.quote(provider, shipment())}
-        heavy = {(r.carrier, r.service): r.amount
-                 for r in self.quote(provider, shipment(AUSTIN, (3, 2500)))}
+        heavy = {
+            (r.carrier, r.service): r.amount
+            for r in self.quote(provider, shipment(AUSTIN, (3, 2500)))
+        }
         shared = light.keys() & heavy.keys()
         assert shared
         assert all(heavy[k] >= light[k] for k in shared)
@@ -65,7 +75,11 @@ class ShippingProviderContract:
         bought = provider.create_shipment(request, rate, "co-test:ship:1")
         assert bought.shipment_id
         assert (bought.carrier, bought.service_level, bought.amount, bought.currency) == (
-            rate.carrier, rate.service_level, rate.amount, rate.currency)
+            rate.carrier,
+            rate.service_level,
+            rate.amount,
+            rate.currency,
+        )
 
     def test_buying_from_only_what_the_saga_recorded(self, provider: ShippingProvider) -> None:
         # ShippingQuoted keeps carrier, service level and amount — not the provider's handle.
@@ -83,14 +97,16 @@ class ShippingProviderContract:
             provider.quote(empty)
 
     @pytest.mark.parametrize("quantity", [0, -2])
-    def test_non_positive_quantity_is_permanent(self, provider: ShippingProvider,
-                                                quantity: int) -> None:
+    def test_non_positive_quantity_is_permanent(
+        self, provider: ShippingProvider, quantity: int
+    ) -> None:
         with pytest.raises(ShippingInputError, match="quantity"):
             provider.quote(shipment(AUSTIN, (quantity, 500)))
 
     @pytest.mark.parametrize("country", ["ZZ", "USA"])
-    def test_unsupported_country_is_permanent(self, provider: ShippingProvider,
-                                              country: str) -> None:
+    def test_unsupported_country_is_permanent(
+        self, provider: ShippingProvider, country: str
+    ) -> None:
         to = ShippingAddress("1 Main St", "Somewhere", "", "12345", country)
         with pytest.raises(ShippingInputError) as err:
             provider.quote(shipment(to))
@@ -98,8 +114,9 @@ class ShippingProviderContract:
         assert "country" in err.value.reason.lower()
 
     @pytest.mark.parametrize(("country", "postal"), [("US", "7870"), ("DE", "1O115")])
-    def test_malformed_postal_code_is_permanent(self, provider: ShippingProvider, country: str,
-                                                postal: str) -> None:
+    def test_malformed_postal_code_is_permanent(
+        self, provider: ShippingProvider, country: str, postal: str
+    ) -> None:
         to = ShippingAddress("1 Main St", "Somewhere", "TX", postal, country)
         with pytest.raises(ShippingInputError, match="postal code"):
             provider.quote(shipment(to))

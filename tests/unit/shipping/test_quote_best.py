@@ -26,8 +26,13 @@ FLAT = FlatRate({"USD": 1500, "EUR": 1400})
 
 
 class Fake:
-    def __init__(self, name: str, *answers: Rate, error: ShippingError | None = None,
-                 gate: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *answers: Rate,
+        error: ShippingError | None = None,
+        gate: threading.Event | None = None,
+    ) -> None:
         self.name = name
         self.answers = list(answers)
         self.error = error
@@ -42,13 +47,15 @@ class Fake:
             raise self.error
         return self.answers
 
-    def create_shipment(self, request: ShippingRequest, rate: Rate,
-                        idempotency_key: str) -> Shipment:
+    def create_shipment(
+        self, request: ShippingRequest, rate: Rate, idempotency_key: str
+    ) -> Shipment:
         raise NotImplementedError
 
 
-def rate(carrier: str, amount: int, level: str = STANDARD, days: int | None = 5,
-         currency: str = "USD") -> Rate:
+def rate(
+    carrier: str, amount: int, level: str = STANDARD, days: int | None = 5, currency: str = "USD"
+) -> Rate:
     return Rate(carrier, level, amount, currency, days, service=f"{carrier}-{level}")
 
 
@@ -75,8 +82,10 @@ def test_requested_service_level() -> None:
 def test_ties_go_to_the_faster_then_by_name() -> None:
     slow, fast = rate("Z", 900, days=6), rate("Y", 900, days=3)
     assert quote_best([Fake("z", slow), Fake("y", fast)], shipment()) == fast
-    assert quote_best([Fake("b", rate("B", 900)), Fake("a", rate("A", 900))],
-                      shipment()).carrier == "A"
+    assert (
+        quote_best([Fake("b", rate("B", 900)), Fake("a", rate("A", 900))], shipment()).carrier
+        == "A"
+    )
 
 
 def test_failed_carriers_are_dropped() -> None:
@@ -135,18 +144,23 @@ def test_every_carrier_rejecting_is_permanent_not_flat_rate() -> None:
 
 
 def test_one_rejection_and_one_outage_still_gets_the_flat_rate() -> None:
-    carriers = [Fake("a", error=ShippingInputError("no")),
-                Fake("b", error=ShippingProviderError("x"))]
+    carriers = [
+        Fake("a", error=ShippingInputError("no")),
+        Fake("b", error=ShippingProviderError("x")),
+    ]
     assert quote_best(carriers, shipment(), flat_rate=FLAT).carrier == "flat_rate"
 
 
-@pytest.mark.parametrize("request_", [
-    ShippingRequest("USD", (), AUSTIN),
-    shipment(AUSTIN, (0, 100)),
-    shipment(ShippingAddress("1 Main", "X", "", "12345", "USA")),
-    shipment(ShippingAddress("1 Main", "X", "TX", "1234", "US")),
-    shipment(currency="dollars"),
-])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ShippingRequest("USD", (), AUSTIN),
+        shipment(AUSTIN, (0, 100)),
+        shipment(ShippingAddress("1 Main", "X", "", "12345", "USA")),
+        shipment(ShippingAddress("1 Main", "X", "TX", "1234", "US")),
+        shipment(currency="dollars"),
+    ],
+)
 def test_bad_input_is_rejected_before_any_carrier_is_asked(request_: ShippingRequest) -> None:
     carrier = Fake("a", rate("A", 100))
     with pytest.raises(ShippingInputError):

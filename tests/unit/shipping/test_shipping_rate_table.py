@@ -11,19 +11,24 @@ from tests.unit.shipping.shipping_contract import AUSTIN, BERLIN, shipment
 CARRIER = RateTableCarrier()
 
 
-def prices(*items: tuple[int, int], to: ShippingAddress = AUSTIN,
-           currency: str = "USD") -> dict[str, int]:
-    return {r.service_level: r.amount
-            for r in CARRIER.quote(shipment(to, *items, currency=currency))}
+def prices(
+    *items: tuple[int, int], to: ShippingAddress = AUSTIN, currency: str = "USD"
+) -> dict[str, int]:
+    return {
+        r.service_level: r.amount for r in CARRIER.quote(shipment(to, *items, currency=currency))
+    }
 
 
-@pytest.mark.parametrize(("items", "standard"), [
-    (((1, 1000),), 599),             # first kg included
-    (((1, 1001),), 699),             # a started kg above the first
-    (((1, 2500),), 799),             # 2 started kg above the first
-    (((3, 100),), 699),              # 2 extra items at 0.50
-    (((2, 1000),), 749),             # 1 extra kg + 1 extra item
-])
+@pytest.mark.parametrize(
+    ("items", "standard"),
+    [
+        (((1, 1000),), 599),  # first kg included
+        (((1, 1001),), 699),  # a started kg above the first
+        (((1, 2500),), 799),  # 2 started kg above the first
+        (((3, 100),), 699),  # 2 extra items at 0.50
+        (((2, 1000),), 749),  # 1 extra kg + 1 extra item
+    ],
+)
 def test_domestic_standard_pricing(items: tuple[tuple[int, int], ...], standard: int) -> None:
     assert prices(*items)[STANDARD] == standard
 

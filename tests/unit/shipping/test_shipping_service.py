@@ -10,10 +10,19 @@ from events.messages import Address, LineItem, QuoteShipping, ShippingQuoted, Sh
 from tests.unit.shipping.test_quote_best import Fake
 
 
-def command(country: str = "US", postal: str = "78701",
-            items: tuple[LineItem, ...] = (LineItem("SKU-A", 2, 1500),)) -> QuoteShipping:
-    return QuoteShipping("co-9", 3, "co-9:ship:3", "USD", items,
-                         Address("1100 Congress Ave", "Austin", "TX", postal, country))
+def command(
+    country: str = "US",
+    postal: str = "78701",
+    items: tuple[LineItem, ...] = (LineItem("SKU-A", 2, 1500),),
+) -> QuoteShipping:
+    return QuoteShipping(
+        "co-9",
+        3,
+        "co-9:ship:3",
+        "USD",
+        items,
+        Address("1100 Congress Ave", "Austin", "TX", postal, country),
+    )
 
 
 def test_quotes_the_cheapest_rate() -> None:
@@ -43,6 +52,7 @@ def test_outage_without_flat_rate_is_retryable() -> None:
 
 
 def test_outage_with_flat_rate_quotes_it() -> None:
-    svc = ShippingService([Fake("down", error=ShippingProviderError("503"))],
-                          flat_rate=FlatRate({"USD": 999}))
+    svc = ShippingService(
+        [Fake("down", error=ShippingProviderError("503"))], flat_rate=FlatRate({"USD": 999})
+    )
     assert svc.handle(command()) == ShippingQuoted("co-9", 3, 999, "USD", "flat_rate", "standard")

@@ -29,12 +29,15 @@ LONDON = TaxAddress("10 Downing St", "London", "", "sw1a2aa", "GB")
 AMSTERDAM = TaxAddress("Dam 1", "Amsterdam", "", "1012JS", "NL")
 
 
-def order(to: TaxAddress, *lines: tuple[int, int], currency: str = "USD",
-          shipping: int = 0) -> TaxRequest:
+def order(
+    to: TaxAddress, *lines: tuple[int, int], currency: str = "USD", shipping: int = 0
+) -> TaxRequest:
     return TaxRequest(
         currency=currency,
-        lines=tuple(TaxLine(id=str(i), sku=f"SKU-{i}", quantity=q, unit_amount=a)
-                    for i, (q, a) in enumerate(lines, start=1)),
+        lines=tuple(
+            TaxLine(id=str(i), sku=f"SKU-{i}", quantity=q, unit_amount=a)
+            for i, (q, a) in enumerate(lines, start=1)
+        ),
         to_address=to,
         shipping_amount=shipping,
     )
@@ -62,12 +65,18 @@ class TaxCalculatorContract:
     def test_state_rate_where_no_prefix_matches(self, calculator: TaxCalculator) -> None:
         assert self.quote(calculator, order(SACRAMENTO, (2, 5000))).amount == 725
 
-    @pytest.mark.parametrize(("to", "currency", "expected"), [
-        (BERLIN, "EUR", 1900), (PARIS, "EUR", 2000), (LONDON, "GBP", 2000),
-        (AMSTERDAM, "EUR", 2100),
-    ])
-    def test_standard_vat(self, calculator: TaxCalculator, to: TaxAddress, currency: str,
-                          expected: int) -> None:
+    @pytest.mark.parametrize(
+        ("to", "currency", "expected"),
+        [
+            (BERLIN, "EUR", 1900),
+            (PARIS, "EUR", 2000),
+            (LONDON, "GBP", 2000),
+            (AMSTERDAM, "EUR", 2100),
+        ],
+    )
+    def test_standard_vat(
+        self, calculator: TaxCalculator, to: TaxAddress, currency: str, expected: int
+    ) -> None:
         assert self.quote(calculator, order(to, (1, 10000), currency=currency)).amount == expected
 
     def test_sums_lines_and_quantities(self, calculator: TaxCalculator) -> None:
@@ -79,8 +88,9 @@ class TaxCalculatorContract:
         assert self.quote(calculator, order(SACRAMENTO, (1, 200))).amount == 15
 
     @pytest.mark.parametrize(("unit_amount", "expected"), [(2175, 435), (575, 115), (2005, 401)])
-    def test_amounts_exact_to_the_cent(self, calculator: TaxCalculator, unit_amount: int,
-                                       expected: int) -> None:
+    def test_amounts_exact_to_the_cent(
+        self, calculator: TaxCalculator, unit_amount: int, expected: int
+    ) -> None:
         # 20% VAT: 4.35, 1.15 and 4.01 are not exact binary floats (4.35 * 100 = 434.99999...)
         result = self.quote(calculator, order(PARIS, (1, unit_amount), currency="EUR"))
         assert result.amount == expected
@@ -114,20 +124,30 @@ class TaxCalculatorContract:
     # --- bad input: permanent, with a reason -----------------------------------------------
 
     @pytest.mark.parametrize("country", ["ZZ", "JP", "USA", ""])
-    def test_unsupported_country_is_permanent(self, calculator: TaxCalculator,
-                                              country: str) -> None:
+    def test_unsupported_country_is_permanent(
+        self, calculator: TaxCalculator, country: str
+    ) -> None:
         to = TaxAddress("1 Main St", "Somewhere", "", "12345", country)
         with pytest.raises(TaxInputError) as err:
             calculator.calculate(order(to, (1, 1000)))
         assert err.value.retryable is False
         assert "country" in err.value.reason
 
-    @pytest.mark.parametrize(("country", "postal"), [
-        ("US", "ABCDE"), ("US", "9001"), ("US", "900123"), ("DE", "123"), ("NL", "12AB"),
-        ("GB", "12345"), ("US", ""),
-    ])
-    def test_malformed_postal_code_is_permanent(self, calculator: TaxCalculator, country: str,
-                                                postal: str) -> None:
+    @pytest.mark.parametrize(
+        ("country", "postal"),
+        [
+            ("US", "ABCDE"),
+            ("US", "9001"),
+            ("US", "900123"),
+            ("DE", "123"),
+            ("NL", "12AB"),
+            ("GB", "12345"),
+            ("US", ""),
+        ],
+    )
+    def test_malformed_postal_code_is_permanent(
+        self, calculator: TaxCalculator, country: str, postal: str
+    ) -> None:
         state = "CA" if country == "US" else ""
         to = TaxAddress("1 Main St", "Somewhere", state, postal, country)
         with pytest.raises(TaxInputError) as err:
@@ -141,8 +161,9 @@ class TaxCalculatorContract:
             calculator.calculate(order(to, (1, 1000)))
 
     @pytest.mark.parametrize("lines", [(), ((0, 1000),), ((-1, 1000),), ((1, -5),)])
-    def test_bad_lines_are_permanent(self, calculator: TaxCalculator,
-                                     lines: tuple[tuple[int, int], ...]) -> None:
+    def test_bad_lines_are_permanent(
+        self, calculator: TaxCalculator, lines: tuple[tuple[int, int], ...]
+    ) -> None:
         with pytest.raises(TaxInputError):
             calculator.calculate(order(LA, *lines))
 

@@ -9,11 +9,20 @@ from hypothesis import strategies as st
 from adapters.tax.money import MoneyError, apply_rate_bp, exponent, to_decimal, to_minor
 
 
-@pytest.mark.parametrize(("amount", "currency", "minor"), [
-    ("4.35", "USD", 435), ("1.15", "USD", 115), ("0.145", "USD", 15), ("0.144", "USD", 14),
-    ("-0.145", "USD", -15), ("1234.5", "JPY", 1235), ("1.2345", "KWD", 1235), ("7", "EUR", 700),
-    (Decimal("19.990"), "USD", 1999),
-])
+@pytest.mark.parametrize(
+    ("amount", "currency", "minor"),
+    [
+        ("4.35", "USD", 435),
+        ("1.15", "USD", 115),
+        ("0.145", "USD", 15),
+        ("0.144", "USD", 14),
+        ("-0.145", "USD", -15),
+        ("1234.5", "JPY", 1235),
+        ("1.2345", "KWD", 1235),
+        ("7", "EUR", 700),
+        (Decimal("19.990"), "USD", 1999),
+    ],
+)
 def test_to_minor_is_exact_and_half_up(amount: str | Decimal, currency: str, minor: int) -> None:
     assert to_minor(amount, currency) == minor
 
@@ -42,13 +51,17 @@ def test_to_decimal() -> None:
     assert str(to_decimal(1999, "BHD")) == "1.999"
 
 
-@given(st.integers(min_value=-10**15, max_value=10**15),
-       st.sampled_from(["USD", "EUR", "JPY", "KWD", "CLF"]))
+@given(
+    st.integers(min_value=-(10**15), max_value=10**15),
+    st.sampled_from(["USD", "EUR", "JPY", "KWD", "CLF"]),
+)
 def test_round_trip(minor: int, currency: str) -> None:
     assert to_minor(to_decimal(minor, currency), currency) == minor
 
 
-@pytest.mark.parametrize(("amount", "bp", "tax"), [(200, 725, 15), (10000, 950, 950), (1, 4999, 0),
-                                                   (1, 5000, 1), (0, 2000, 0)])
+@pytest.mark.parametrize(
+    ("amount", "bp", "tax"),
+    [(200, 725, 15), (10000, 950, 950), (1, 4999, 0), (1, 5000, 1), (0, 2000, 0)],
+)
 def test_apply_rate_bp(amount: int, bp: int, tax: int) -> None:
     assert apply_rate_bp(amount, bp) == tax

@@ -10,14 +10,24 @@ import pytest
 from adapters.tax.port import TaxAddress, TaxInputError, TaxLine, TaxRequest
 from adapters.tax.rate_table import RateTableCalculator
 
-TABLE = {"countries": {
-    "US": {"requires_region": True, "regions": {
-        "CA": {"rate_bp": 700, "postal_prefixes": {"9": {"rate_bp": 800},
-                                                   "900": {"rate_bp": 900},
-                                                   "9001": {"rate_bp": "912.5"}}},
-    }},
-    "DE": {"rate_bp": 1900, "shipping_taxable": True},
-}}
+TABLE = {
+    "countries": {
+        "US": {
+            "requires_region": True,
+            "regions": {
+                "CA": {
+                    "rate_bp": 700,
+                    "postal_prefixes": {
+                        "9": {"rate_bp": 800},
+                        "900": {"rate_bp": 900},
+                        "9001": {"rate_bp": "912.5"},
+                    },
+                },
+            },
+        },
+        "DE": {"rate_bp": 1900, "shipping_taxable": True},
+    }
+}
 
 
 @pytest.fixture
@@ -27,15 +37,26 @@ def table(tmp_path: Path) -> RateTableCalculator:
     return RateTableCalculator(path)
 
 
-def request(postal: str, *amounts: int, country: str = "US", state: str = "CA",
-            shipping: int = 0) -> TaxRequest:
-    return TaxRequest("USD", tuple(TaxLine(str(i), f"S{i}", 1, a) for i, a in enumerate(amounts)),
-                      TaxAddress("1 Main", "X", state, postal, country), shipping)
+def request(
+    postal: str, *amounts: int, country: str = "US", state: str = "CA", shipping: int = 0
+) -> TaxRequest:
+    return TaxRequest(
+        "USD",
+        tuple(TaxLine(str(i), f"S{i}", 1, a) for i, a in enumerate(amounts)),
+        TaxAddress("1 Main", "X", state, postal, country),
+        shipping,
+    )
 
 
-@pytest.mark.parametrize(("postal", "tax"), [
-    ("80000", 700), ("95000", 800), ("90099", 900), ("90012", 913),  # 912.5 bp of 100.00 -> 9.125
-])
+@pytest.mark.parametrize(
+    ("postal", "tax"),
+    [
+        ("80000", 700),
+        ("95000", 800),
+        ("90099", 900),
+        ("90012", 913),  # 912.5 bp of 100.00 -> 9.125
+    ],
+)
 def test_longest_postal_prefix_wins(table: RateTableCalculator, postal: str, tax: int) -> None:
     assert table.calculate(request(postal, 10000)).amount == tax
 

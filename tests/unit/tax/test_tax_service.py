@@ -30,9 +30,14 @@ class Recording:
         return self.result
 
 
-CMD = CalculateTax("co-1", 2, "co-1:tax:2", "USD",
-                   (LineItem("SKU-A", 2, 500), LineItem("SKU-A", 1, 700)),
-                   Address("1 Main", "Austin", "TX", "78701", "US"))
+CMD = CalculateTax(
+    "co-1",
+    2,
+    "co-1:tax:2",
+    "USD",
+    (LineItem("SKU-A", 2, 500), LineItem("SKU-A", 1, 700)),
+    Address("1 Main", "Austin", "TX", "78701", "US"),
+)
 
 
 def test_maps_the_command_and_replies_with_amount_and_source() -> None:
@@ -40,15 +45,20 @@ def test_maps_the_command_and_replies_with_amount_and_source() -> None:
     assert TaxService(calc).handle(CMD) == TaxCalculated("co-1", 2, 137, "USD", "rate_table")
     (req,) = calc.requests
     assert [(ln.id, ln.sku, ln.quantity, ln.unit_amount) for ln in req.lines] == [
-        ("1", "SKU-A", 2, 500), ("2", "SKU-A", 1, 700)]  # same SKU twice keeps two lines
+        ("1", "SKU-A", 2, 500),
+        ("2", "SKU-A", 1, 700),
+    ]  # same SKU twice keeps two lines
     assert (req.to_address.postal_code, req.currency, req.shipping_amount) == ("78701", "USD", 0)
 
 
-@pytest.mark.parametrize(("error", "retryable"), [
-    (TaxInputError("tax: country ZZ is not supported"), False),
-    (TaxProviderUnavailable("taxjar 503"), True),
-    (TaxProviderError("taxjar 401", retryable=False), False),
-])
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (TaxInputError("tax: country ZZ is not supported"), False),
+        (TaxProviderUnavailable("taxjar 503"), True),
+        (TaxProviderError("taxjar 401", retryable=False), False),
+    ],
+)
 def test_failures_become_replies(error: TaxError, retryable: bool) -> None:
     reply = TaxService(Recording(error)).handle(CMD)
     assert reply == TaxCalculationFailed("co-1", 2, error.reason, retryable)
