@@ -76,13 +76,20 @@ def history(settings: Settings, checkout_id: str, timeout_s: float = 60) -> list
                 unique.setdefault(envelope.message_id, envelope.message)
         return list(unique.values())
 
-    records = read_topic(
-        settings.kafka_bootstrap_servers,
-        CHECKOUT_EVENTS,
-        timeout_s=timeout_s,
-        until=lambda rs: any(isinstance(e, TERMINAL) for e in mine(rs)),
-    )
-    return mine(records)
+    seen: list[Seen] = []
+
+    def finished(records: list[Seen]) -> bool:
+        seen[:] = records
+        return any(isinstance(e, TERMINAL) for e in mine(records))
+
+    try:
+        read_topic(
+            settings.kafka_bootstrap_servers, CHECKOUT_EVENTS, timeout_s=timeout_s, until=finished
+        )
+    except AssertionError as e:
+        names = [type(x).__name__ for x in mine(seen)]
+        raise AssertionError(f"{checkout_id} did not finish; its events: {names}") from e
+    return mine(seen)
 
 
 @pytest.fixture
