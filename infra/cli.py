@@ -119,6 +119,39 @@ def worker(
 
 
 @app.command()
+def inspect(checkout_id: str) -> None:
+    """A checkout's event history as a timeline, read from checkout.events."""
+    from events.serde import make_serde
+    from infra.inspect import read_history, status_of, step_summaries, timeline
+
+    settings = _settings()
+    if not settings.kafka_bootstrap_servers:
+        console.print("[red]KAFKA_BOOTSTRAP_SERVERS is not set[/red] (start one with `saga up`)")
+        raise typer.Exit(2)
+    history = read_history(
+        settings.kafka_bootstrap_servers, make_serde(settings.schema_registry_url), checkout_id
+    )
+    if not history:
+        console.print(f"no events for checkout {checkout_id}")
+        raise typer.Exit(1)
+    console.print(f"checkout {checkout_id}: [bold]{status_of(history)}[/bold]")
+    events = Table(title="timeline")
+    for column in ("+ms", "event", "step", "attempt", "detail"):
+        events.add_column(column)
+    for row in timeline(history):
+        attempt = "" if row.attempt is None else str(row.attempt)
+        events.add_row(str(row.at_ms), row.event, row.step, attempt, row.detail)
+    console.print(events)
+    steps = Table(title="steps")
+    for column in ("step", "outcome", "attempts", "duration ms"):
+        steps.add_column(column)
+    for s in step_summaries(history):
+        duration = "" if s.duration_ms is None else str(s.duration_ms)
+        steps.add_row(s.step, s.outcome, str(s.attempts), duration)
+    console.print(steps)
+
+
+@app.command()
 def demo(checkouts: int = typer.Option(5, help="how many checkouts to run")) -> None:
     """Start the embedded stack and run checkouts end to end through the engine."""
     from infra.demo import run_demo

@@ -63,7 +63,7 @@ def start_checkout(
     return checkout_id
 
 
-def history(settings: Settings, checkout_id: str, timeout_s: float = 60) -> list[Any]:
+def history(settings: Settings, checkout_id: str, timeout_s: float = 90) -> list[Any]:
     """The checkout's events, read until the saga reached a terminal event."""
     assert settings.kafka_bootstrap_servers
 
