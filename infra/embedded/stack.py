@@ -62,7 +62,11 @@ _SERVICES: dict[str, tuple[str, type]] = {
 
 @contextlib.contextmanager
 def embedded_stack(
-    settings: Settings, *, only: tuple[str, ...] | None = None, workdir: Path | None = None
+    settings: Settings,
+    *,
+    only: tuple[str, ...] | None = None,
+    workdir: Path | None = None,
+    ports: dict[str, int] | None = None,
 ) -> Iterator[RunningStack]:
     """Run the services `settings` leaves unset (all four, or those in `only`)."""
     own_dir = workdir is None
@@ -77,7 +81,8 @@ def embedded_stack(
         for name, (field, factory) in _SERVICES.items():
             if getattr(settings, field) or (only is not None and name not in only):
                 continue
-            service = factory(workdir=root / name)
+            kwargs = {"port": ports[name]} if ports and name in ports else {}
+            service = factory(workdir=root / name, **kwargs)
             (root / name).mkdir(exist_ok=True)
             stack.callback(service.stop)
             service.start()
