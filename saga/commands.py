@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from events import messages as m
 from events.messages import AdapterCommand, Step
-from saga.ids import idempotency_key
+from saga.ids import idempotency_key, refund_key
 from saga.policy import Policy
 from saga.state import CompensationTask, SagaState
 
@@ -62,6 +62,8 @@ def compensation_command(state: SagaState, task: CompensationTask, attempt: int)
         case Step.VOID_PAYMENT:
             return m.VoidPayment(cid, attempt, key, provider, task.target)
         case Step.REFUND_PAYMENT:
+            if task.refund_request_id is not None:
+                key = refund_key(cid, task.refund_request_id, attempt)
             return m.RefundPayment(
                 cid, attempt, key, provider, task.target, task.amount, state.currency
             )

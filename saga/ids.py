@@ -16,5 +16,11 @@ def idempotency_key(checkout_id: str, step: Step, attempt: int) -> str:
     return f"{checkout_id}:{step}:{attempt}"
 
 
+def refund_key(checkout_id: str, refund_request_id: str, attempt: int) -> str:
+    """Admin refunds: scoped by the request, so two refunds of one order are two operations to
+    the provider and the refund ledger, while retries of one request still share its scope."""
+    return f"{checkout_id}:{Step.REFUND_PAYMENT}:{refund_request_id}:{attempt}"
+
+
 def order_id_for(checkout_id: str) -> str:
     return str(uuid.uuid5(ORDER_NAMESPACE, checkout_id))

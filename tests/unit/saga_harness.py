@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from events import messages as m
 from events.messages import PaymentSignal, Step
 from saga.checkout import CheckoutEvent, Decision, PublicEvent, decide, evolve, fold
-from saga.ids import idempotency_key
+from saga.ids import idempotency_key, refund_key
 from saga.policy import DEFAULT_POLICY, Policy
 from saga.state import SagaState
 
@@ -289,10 +289,13 @@ def void_cmd(attempt: int = 1, pid: str = PAYMENT) -> m.VoidPayment:
     return m.VoidPayment(CID, attempt, key(Step.VOID_PAYMENT, attempt), PROVIDER, pid)
 
 
-def refund_cmd(attempt: int = 1, amount: int = TOTAL, pid: str = PAYMENT) -> m.RefundPayment:
-    return m.RefundPayment(
-        CID, attempt, key(Step.REFUND_PAYMENT, attempt), PROVIDER, pid, amount, "USD"
+def refund_cmd(
+    attempt: int = 1, amount: int = TOTAL, pid: str = PAYMENT, request: str | None = None
+) -> m.RefundPayment:
+    idem = (
+        key(Step.REFUND_PAYMENT, attempt) if request is None else refund_key(CID, request, attempt)
     )
+    return m.RefundPayment(CID, attempt, idem, PROVIDER, pid, amount, "USD")
 
 
 # --- canned histories (what decide records on the happy path, written out by hand) -----------

@@ -537,7 +537,7 @@ def test_refund_of_a_completed_order() -> None:
         .then(
             m.RefundRequested(CID, "rr-1", 1_000, "USD", "damaged"),
             step_started(REFUND),
-            commands=(refund_cmd(amount=1_000),),
+            commands=(refund_cmd(amount=1_000, request="rr-1"),),
         )
     )
     at = T0 + 9
