@@ -8,7 +8,6 @@ declined card and an out-of-stock item — through the real broker, and prints w
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,9 +23,10 @@ from events.envelope import Envelope
 from events.serde import Serde, make_serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS
 from infra.bootstrap import ROLES, build_processor, default_services
-from infra.processor import Processor, producer_config
+from infra.processor import producer_config
 from infra.settings import Settings
 from infra.topics import ensure_topics
+from infra.workers.threads import on_threads
 
 TERMINAL = (m.CheckoutCompleted, m.CheckoutFailed, m.CheckoutCancelled, m.CheckoutNeedsAttention)
 
@@ -73,23 +73,11 @@ def scenarios(n: int) -> list[Scenario]:
 
 @contextlib.contextmanager
 def engine(settings: Settings, services: dict[str, Any] | None = None) -> Iterator[None]:
-    """Every role's processor on its own thread; stopped, in order, on the way out."""
+    """Every role's processor on its own thread; stopped on the way out."""
     services = services if services is not None else default_services(settings)
     roles = [r for r in ROLES if r == "orchestrator" or r in services]
-    processors: list[Processor] = [build_processor(r, settings, services=services) for r in roles]
-    threads = [
-        threading.Thread(target=p.run, daemon=True, name=f"worker-{r}")
-        for p, r in zip(processors, roles, strict=True)
-    ]
-    for t in threads:
-        t.start()
-    try:
+    with on_threads(*(build_processor(r, settings, services=services) for r in roles)):
         yield
-    finally:
-        for p in processors:
-            p.stop()
-        for t in threads:
-            t.join(30)
 
 
 def start(settings: Settings, serde: Serde, scenario: Scenario, producer: Producer) -> str:

@@ -5,38 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# ISO-4217 minor-unit exponents that differ from 2. Anything unlisted has 2.
-_EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(
-        [
-            "BIF",
-            "CLP",
-            "DJF",
-            "GNF",
-            "ISK",
-            "JPY",
-            "KMF",
-            "KRW",
-            "PYG",
-            "RWF",
-            "UGX",
-            "UYI",
-            "VND",
-            "VUV",
-            "XAF",
-            "XOF",
-            "XPF",
-        ],
-        0,
-    ),
-    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
-    "CLF": 4,
-    "UYW": 4,
-}
+from adapters.money import exponent
 
 
 def currency_exponent(currency: str) -> int:
-    return _EXPONENTS.get(currency.upper(), 2)
+    return exponent(currency.upper())
 
 
 def format_amount(minor: int, currency: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from adapters.money import MoneyError, to_minor
 from adapters.shipping.port import (
     EXPRESS,
     STANDARD,
@@ -29,7 +30,6 @@ from adapters.shipping.port import (
     ShippingRequest,
 )
 from adapters.shipping.validation import validate_request
-from adapters.tax.money import MoneyError, to_minor
 
 GRAMS_PER_OUNCE = Decimal("28.349523125")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from adapters.money import MoneyError, exponent
 from adapters.shipping.port import ShippingInputError, ShippingRequest
 from adapters.tax.address import AddressError, NormalizedAddress, normalize_address
-from adapters.tax.money import MoneyError, exponent
 
 
 def validate_request(request: ShippingRequest) -> NormalizedAddress:

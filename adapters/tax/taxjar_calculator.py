@@ -20,8 +20,8 @@ import requests
 import taxjar
 from taxjar.exceptions import TaxJarConnectionError, TaxJarError
 
+from adapters.money import MoneyError, to_decimal, to_minor
 from adapters.tax.address import NormalizedAddress, normalize_address
-from adapters.tax.money import MoneyError, to_decimal, to_minor
 from adapters.tax.port import (
     SOURCE_TAXJAR,
     TaxInputError,

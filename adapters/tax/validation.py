@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from adapters.money import MoneyError, exponent
 from adapters.tax.address import AddressError, NormalizedAddress, normalize_address
-from adapters.tax.money import MoneyError, exponent
 from adapters.tax.port import TaxInputError, TaxRequest
 
 

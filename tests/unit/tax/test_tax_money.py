@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.tax.money import MoneyError, apply_rate_bp, exponent, to_decimal, to_minor
+from adapters.money import MoneyError, apply_rate_bp, exponent, to_decimal, to_minor
 
 
 @pytest.mark.parametrize(

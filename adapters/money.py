@@ -1,7 +1,8 @@
-"""Exact conversion between our integer minor units and vendors' decimal amounts.
+"""Exact money: ISO-4217 exponents, and conversion between our integer minor units and vendors'
+decimal amounts. Shared by every adapter that formats or converts money.
 
-Only vendor edges use this: TaxJar and EasyPost speak decimal major units ("7.58"). We parse
-their JSON numbers as `Decimal` (never float) and round half-up at the currency's exponent.
+TaxJar and EasyPost speak decimal major units ("7.58"). We parse their JSON numbers as
+`Decimal` (never float) and round half-up at the currency's exponent.
 """
 
 from __future__ import annotations
