@@ -44,6 +44,13 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _csv(raw: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in raw.split(",") if v.strip())
+    if not values:
+        raise ValueError("expected at least one comma-separated value")
+    return values
+
+
 def _bootstrap(raw: str) -> str | None:
     raw = raw.strip()
     if not raw:
@@ -75,6 +82,15 @@ class Settings:
     tax_fallback_policy: str = "fallback_rates"
     testcontainers: bool = False
     log_level: str = "INFO"
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    jwt_secret: str = "embedded-dev-secret-change-me"  # admin/operator tokens (HS256)
+    rate_limit_per_minute: int = 600  # per API key and per IP, on checkout and auth routes
+    stripe_webhook_secrets: tuple[str, ...] = ("whsec_embedded",)  # several during rotation
+    # Email: an SMTP URL (smtp://host:port) or unset for the embedded demo inbox
+    smtp_url: str | None = None
+    email_from: str = "orders@shop.example"
 
 
 # env var -> (field, parser). The parser raises ValueError with a short reason.
@@ -95,6 +111,13 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TAX_FALLBACK_POLICY": ("tax_fallback_policy", _choice("block", "fallback_rates")),
     "SAGA_TESTCONTAINERS": ("testcontainers", _bool),
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    "API_HOST": ("api_host", str),
+    "API_PORT": ("api_port", _int(1, 65535)),
+    "JWT_SECRET": ("jwt_secret", str),
+    "RATE_LIMIT_PER_MINUTE": ("rate_limit_per_minute", _int(1, 1_000_000)),
+    "STRIPE_WEBHOOK_SECRETS": ("stripe_webhook_secrets", _csv),
+    "SMTP_URL": ("smtp_url", _optional_str),
+    "EMAIL_FROM": ("email_from", str),
 }
 
 assert {f for f, _ in _ENV.values()} == {f.name for f in fields(Settings)}
