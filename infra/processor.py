@@ -113,6 +113,9 @@ def consumer_config(bootstrap: str, group: str, session_timeout_ms: int = 6000) 
         # Range assignment co-partitions topics: partition p of checkout.commands and of
         # checkout.replies go to the same worker, which owns those checkouts' state.
         "partition.assignment.strategy": "range",
+        # A saga crosses the broker ~8 times; the default 500 ms fetch wait would be paid on
+        # every hop of a quiet partition.
+        "fetch.wait.max.ms": 10,
     }
 
 
@@ -209,21 +212,30 @@ class Processor:
 
     def step(self) -> int:
         """Process one batch; returns how many inputs were committed."""
-        records = self._consumer.consume(self._config.batch_size, self._config.poll_timeout_s)
-        inputs = [r for r in records if self._usable(r)]
-        outputs: list[tuple[Output | None, Message | None, str | None]] = []
-        outputs.extend((o, None, None) for o in self._due_ticks())
+        inputs = [r for r in self._poll() if self._usable(r)]
+        outputs: list[_Out] = [(o, None, None) for o in self._due_ticks()]
         if not inputs and not outputs:
             return 0
         try:
-            for record in inputs:
-                outputs.extend(self._handle_one(record))
+            outputs.extend(self._handle_batch(inputs))
         except _RetryBatch:
             self._handler.on_abort()
             self._rewind(inputs)
             return 0
         self._commit(inputs, outputs)
         return len(inputs)
+
+    def _poll(self) -> list[Message]:
+        """Whatever is already fetched, at once; only an idle partition set waits (briefly).
+        Waiting for a full batch would add the poll timeout to every hop of every saga."""
+        batch = self._config.batch_size
+        records = self._consumer.consume(batch, 0)
+        if records:
+            return list(records)
+        first = self._consumer.consume(1, self._config.poll_timeout_s)
+        if not first:
+            return []
+        return list(first) + list(self._consumer.consume(batch - 1, 0))
 
     def _usable(self, record: Message) -> bool:
         error = record.error()
@@ -233,35 +245,80 @@ class Processor:
             log.warning("consumer error: %s", error)
         return False
 
-    def _handle_one(
-        self, record: Message
-    ) -> list[tuple[Output | None, Message | None, str | None]]:
+    def _handle_batch(self, records: list[Message]) -> list[_Out]:
+        decoded: list[tuple[Message, Incoming | str]] = [(r, self._decode(r)) for r in records]
+        incomings = [i for _, i in decoded if isinstance(i, Incoming)]
+        results = iter(self._run_handler(incomings))
+        outputs: list[_Out] = []
+        retry = False
+        for record, item in decoded:
+            if isinstance(item, str):
+                outputs.append((None, record, item))
+                continue
+            result = next(results)
+            if not isinstance(result, BaseException):
+                outputs.extend((o, None, None) for o in result)
+                continue
+            dead = self._failed(record, result)
+            if dead is None:
+                retry = True
+            else:
+                outputs.append((None, record, dead))
+        if retry:
+            # Give a transient fault (database restart, network blip) a moment, then redo the
+            # whole batch: nothing of it has been produced yet.
+            attempts = max(self._failures.values(), default=1)
+            time.sleep(min(0.05 * 2**attempts, 2.0))
+            raise _RetryBatch
+        return outputs
+
+    def _decode(self, record: Message) -> Incoming | str:
+        """The record as an Incoming, or the reason it is poison."""
         topic, partition, offset = where(record)
         try:
             envelope = self._serde.decode(record.value() or b"", topic)
         except DecodeError as e:
-            return [(None, record, f"DecodeError: {e}")]
+            return f"DecodeError: {e}"
         except RegistryUnavailableError as e:
             # An outage, not a bad message: retry the batch, never dead-letter good data.
             log.warning("schema registry unavailable, retrying batch: %s", e)
             time.sleep(1.0)
             raise _RetryBatch from e
-        incoming = Incoming(topic, partition, offset, record.timestamp()[1], envelope)
-        try:
-            return [(o, None, None) for o in self._handler.handle(incoming)]
-        except Exception as e:
-            key = (topic, partition, offset)
-            attempts = self._failures.get(key, 0) + 1
-            self._failures[key] = attempts
-            log.exception(
-                "handler failed on %s[%d]@%d (attempt %d)", topic, partition, offset, attempts
-            )
-            if attempts >= self._config.max_attempts:
-                detail = "".join(traceback.format_exception_only(type(e), e)).strip()
-                return [(None, record, f"{type(e).__name__} after {attempts} attempts: {detail}")]
-            # Give a transient fault (database restart, network blip) a moment before retrying.
-            time.sleep(min(0.05 * 2**attempts, 2.0))
-            raise _RetryBatch from e
+        return Incoming(topic, partition, offset, record.timestamp()[1], envelope)
+
+    def _run_handler(self, incomings: list[Incoming]) -> list[Sequence[Output] | BaseException]:
+        handle_many = getattr(self._handler, "handle_many", None)
+        if handle_many is not None:
+            return list(handle_many(incomings))
+        # A stateful handler (the orchestrator) stages state message by message; after a failure
+        # the rest of the batch is not handled, since it may depend on the failed message.
+        results: list[Sequence[Output] | BaseException] = []
+        for incoming in incomings:
+            try:
+                results.append(self._handler.handle(incoming))
+            except Exception as e:
+                results.append(e)
+                if self._failures.get(where_in(incoming), 0) + 1 < self._config.max_attempts:
+                    break
+        return results + [_NotRun() for _ in range(len(incomings) - len(results))]
+
+    def _failed(self, record: Message, error: BaseException) -> str | None:
+        """Count a failure; the dead-letter reason once attempts are used up, else None."""
+        if isinstance(error, _NotRun):
+            return None
+        key = where(record)
+        attempts = self._failures.get(key, 0) + 1
+        self._failures[key] = attempts
+        log.error(
+            "handler failed on %s[%d]@%d (attempt %d)",
+            *key,
+            attempts,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        if attempts < self._config.max_attempts:
+            return None
+        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+        return f"{type(error).__name__} after {attempts} attempts: {detail}"
 
     def _due_ticks(self) -> list[Output]:
         cfg = self._config
@@ -277,9 +334,7 @@ class Processor:
             if p.topic == cfg.tick_topic
         ]
 
-    def _commit(
-        self, inputs: list[Message], outputs: list[tuple[Output | None, Message | None, str | None]]
-    ) -> None:
+    def _commit(self, inputs: list[Message], outputs: list[_Out]) -> None:
         producer = self._producer
         try:
             producer.begin_transaction()
@@ -359,6 +414,17 @@ class Processor:
 
 class _RetryBatch(Exception):
     pass
+
+
+class _NotRun(Exception):
+    """Stands for a message not handled because an earlier one in its batch failed."""
+
+
+_Out = tuple["Output | None", "Message | None", "str | None"]
+
+
+def where_in(incoming: Incoming) -> tuple[str, int, int]:
+    return incoming.topic, incoming.partition, incoming.offset
 
 
 def _next_offsets(inputs: list[Message]) -> list[TopicPartition]:
