@@ -39,7 +39,7 @@ class SendGridSender:
             "subject": email.subject,
             "content": [{"type": "text/plain", "value": email.body}],
             # Echoed in SendGrid's event webhook: lets us correlate and spot duplicates.
-            "custom_args": {"idempotency_key": email.idempotency_key},
+            "custom_args": {"idempotency_key": email.idempotency_key, "kind": email.kind},
         }
         try:
             response = self._client.post("/v3/mail/send", json=body, headers=self._headers)

@@ -16,6 +16,8 @@ class OutgoingEmail:
     # Stable per (subject, kind): a re-send after a crash carries the same key, so providers
     # and mail clients that deduplicate on it (Message-ID, custom args) can collapse it.
     idempotency_key: str
+    # What the email is ("order_confirmation", ...): a header for inboxes, filters and counts.
+    kind: str = ""
 
 
 class SendError(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Protocol
 
 import pybreaker
@@ -25,6 +26,11 @@ from adapters.notifications.sent_log import Claim, NotificationKey, SentLog
 from adapters.notifications.templates import OrderSummary, UnknownTemplate, render
 from adapters.resilience import CircuitBreakerError, call_with_resilience, make_breaker
 from events.messages import NotificationSent, SendNotification
+
+
+class Delivery(StrEnum):
+    SENT = "sent"
+    ALREADY_SENT = "already_sent"  # a redelivery: the ledger says it went out before
 
 
 class NotificationFailed(Exception):
@@ -75,27 +81,32 @@ class NotificationService:
         self._sleep = sleep
 
     def handle(self, cmd: SendNotification) -> NotificationSent:
-        key = NotificationKey(cmd.order_id or cmd.checkout_id, cmd.kind)
         summary = self._summaries.summary(cmd.checkout_id, cmd.order_id) or OrderSummary(
             checkout_id=cmd.checkout_id, currency="", order_id=cmd.order_id
         )
-        try:
-            subject, body = render(cmd.kind, summary)
-        except UnknownTemplate as e:
-            reason = f"unknown notification kind {cmd.kind!r}"
-            raise NotificationFailed(reason, permanent=True) from e
+        key = NotificationKey(cmd.order_id or cmd.checkout_id, cmd.kind)
+        self.notify(key, cmd.kind, cmd.email, summary)
+        return NotificationSent(cmd.checkout_id, cmd.attempt, cmd.kind)
 
-        claim = self._log.claim(key, cmd.checkout_id, cmd.email)
+    def notify(self, key: NotificationKey, kind: str, to: str, summary: OrderSummary) -> Delivery:
+        """Send `kind` to `to` at most once per `key`. Raises NotificationFailed."""
+        try:
+            subject, body = render(kind, summary)
+        except UnknownTemplate as e:
+            raise NotificationFailed(f"unknown notification kind {kind!r}", permanent=True) from e
+
+        claim = self._log.claim(key, summary.checkout_id, to)
         if claim == Claim.ALREADY_SENT:
-            return NotificationSent(cmd.checkout_id, cmd.attempt, cmd.kind)
+            return Delivery.ALREADY_SENT
         if claim == Claim.FAILED:
             raise NotificationFailed("failed permanently before; not retried", permanent=True)
 
         email = OutgoingEmail(
-            to=cmd.email,
+            to=to,
             subject=subject,
             body=body,
             idempotency_key=f"{key.subject_id}:{key.kind}",
+            kind=kind,
         )
         try:
             message_id = call_with_resilience(
@@ -112,4 +123,4 @@ class NotificationService:
         except (TransientSendError, TimeoutError, CircuitBreakerError) as e:
             raise NotificationFailed(f"{type(e).__name__}: {e}", permanent=False) from e
         self._log.mark_sent(key, self._sender.name, message_id)
-        return NotificationSent(cmd.checkout_id, cmd.attempt, cmd.kind)
+        return Delivery.SENT

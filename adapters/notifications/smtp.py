@@ -10,6 +10,8 @@ from email.utils import formatdate
 
 from adapters.notifications.port import OutgoingEmail, PermanentSendError, TransientSendError
 
+KIND_HEADER = "X-Notification-Kind"
+
 
 class SmtpSender:
     name = "smtp"
@@ -48,6 +50,8 @@ class SmtpSender:
         message["Subject"] = email.subject
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = self.message_id(email)
+        if email.kind:
+            message[KIND_HEADER] = email.kind
         message.set_content(email.body)
         try:
             with smtplib.SMTP(self._host, self._port, timeout=self._timeout_s) as smtp:

@@ -41,6 +41,8 @@ class OrderSummary:
     shipping: int | None = None
     total: int | None = None
     failure_reason: str | None = None
+    failed_step: str | None = None  # the saga step that failed, when the reason is opaque
+    refund_amount: int | None = None
 
 
 class UnknownTemplate(ValueError):
@@ -53,6 +55,10 @@ def render(kind: str, summary: OrderSummary) -> tuple[str, str]:
         return _order_confirmation(summary)
     if kind == "checkout_failed":
         return _checkout_failed(summary)
+    if kind == "checkout_cancelled":
+        return _checkout_cancelled(summary)
+    if kind == "order_refunded":
+        return _order_refunded(summary)
     raise UnknownTemplate(kind)
 
 
@@ -81,17 +87,47 @@ def _checkout_failed(s: OrderSummary) -> tuple[str, str]:
     out = [
         f"We could not complete your checkout {s.checkout_id}.",
         "",
-        f"Reason: {_customer_reason(s.failure_reason)}",
+        f"Reason: {_customer_reason(s.failure_reason, s.failed_step)}",
         "",
         "You have not been charged; any authorization on your card will be released.",
     ]
     return "We could not complete your order", "\n".join(out) + "\n"
 
 
-def _customer_reason(reason: str | None) -> str:
-    # Internal reasons ("out_of_stock:SKU-1", "card_declined") mapped to customer wording.
+def _checkout_cancelled(s: OrderSummary) -> tuple[str, str]:
+    out = [
+        f"Your checkout {s.checkout_id} was cancelled.",
+        "",
+        "You have not been charged; any authorization on your card will be released.",
+    ]
+    return "Your checkout was cancelled", "\n".join(out) + "\n"
+
+
+def _order_refunded(s: OrderSummary) -> tuple[str, str]:
+    ref = s.order_id or s.checkout_id
+    if s.refund_amount is None:  # never claim an amount we do not know
+        first = f"We have refunded a payment for your order {ref}."
+    else:
+        first = f"We have refunded {format_amount(s.refund_amount, s.currency)} for order {ref}."
+    out = [first, "", "It may take a few business days to appear on your statement."]
+    return f"Refund for order {ref}", "\n".join(out) + "\n"
+
+
+# A saga step's failure described to the customer when its reason is provider text.
+_STEP_WORDING = {
+    "reserve_inventory": "an item in your cart is not available",
+    "calculate_tax": "we could not calculate tax for your address",
+    "quote_shipping": "we cannot ship to your address",
+    "authorize_payment": "your payment was not authorized",
+    "capture_payment": "your payment could not be completed",
+}
+
+
+def _customer_reason(reason: str | None, step: str | None = None) -> str:
+    # Internal reasons ("out_of_stock:SKU-1", "card_declined") mapped to customer wording;
+    # provider text ("Your card was declined.") is not shown as is: it may leak internals.
     if not reason:
-        return "an unexpected problem"
+        return _STEP_WORDING.get(step or "", "an unexpected problem")
     code, _, detail = reason.partition(":")
     wording = {
         "out_of_stock": "an item in your cart is out of stock",
@@ -101,5 +137,5 @@ def _customer_reason(reason: str | None) -> str:
         "cancelled": "the checkout was cancelled",
     }.get(code)
     if wording is None:
-        return "an unexpected problem"
+        return _STEP_WORDING.get(step or "", "an unexpected problem")
     return f"{wording} ({detail})" if detail else wording

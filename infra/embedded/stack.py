@@ -18,6 +18,7 @@ from typing import Protocol
 from infra.embedded.localstripe import LocalStripe
 from infra.embedded.postgres import PostgresServer
 from infra.embedded.redis import RedisServer
+from infra.embedded.smtp import SmtpInbox
 from infra.embedded.tansu import TansuBroker
 from infra.settings import Settings
 
@@ -48,6 +49,7 @@ class RunningStack:
             "postgres": s.database_url or "",
             "redis": s.redis_url or "",
             "stripe": s.stripe_api_base or "",
+            "smtp": s.smtp_url or "",
         }
 
 
@@ -57,6 +59,7 @@ _SERVICES: dict[str, tuple[str, type]] = {
     "postgres": ("database_url", PostgresServer),
     "redis": ("redis_url", RedisServer),
     "stripe": ("stripe_api_base", LocalStripe),
+    "smtp": ("smtp_url", SmtpInbox),
 }
 
 
@@ -68,7 +71,7 @@ def embedded_stack(
     workdir: Path | None = None,
     ports: dict[str, int] | None = None,
 ) -> Iterator[RunningStack]:
-    """Run the services `settings` leaves unset (all four, or those in `only`)."""
+    """Run the services `settings` leaves unset (all of them, or those in `only`)."""
     own_dir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="saga-stack-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)
