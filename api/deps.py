@@ -1,0 +1,43 @@
+"""`ApiDeps`: everything the app talks to, handed in whole. The app builds nothing itself, so a
+unit test swaps any piece for a fake and `api.wiring` is the one place real clients are made."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from api.ports import (
+    AcceptedCheckouts,
+    AuditLog,
+    CheckoutReads,
+    CommandBus,
+    IdempotencyStore,
+    KeyStore,
+    Probe,
+    RateLimiter,
+    WebhookIngest,
+)
+from infra.settings import Settings
+
+
+@dataclass
+class ApiDeps:
+    settings: Settings
+    bus: CommandBus  # the Kafka producer wrapper (acknowledged writes)
+    reads: CheckoutReads  # projections (PostgreSQL)
+    accepted: AcceptedCheckouts  # Redis: checkouts accepted, maybe not projected yet
+    idempotency: IdempotencyStore  # Redis
+    rate_limiter: RateLimiter  # Redis
+    keys: KeyStore  # PostgreSQL api_keys
+    audit: AuditLog  # PostgreSQL audit_log
+    webhook_ingest: WebhookIngest
+    probes: Mapping[str, Probe] = field(default_factory=dict)  # name -> readiness check
+    clock: Callable[[], float] = time.time  # epoch seconds
+    max_body_bytes: int = 64 * 1024
+    # How long a request waits for a concurrent twin (same Idempotency-Key and body) to finish.
+    idempotency_wait_s: float = 5.0
+    close: Callable[[], None] = lambda: None  # releases what the wiring opened
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
