@@ -41,6 +41,7 @@ __all__ = [
     "CheckoutEvent",
     "Decision",
     "PublicEvent",
+    "UnknownCheckout",
     "decide",
     "evolve",
     "fold",
@@ -54,6 +55,10 @@ PublicEvent = m.OrderPlaced | m.OrderRefunded
 RESERVATION_LAPSED = "reservation expired before capture"
 PAYMENT_NOT_AUTHORIZED = "payment is no longer authorized"
 DEFAULT_CANCEL_REASON = "cancelled by customer"
+
+
+class UnknownCheckout(LookupError):
+    """An input that must not be dropped names a checkout with no history (see `decide`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,14 @@ def decide(
     if state is None:
         if isinstance(message, m.StartCheckout):
             return _start(message, now, policy)
+        if isinstance(message, m.RecordPaymentSignal):
+            # Money moved for a checkout this partition does not know. It cannot be remembered
+            # here (a stream starts with CheckoutStarted), and dropping it would lose a payment
+            # fact: the processor dead-letters it with this reason, for an operator to redrive.
+            raise UnknownCheckout(
+                f"payment signal {message.provider_event_id} ({message.signal} of "
+                f"{message.payment_id}) for unknown checkout {message.checkout_id}"
+            )
         return NOTHING  # nothing to cancel, refund or apply a reply to
     draft = _Draft(state, now, policy, tick=isinstance(message, m.Tick))
     match message:

@@ -277,7 +277,9 @@ _SIGNAL_STATUS = {
 
 def _signal_recorded(state: SagaState, event: m.PaymentSignalRecorded) -> SagaState:
     state = replace(
-        state, seen_provider_event_ids=state.seen_provider_event_ids | {event.provider_event_id}
+        state,
+        seen_provider_event_ids=state.seen_provider_event_ids | {event.provider_event_id},
+        payment_signals=(*state.payment_signals, event),
     )
     status = _SIGNAL_STATUS.get(event.signal)
     if status is None:
@@ -299,7 +301,10 @@ def _signal_recorded(state: SagaState, event: m.PaymentSignalRecorded) -> SagaSt
 
 
 def _action_resolved(state: SagaState, event: m.PaymentSignalRecorded) -> SagaState:
-    if event.signal is PaymentSignal.AUTHORIZED:
+    """The customer's action settled the payment the saga waits for. SUCCEEDED (captured: an
+    automatic-capture intent) holds the money as much as AUTHORIZED does; the later capture of a
+    captured payment is idempotent at the provider."""
+    if event.signal in (PaymentSignal.AUTHORIZED, PaymentSignal.SUCCEEDED):
         if event.amount != state.total:
             return _attempt_failed(
                 state,
@@ -406,12 +411,22 @@ def _mismatch(state: SagaState, reply: AdapterReply) -> str | None:
 
 def _action_required(state: SagaState, reply: m.PaymentActionRequired) -> SagaState:
     state = replace(state, payment_id=reply.payment_id)
-    payment = state.payment(reply.payment_id)
-    if payment is not None and payment.status is PaymentStatus.AUTHORIZED:
-        # The provider's webhook beat the adapter's reply: the action is already done.
-        return _succeeded(state, Step.AUTHORIZE_PAYMENT)
-    state = _with_step(state, Step.AUTHORIZE_PAYMENT, phase=Phase.AWAITING_ACTION)
-    return replace(state, status=Status.AWAITING_PAYMENT_ACTION)
+    waiting = replace(
+        _with_step(state, Step.AUTHORIZE_PAYMENT, phase=Phase.AWAITING_ACTION),
+        status=Status.AWAITING_PAYMENT_ACTION,
+    )
+    # The provider's webhooks may have beaten this reply (the customer finished, or failed,
+    # 3-D Secure while the adapter's reply was still in flight). Apply them now, in the order
+    # they arrived, exactly as if they had come after it: the first decisive one settles it.
+    for early in state.signals_for(reply.payment_id):
+        if waiting.step(Step.AUTHORIZE_PAYMENT).phase is not Phase.AWAITING_ACTION:
+            break
+        waiting = _action_resolved(waiting, early)
+    if waiting.step(Step.AUTHORIZE_PAYMENT).phase is Phase.AWAITING_ACTION:
+        return waiting
+    # Settled already: there is nothing for the customer to do, so the saga never enters the
+    # wait (no PaymentActionAwaited; a failure is compensated from PENDING).
+    return replace(waiting, status=Status.PENDING)
 
 
 def _compensation_reply(state: SagaState, step: Step, reply: AdapterReply) -> SagaState:

@@ -148,12 +148,14 @@ def compensation_plan(state: SagaState) -> tuple[CompensationTask, ...]:
 
 def _may_still_be_ours(state: SagaState, payment: Payment) -> bool:
     """A webhook can name a payment before the AuthorizePayment reply does; while that reply may
-    still come, the payment could become this checkout's own, so do not void it yet."""
+    still come, the payment could become this checkout's own, so do not void it yet. That holds
+    while a retry is scheduled too: the next attempt reconciles with the provider and adopts a
+    live payment of this checkout instead of creating a second one (0003-payments.md)."""
     auth = state.step(Step.AUTHORIZE_PAYMENT)
     return (
         payment.attempt is None
         and state.status in FORWARD_STATUSES
-        and auth.phase is Phase.IN_FLIGHT
+        and auth.phase in (Phase.IN_FLIGHT, Phase.RETRY_WAIT)
     )
 
 

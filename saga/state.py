@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from events.messages import CheckoutStarted, Step
+from events.messages import CheckoutStarted, PaymentSignalRecorded, Step
 
 
 class Status(StrEnum):
@@ -188,6 +188,10 @@ class SagaState:
     completed_at: int | None = None
     refund_requests: tuple[RefundRequest, ...] = ()
     seen_provider_event_ids: frozenset[str] = frozenset()
+    # Every webhook signal accepted, in arrival order. Webhooks race the adapter's replies (the
+    # customer can finish 3-D Secure before PaymentActionRequired is consumed), so a signal is
+    # remembered and applied when the saga reaches the payment it names.
+    payment_signals: tuple[PaymentSignalRecorded, ...] = ()
     seq: int = 0  # counter behind completed_seq / Reservation.seq / Payment.seq
 
     # --- derived views ---------------------------------------------------------------
@@ -231,6 +235,9 @@ class SagaState:
 
     def payment(self, payment_id: str | None) -> Payment | None:
         return next((p for p in self.payments if p.payment_id == payment_id), None)
+
+    def signals_for(self, payment_id: str) -> tuple[PaymentSignalRecorded, ...]:
+        return tuple(s for s in self.payment_signals if s.payment_id == payment_id)
 
     def refund_request(self, refund_request_id: str) -> RefundRequest | None:
         return next(

@@ -101,6 +101,7 @@ class World:
     money: dict[str, Money] = field(default_factory=dict)
     counter: int = 0
     violations: list[str] = field(default_factory=list)
+    webhooks_sent: list[str] = field(default_factory=list)  # provider event ids
 
     # --- the orchestrator ----------------------------------------------------------------
 
@@ -187,6 +188,14 @@ class World:
                 return m.PaymentRefundFailed(cid, n, "stripe down", not self._broken())
         return None
 
+    def _coin(self, percent: int, every: int) -> bool:
+        """A provider behaviour that is not a failure (3-D Secure, an early webhook): drawn from
+        the script while it lasts, then on every `every`-th id, so that it also happens while
+        the world drains (where the script cannot be drawn from)."""
+        if self.failing:
+            return self.script.chance(percent)
+        return self.counter % every == 0
+
     def _broken(self) -> bool:
         """Rarely, a compensation fails for good (the saga must park, not give up silently)."""
         return self.script.chance(4)
@@ -204,10 +213,18 @@ class World:
                 return m.ShippingQuoted(cid, n, SHIPPING, "USD", "ups", "ground")
             case m.AuthorizePayment():
                 pid = self._new_id("pi")
-                if self.failing and self.script.chance(30):
+                if self._coin(30, every=3):
                     self.money[pid] = Money("action_required")
+                    if self._coin(40, every=2):
+                        # The customer finishes (or fails) 3-D Secure at once: the provider's
+                        # webhook is in flight before the adapter's reply.
+                        self.customer_acts(pid, not self.failing or self.script.chance(70))
                     return m.PaymentActionRequired(cid, n, "stripe", pid, None)
                 self.money[pid] = Money("authorized")
+                if self._coin(20, every=2):
+                    # Real Stripe also reports a plain manual-capture authorization by webhook
+                    # (amount_capturable_updated), racing the reply.
+                    self._webhook(PaymentSignal.AUTHORIZED, pid, command.amount)
                 return m.PaymentAuthorized(cid, n, "stripe", pid, command.amount, "USD")
             case m.CommitInventory():
                 stock = self.stock[command.reservation_id]
@@ -250,9 +267,11 @@ class World:
         return m.PaymentCaptureFailed(CID, command.attempt, f"payment is {pay.status}", False)
 
     def _webhook(self, kind: PaymentSignal, pid: str, amount: int) -> None:
-        self.inbox.append(
-            m.RecordPaymentSignal(CID, "stripe", self._new_id("evt"), kind, pid, amount, "USD")
-        )
+        event = m.RecordPaymentSignal(CID, "stripe", self._new_id("evt"), kind, pid, amount, "USD")
+        self.webhooks_sent.append(event.provider_event_id)
+        self.inbox.append(event)
+        if self.failing and self.script.chance(15):
+            self.inbox.append(event)  # the provider redelivers (our 2xx got lost)
 
     def customer_acts(self, pid: str, succeeds: bool) -> None:
         """The customer finishes (or fails) 3-D Secure for an intent still waiting for it."""

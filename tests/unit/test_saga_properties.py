@@ -118,3 +118,24 @@ def test_a_finished_saga_is_never_reopened(choices: list[int]) -> None:
             if isinstance(event, m.StepStarted | m.StepRetryScheduled):
                 assert event.step in COMPENSATION_STEPS, event
         finished = finished or isinstance(event, endings)
+
+
+@fast
+@given(scripts)
+def test_every_webhook_is_recorded_exactly_once_whenever_it_arrives(choices: list[int]) -> None:
+    world, state = run(choices)
+    recorded = [e.provider_event_id for e in world.log if isinstance(e, m.PaymentSignalRecorded)]
+    assert sorted(recorded) == sorted(set(world.webhooks_sent))
+    assert state.seen_provider_event_ids == set(world.webhooks_sent)
+
+
+@fast
+@given(scripts)
+def test_the_saga_never_waits_for_an_action_a_webhook_already_settled(choices: list[int]) -> None:
+    world, _ = run(choices)
+    settled: set[str] = set()
+    for event in world.log:
+        if isinstance(event, m.PaymentSignalRecorded):
+            settled.add(event.payment_id)
+        if isinstance(event, m.PaymentActionAwaited):
+            assert event.payment_id not in settled, event
