@@ -8,7 +8,8 @@ Every processor (orchestrator, adapters, projectors that write to Kafka) is a `H
   read_committed consumers; see docs/decisions/0006-effectively-once-on-tansu.md);
 - a message that cannot be decoded, or whose handling fails `max_attempts` times, goes to
   `<topic>.dlq` with the error in headers, in the same transaction as the offset that skips it:
-  a poison message never blocks its partition and never vanishes;
+  a poison message never blocks its partition and never vanishes; a handler that knows a
+  retry cannot help raises `PermanentFailure`, which is dead-lettered without retries;
 - outputs carry message ids derived from the input's id, so a replay after a crash produces the
   same ids and consumers can deduplicate.
 """
@@ -48,6 +49,12 @@ class Output:
     topic: str
     envelope: Envelope[Any]
     partition: int | None = None  # None: partition by key (ticks name theirs)
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler when handling this message again can never succeed (an address the
+    mail server refused, a fact the log does not hold). The runtime skips the retries and
+    dead-letters the message at once with this error, so the partition does not stall on it."""
 
 
 class Handler(Protocol):
@@ -298,6 +305,8 @@ class Processor:
                 results.append(self._handler.handle(incoming))
             except Exception as e:
                 results.append(e)
+                if isinstance(e, PermanentFailure):
+                    continue  # dead-lettered, not retried: the rest of the batch goes on
                 if self._failures.get(where_in(incoming), 0) + 1 < self._config.max_attempts:
                     break
         return results + [_NotRun() for _ in range(len(incomings) - len(results))]
@@ -306,6 +315,10 @@ class Processor:
         """Count a failure; the dead-letter reason once attempts are used up, else None."""
         if isinstance(error, _NotRun):
             return None
+        if isinstance(error, PermanentFailure):
+            log.error("dead-lettering %s[%d]@%d without retries: %s", *where(record), error)
+            detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+            return f"{type(error).__name__} (not retried): {detail}"
         key = where(record)
         attempts = self._failures.get(key, 0) + 1
         self._failures[key] = attempts
