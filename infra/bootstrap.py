@@ -1,7 +1,8 @@
 """Wiring: the one place where concrete pieces meet. Tests call it with fakes where they need.
 
 `build_processor(role, settings, services=...)` returns a ready `Processor` for one worker role:
-`orchestrator` or one of the adapters (inventory, tax, shipping, payment, notification).
+`orchestrator`, one of the adapters (inventory, tax, shipping, payment, notification), or
+`notifier` (customer emails from orders.events / checkout.events).
 """
 
 from __future__ import annotations
@@ -10,13 +11,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from events.serde import Serde, make_serde
-from events.topics import ADAPTERS, CHECKOUT_COMMANDS, CHECKOUT_REPLIES, adapter_requests
+from events.topics import (
+    ADAPTERS,
+    CHECKOUT_COMMANDS,
+    CHECKOUT_EVENTS,
+    CHECKOUT_REPLIES,
+    ORDERS_EVENTS,
+    adapter_requests,
+)
 from infra.processor import Processor, ProcessorConfig
 from infra.settings import Settings
 from infra.workers.adapter import AdapterHandler
 from infra.workers.orchestrator import OrchestratorHandler, tick
 
-ROLES = ("orchestrator", *ADAPTERS)
+ROLES = ("orchestrator", *ADAPTERS, "notifier")
 
 # An adapter service: takes an adapter command, returns its reply (or None: nothing to say).
 Service = Callable[[Any], Any]
@@ -61,6 +69,11 @@ def build_processor(
             **common,
         )
         return Processor(config, OrchestratorHandler(bootstrap, serde), serde)
+    if role == "notifier":
+        from infra.workers.notifier import notifier_handler
+
+        config = ProcessorConfig(name="notifier", topics=[ORDERS_EVENTS, CHECKOUT_EVENTS], **common)
+        return Processor(config, notifier_handler(settings), serde)
     chosen = services if services is not None else default_services(settings)
     if role not in chosen:
         raise ValueError(f"no service wired for adapter {role!r}")

@@ -96,7 +96,7 @@ def topics_ensure() -> None:
 @app.command()
 def worker(
     role: str = typer.Option(
-        ..., help="orchestrator | inventory | tax | shipping | payment | notification"
+        ..., help="orchestrator | inventory | tax | shipping | payment | notification | notifier"
     ),
     instance: str = typer.Option("0", help="stable worker slot id (fences zombies)"),
 ) -> None:

@@ -1,8 +1,9 @@
 """`saga demo`: the engine's main job on the embedded stack, in one process.
 
 Starts the orchestrator and every adapter processor (real adapters: PostgreSQL inventory,
-rate-table tax and shipping, Stripe via localstripe), sends a handful of checkouts — including a
-declined card and an out-of-stock item — through the real broker, and prints what happened.
+rate-table tax and shipping, Stripe via localstripe) and the notifier, sends a handful of
+checkouts — including a declined card and an out-of-stock item — through the real broker, and
+prints what happened and which emails the (embedded) inbox received.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ from events.envelope import Envelope
 from events.serde import Serde, make_serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS
 from infra.bootstrap import ROLES, build_processor, default_services
+from infra.embedded.smtp import inbox_at
 from infra.processor import producer_config
 from infra.settings import Settings
 from infra.topics import ensure_topics
@@ -75,19 +78,30 @@ def scenarios(n: int) -> list[Scenario]:
 def engine(settings: Settings, services: dict[str, Any] | None = None) -> Iterator[None]:
     """Every role's processor on its own thread; stopped on the way out."""
     services = services if services is not None else default_services(settings)
-    roles = [r for r in ROLES if r == "orchestrator" or r in services]
+    # The notifier needs somewhere to send mail: the embedded inbox, or SMTP_URL.
+    roles = [
+        r
+        for r in ROLES
+        if r == "orchestrator" or r in services or (r == "notifier" and settings.smtp_url)
+    ]
     with on_threads(*(build_processor(r, settings, services=services) for r in roles)):
         yield
 
 
-def start(settings: Settings, serde: Serde, scenario: Scenario, producer: Producer) -> str:
+def start(
+    settings: Settings,
+    serde: Serde,
+    scenario: Scenario,
+    producer: Producer,
+    email: str = "buyer@example.com",
+) -> str:
     checkout_id = f"co-{uuid.uuid4().hex[:12]}"
     address = m.Address("1 Market St", "San Francisco", "CA", "94105", scenario.country)
     command = m.StartCheckout(
         checkout_id,
         "demo-shop",
         "cus-demo",
-        "buyer@example.com",
+        email,
         "USD",
         scenario.items,
         address,
@@ -143,11 +157,14 @@ def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 12
     with engine(settings):
         producer = Producer(producer_config(settings.kafka_bootstrap_servers))
         started = time.monotonic()
-        ids = {start(settings, serde, s, producer): s for s in plan}
+        # One address per run: the inbox may hold mail of earlier runs.
+        buyer = f"buyer+{uuid.uuid4().hex[:8]}@example.com"
+        ids = {start(settings, serde, s, producer, buyer): s for s in plan}
         producer.flush(30)
         console.print(f"sent {len(ids)} StartCheckout commands to {CHECKOUT_COMMANDS}")
         outcomes = wait_for_outcomes(settings, serde, set(ids), timeout_s)
         elapsed = time.monotonic() - started
+        emails = wait_for_emails(settings, buyer, expected_emails(outcomes), timeout_s=30)
     table = Table(title=f"{len(ids)} checkouts in {elapsed:.1f}s through the real broker")
     for column in ("checkout", "scenario", "outcome", "total", "events", "detail"):
         table.add_column(column)
@@ -159,7 +176,58 @@ def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 12
         outcome, total, detail = describe(final)
         table.add_row(checkout_id, scenario.label, outcome, total, str(len(events)), detail[:70])
     console.print(table)
+    print_emails(console, settings, emails)
     return all_finished
+
+
+# Terminal event -> the email the notifier sends for it.
+_EMAIL_KIND = {
+    m.CheckoutCompleted: "order_confirmation",
+    m.CheckoutFailed: "checkout_failed",
+    m.CheckoutCancelled: "checkout_cancelled",
+}
+
+
+def expected_emails(outcomes: dict[str, list[Envelope[Any]]]) -> Counter[str]:
+    expected: Counter[str] = Counter()
+    for events in outcomes.values():
+        for e in events:
+            kind = _EMAIL_KIND.get(type(e.message))
+            if kind is not None:
+                expected[kind] += 1
+    return expected
+
+
+def wait_for_emails(
+    settings: Settings, to: str, expected: Counter[str], timeout_s: float
+) -> Counter[str] | None:
+    """Emails per kind the embedded inbox got for `to`, once it has every expected one or the
+    deadline passed; None when mail goes to an outside server we cannot read."""
+    inbox = inbox_at(settings.smtp_url)
+    if inbox is None:
+        return None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = Counter(e.kind for e in inbox.messages() if e.to == to)
+        if all(got[k] >= n for k, n in expected.items()) or time.monotonic() >= deadline:
+            return got
+        time.sleep(0.1)
+
+
+def print_emails(console: Console, settings: Settings, emails: Counter[str] | None) -> None:
+    if not settings.smtp_url:
+        console.print("emails: none sent (no SMTP_URL and no embedded inbox)")
+    elif emails is None:
+        console.print(f"emails: sent through {settings.smtp_url} (not an inbox we can read)")
+    else:
+        table = Table(title=f"demo inbox {settings.smtp_url}")
+        table.add_column("email kind")
+        table.add_column("received")
+        for kind, count in sorted(emails.items()):
+            table.add_row(kind, str(count))
+        if not emails:
+            table.add_row("-", "0")
+        console.print(table)
 
 
 def describe(final: Any) -> tuple[str, str, str]:

@@ -7,6 +7,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
+from urllib.parse import unquote, urlsplit
 
 from adapters.notifications.port import OutgoingEmail, PermanentSendError, TransientSendError
 
@@ -36,6 +37,24 @@ class SmtpSender:
         self._username = username
         self._password = password
         self._domain = message_id_domain
+
+    @classmethod
+    def from_url(cls, url: str, *, from_address: str, timeout_s: float = 10.0) -> SmtpSender:
+        """`smtp://[user:password@]host[:port]` (plain, port 25 by default) or
+        `smtp+starttls://...` (STARTTLS, port 587 by default)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtp+starttls") or not parts.hostname:
+            raise ValueError(f"expected smtp://host:port or smtp+starttls://host:port, got {url!r}")
+        starttls = parts.scheme == "smtp+starttls"
+        return cls(
+            parts.hostname,
+            parts.port or (587 if starttls else 25),
+            from_address=from_address,
+            timeout_s=timeout_s,
+            starttls=starttls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
 
     def message_id(self, email: OutgoingEmail) -> str:
         # Deterministic: a re-send after a crash has the same Message-ID, which receiving
