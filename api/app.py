@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from api.deps import ApiDeps
 from api.errors import ApiError
@@ -34,6 +35,25 @@ def _field(loc: tuple[Any, ...]) -> str:
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return JSONResponse(exc.body(_request_id(request)), status_code=exc.status, headers=exc.headers)
+
+
+_HTTP_ERRORS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Framework-raised errors (unparseable JSON, unknown route, wrong method) in our shape."""
+    assert isinstance(exc, HTTPException)
+    body = {
+        "error": _HTTP_ERRORS.get(exc.status_code, "http_error"),
+        "reason": str(exc.detail),
+        "request_id": _request_id(request),
+    }
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -72,6 +92,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.state.metrics = new_metrics()
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(
         GuardMiddleware, metrics=app.state.metrics, max_body_bytes=deps.max_body_bytes
     )

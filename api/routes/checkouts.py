@@ -30,6 +30,7 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,255}$",
         description="required: 1-255 visible ASCII characters, unique per checkout attempt;"
         " retries reuse it (400 without)",
     ),
