@@ -109,6 +109,11 @@ def worker(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if role == "projector":  # a sink into PostgreSQL, not a Kafka->Kafka processor
+        from projections.worker import run_projector
+
+        run_projector(settings)
+        return
     try:
         processor = build_processor(role, settings, instance_id=instance)
     except ValueError as e:
@@ -163,6 +168,16 @@ def demo(checkouts: int = typer.Option(5, help="how many checkouts to run")) -> 
         ok = run_demo(running.settings, checkouts, console)
     raise typer.Exit(0 if ok else 1)
 
+
+
+def _register_projections() -> None:
+    """`saga replay`, `saga status`, `saga db upgrade` (projections/cli.py)."""
+    from projections.cli import register
+
+    register(app, console)
+
+
+_register_projections()
 
 if __name__ == "__main__":
     app()

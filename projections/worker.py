@@ -1,0 +1,45 @@
+"""`saga worker --role projector`: the projector until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+from events.serde import make_serde
+from infra.settings import Settings
+from projections.metrics import ProjectorMetrics
+from projections.projector import Projector, ProjectorConfig
+
+log = logging.getLogger(__name__)
+METRICS_PORT_ENV = "SAGA_PROJECTOR_METRICS_PORT"
+
+
+def build_projector(
+    settings: Settings, registry: CollectorRegistry | None = None, **overrides: object
+) -> Projector:
+    if not settings.kafka_bootstrap_servers or not settings.database_url:
+        raise ValueError("the projector needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL")
+    config = ProjectorConfig(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        database_url=settings.database_url,
+        batch_size=settings.processor_batch_size,
+        session_timeout_ms=settings.session_timeout_ms,
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    metrics = ProjectorMetrics(registry) if registry is not None else None
+    return Projector(config, make_serde(settings.schema_registry_url), metrics)
+
+
+def run_projector(settings: Settings) -> None:
+    """Migrates the live schema, then applies until a signal; metrics on
+    $SAGA_PROJECTOR_METRICS_PORT when set (the API serves /metrics for everything else)."""
+    projector = build_projector(settings, REGISTRY)
+    port = os.environ.get(METRICS_PORT_ENV)
+    if port:
+        start_http_server(int(port), registry=REGISTRY)
+        log.info("projector metrics on :%s/metrics", port)
+    projector.install_signal_handlers()
+    projector.run()
