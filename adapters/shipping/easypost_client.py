@@ -4,23 +4,32 @@
   `rates[]` carry `carrier`, `service`, `rate` (a decimal string), `currency`, `delivery_days`.
 - `POST /v2/shipments/{id}/buy` `{"rate": {"id"}}` -> the Shipment with `tracking_code`,
   `postage_label.label_url`, `selected_rate`.
+- `GET /v2/shipments/{id}`; a shipment's `reference` "may be used in place of id in other API
+  endpoints" (EasyPost docs), which is how an unrecorded purchase attempt is found again.
 - Basic auth with the API key as user name. Errors: `{"error": {"code", "message", "errors"}}`.
+
+Every call goes through one pybreaker breaker per client: a dead aggregator fails fast instead
+of being asked on every quote. Input errors (400/422) and "postage already exists" are answers,
+not outages, and do not count towards opening it.
 
 Rate strings are converted with Decimal (never float). Parcel weight is ounces, the API's unit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import httpx
+import pybreaker
 
 from adapters.money import MoneyError, to_minor
+from adapters.resilience import CircuitBreakerError, make_breaker
 from adapters.shipping.port import (
     EXPRESS,
     STANDARD,
+    FoundShipment,
     Rate,
     Shipment,
     ShippingAddress,
@@ -28,6 +37,7 @@ from adapters.shipping.port import (
     ShippingInputError,
     ShippingProviderError,
     ShippingRequest,
+    match_rate,
 )
 from adapters.shipping.validation import validate_request
 
@@ -57,8 +67,12 @@ class EasyPostClient:
         timeout_s: float = 3.0,
         service_levels: Mapping[tuple[str, str], str] = DEFAULT_SERVICE_LEVELS,
         transport: httpx.BaseTransport | None = None,
+        breaker: pybreaker.CircuitBreaker | None = None,
     ) -> None:
         self._from = from_address
+        self._breaker = breaker or make_breaker("easypost")
+        # Answers about the request, not outages: they must never open the breaker.
+        self._breaker.add_excluded_exceptions(ShippingInputError, PostageExists)
         self._levels = dict(service_levels)
         self._http = httpx.Client(
             base_url=base_url,
@@ -82,43 +96,70 @@ class EasyPostClient:
     def create_shipment(
         self, request: ShippingRequest, rate: Rate, idempotency_key: str
     ) -> Shipment:
-        """Buy `rate`; re-quote when its quote_ref is gone. `idempotency_key` is sent as the
-        shipment reference (EasyPost has no idempotency header): a retry after an unknown outcome
-        must be reconciled by reference before buying again — see docs/decisions/0005."""
+        """Buy `rate`; re-quote when its quote_ref is gone. EasyPost has no idempotency header:
+        `idempotency_key` becomes the shipment reference, and `TrackedShipments`
+        (adapters/shipping/shipments.py) reconciles by it before any second purchase."""
+        return self.buy(self.open_shipment(request, rate, idempotency_key))
+
+    def open_shipment(self, request: ShippingRequest, rate: Rate, reference: str) -> Rate:
+        """The rate to buy, with its quote_ref: `rate` itself when it has one, else the matching
+        rate of a new shipment created with `reference`."""
         if rate.quote_ref:
-            shipment_id, rate_id = rate.quote_ref.split("/", 1)
-        else:
-            shipment = self._create_shipment(request, reference=idempotency_key)
-            match = [
-                r
-                for r in self._rates(shipment, request.currency)
-                if r.carrier == rate.carrier
-                and (
-                    r.service == rate.service
-                    if rate.service
-                    else r.service_level == rate.service_level
-                )
-            ]
-            if not match:
-                wanted = rate.service or rate.service_level
-                raise ShippingProviderError(
-                    f"easypost no longer offers {rate.carrier} {wanted}", retryable=False
-                )
-            chosen = min(match, key=lambda r: r.amount)
-            assert chosen.quote_ref is not None
-            shipment_id, rate_id = chosen.quote_ref.split("/", 1)
-        bought = self._post(f"/v2/shipments/{shipment_id}/buy", {"rate": {"id": rate_id}})
+            return rate
+        shipment = self._create_shipment(request, reference=reference)
+        chosen = match_rate(self._rates(shipment, request.currency), rate)
+        if chosen is None:
+            wanted = rate.service or rate.service_level
+            raise ShippingProviderError(
+                f"easypost no longer offers {rate.carrier} {wanted}", retryable=False
+            )
+        return chosen
+
+    def buy(self, rate: Rate) -> Shipment:
+        """Buy the label for `rate.quote_ref`. Buying a shipment that already has postage (our
+        earlier attempt, whose answer was lost) returns that purchase instead of failing."""
+        if not rate.quote_ref or "/" not in rate.quote_ref:
+            raise ShippingProviderError("easypost: no rate to buy", retryable=False)
+        shipment_id, rate_id = rate.quote_ref.split("/", 1)
         try:
-            selected = bought["selected_rate"]
-            label = bought.get("postage_label") or {}
+            bought = self._post(f"/v2/shipments/{shipment_id}/buy", {"rate": {"id": rate_id}})
+        except PostageExists:
+            found = self.find(shipment_id, rate.currency)
+            if found is None or found.purchased is None:
+                raise ShippingProviderError(
+                    f"easypost says {shipment_id} has postage but does not show it"
+                ) from None
+            return found.purchased
+        purchased = self._purchased(bought)
+        if purchased is None:
+            raise ShippingProviderError("easypost returned an unreadable purchase: no rate")
+        return purchased
+
+    def find(self, id_or_reference: str, currency: str) -> FoundShipment | None:
+        """A shipment by id or by the reference we created it with; None when there is none."""
+        shipment = self._get(f"/v2/shipments/{id_or_reference}")
+        if shipment is None:
+            return None
+        try:
+            rates = tuple(self._rates(shipment, currency))
+        except ShippingProviderError:
+            rates = ()  # a bought shipment may list no rates we can read; it needs none
+        return FoundShipment(str(shipment.get("id")), rates, self._purchased(shipment))
+
+    def _purchased(self, shipment: Mapping[str, Any]) -> Shipment | None:
+        selected = shipment.get("selected_rate")
+        if not selected:
+            return None
+        try:
+            label = shipment.get("postage_label") or {}
             carrier, service = str(selected["carrier"]), str(selected["service"])
             return Shipment(
-                shipment_id=str(bought["id"]),
+                shipment_id=str(shipment["id"]),
                 carrier=carrier,
                 service_level=self._level(carrier, service, selected.get("delivery_days")),
                 amount=to_minor(str(selected["rate"]), str(selected["currency"])),
                 currency=str(selected["currency"]),
-                tracking_code=bought.get("tracking_code"),
+                tracking_code=shipment.get("tracking_code"),
                 label_url=label.get("label_url"),
             )
         except (KeyError, TypeError, AttributeError, MoneyError) as e:
@@ -190,8 +231,25 @@ class EasyPostClient:
         return EXPRESS if isinstance(days, int) and days <= 2 else STANDARD
 
     def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        result = self._through_breaker(lambda: self._send("POST", path, body))
+        assert result is not None  # only GET answers "not found" with None
+        return result
+
+    def _get(self, path: str) -> dict[str, Any] | None:
+        return self._through_breaker(lambda: self._send("GET", path, None))
+
+    def _through_breaker(self, call: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
         try:
-            response = self._http.post(path, json=body)
+            result: dict[str, Any] | None = self._breaker.call(call)
+        except CircuitBreakerError as e:
+            raise ShippingProviderError(f"easypost circuit open, failing fast: {e}") from e
+        return result
+
+    def _send(
+        self, method: str, path: str, body: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        try:
+            response = self._http.request(method, path, json=body)
         except httpx.TimeoutException as e:
             raise ShippingProviderError(f"easypost timed out: {e!r}") from e
         except httpx.HTTPError as e:
@@ -204,7 +262,13 @@ class EasyPostClient:
             if not isinstance(data, dict):
                 raise ShippingProviderError("easypost returned an unexpected body")
             return data
+        if method == "GET" and response.status_code == 404:
+            return None  # "no such shipment" is an answer, not a failure
         raise _error_for(response)
+
+
+class PostageExists(ShippingProviderError):
+    """The shipment already has a label: our own earlier purchase, whose answer was lost."""
 
 
 def _error_for(response: httpx.Response) -> ShippingError:
@@ -223,6 +287,8 @@ def _error_for(response: httpx.Response) -> ShippingError:
         pass
     status = response.status_code
     what = f"easypost {status} {code}: {message}".rstrip(": ")
+    if code == "SHIPMENT.POSTAGE.EXISTS":
+        return PostageExists(what, retryable=False)
     if status in (400, 422):  # the request (address, parcel) cannot be processed as sent
         return ShippingInputError(f"shipping: {message or code or 'rejected by EasyPost'}")
     if status == 429 or status >= 500:

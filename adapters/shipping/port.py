@@ -69,6 +69,27 @@ class Shipment:
     label_url: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class FoundShipment:
+    """A shipment the provider already holds (looked up by id or by our reference)."""
+
+    shipment_id: str
+    rates: tuple[Rate, ...]  # with quote_refs, to buy one of them
+    purchased: Shipment | None  # set once a label was bought
+
+
+def match_rate(rates: list[Rate] | tuple[Rate, ...], wanted: Rate) -> Rate | None:
+    """The cheapest of `rates` for the carrier and service (or service level) of `wanted`."""
+
+    def same_service(r: Rate) -> bool:
+        if wanted.service:
+            return r.service == wanted.service
+        return r.service_level == wanted.service_level
+
+    same = [r for r in rates if r.carrier == wanted.carrier and same_service(r)]
+    return min(same, key=lambda r: r.amount) if same else None
+
+
 class ShippingError(Exception):
     retryable: bool = False
 

@@ -5,10 +5,14 @@
   `delivery_days`, `shipment_id`) priced from the parcel weight (ounces).
 - `POST /v2/shipments/{id}/buy` `{"rate": {"id"}}` -> 200 Shipment with `selected_rate`,
   `tracking_code`, `postage_label.label_url`.
+- `GET /v2/shipments/{id or reference}` -> 200 Shipment | 404 (the reference "may be used in
+  place of id", per EasyPost's docs; the latest shipment with it wins).
 - Basic auth (API key as the user name); errors `{"error": {"code", "message", "errors"}}`
-  with 401/404/422/5xx.
+  with 401/404/422/5xx; buying a shipment twice is 422 SHIPMENT.POSTAGE.EXISTS.
 
-Tests script failures, make it hang (released at teardown), and count requests.
+Tests script failures, make it hang (released at teardown), lose answers ("lost": the request
+takes effect but the connection closes before the response — an unknown outcome), and count
+requests and purchases.
 """
 
 from __future__ import annotations
@@ -198,6 +202,23 @@ class EasyPostPeer:
         )
         return 200, record
 
+    def _find(self, id_or_reference: str) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            record = self.shipments.get(id_or_reference) or next(
+                (
+                    r
+                    for r in reversed(self.shipments.values())
+                    if r.get("reference") == id_or_reference
+                ),
+                None,
+            )
+        return (200, record) if record is not None else (404, _error(404))
+
+    @property
+    def purchases(self) -> int:
+        with self._lock:
+            return sum(1 for r in self.shipments.values() if r["selected_rate"] is not None)
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         peer = self
 
@@ -213,9 +234,14 @@ class EasyPostPeer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self) -> None:
+                self._serve({})
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                body = json.loads(raw or b"{}")
+                self._serve(json.loads(raw or b"{}"))
+
+            def _serve(self, body: dict[str, Any]) -> None:
                 with peer._lock:
                     peer.requests.append((self.path, body))
                 expected = "Basic " + base64.b64encode(f"{peer.api_key}:".encode()).decode()
@@ -230,12 +256,18 @@ class EasyPostPeer:
                     self._send(outcome, _error(outcome))
                     return
                 parts = self.path.strip("/").split("/")
-                if parts == ["v2", "shipments"]:
-                    self._send(*peer._create(body))
+                if self.command == "GET" and len(parts) == 3 and parts[:2] == ["v2", "shipments"]:
+                    answer = peer._find(parts[2])
+                elif parts == ["v2", "shipments"]:
+                    answer = peer._create(body)
                 elif len(parts) == 4 and parts[:2] == ["v2", "shipments"] and parts[3] == "buy":
-                    self._send(*peer._buy(parts[2], body))
+                    answer = peer._buy(parts[2], body)
                 else:
-                    self._send(404, _error(404))
+                    answer = (404, _error(404))
+                if outcome == "lost":
+                    self.close_connection = True  # done, but the caller never hears of it
+                    return
+                self._send(*answer)
 
         return Handler
 
