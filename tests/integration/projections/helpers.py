@@ -76,8 +76,17 @@ def produce_stream(
 
 
 def projector_config(
-    bootstrap: str, database_url: str, topics: Topics, *, schema: str = "projections", **kw: Any
+    bootstrap: str,
+    database_url: str,
+    topics: Topics,
+    *,
+    schema: str = "projections",
+    group: bool = False,
+    **kw: Any,
 ) -> ProjectorConfig:
+    """Manual assignment unless `group`: a consumer group join costs seconds on the broker."""
+    if not group:
+        kw.setdefault("partitions", all_partitions(topics))
     return ProjectorConfig(
         bootstrap_servers=bootstrap,
         database_url=database_url,
@@ -87,6 +96,10 @@ def projector_config(
         poll_timeout_s=0.05,
         **kw,
     )
+
+
+def all_partitions(topics: Topics) -> list[tuple[str, int]]:
+    return [(t, p) for t in (topics.checkout_events, topics.orders_events) for p in range(3)]
 
 
 def catch_up(projector: Projector, timeout_s: float = 30) -> None:

@@ -34,6 +34,7 @@ def main() -> None:
         group=f"proj-kill-{uuid.uuid4().hex[:8]}",
         topics=Topics(checkout_events, orders_events),
         batch_size=3,
+        partitions=[(t, p) for t in (checkout_events, orders_events) for p in range(3)],
         poll_timeout_s=0.05,
     )
     projector = Projector(config, make_serde(None))

@@ -45,8 +45,10 @@ def test_applies_a_recorded_stream_and_a_redelivery_changes_nothing(
     stream = mixed_streams(f"co-{unique_id}", 10)
     produce_stream(bootstrap, SERDE, topics, stream)
     registry = CollectorRegistry()
-    projector = Projector(
-        projector_config(bootstrap, database_url, topics), SERDE, ProjectorMetrics(registry)
+    projector = Projector(  # this one joins a consumer group, as the worker does
+        projector_config(bootstrap, database_url, topics, group=True),
+        SERDE,
+        ProjectorMetrics(registry),
     )
     projector.start()
     try:
