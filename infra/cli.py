@@ -169,6 +169,15 @@ def demo(checkouts: int = typer.Option(5, help="how many checkouts to run")) -> 
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command()
+def bench() -> None:
+    """Every benchmark section in one run on the embedded stack; table + bench/results/."""
+    from bench.run import run
+
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    run(console)
+
+
 
 def _register_projections() -> None:
     """`saga replay`, `saga status`, `saga db upgrade` (projections/cli.py)."""

@@ -1,0 +1,285 @@
+"""Engine benchmarks: real broker, real runtime, real orchestrator, one process per worker role.
+
+Closed loop (saturation): keep `window` checkouts in flight and count completions per second.
+Open loop (latency): start checkouts at a fixed rate and time StartCheckout produced ->
+CheckoutCompleted consumed, per checkout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import psutil
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from bench.services import start_command
+from events.envelope import Envelope
+from events.serde import Serde
+from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, MAIN_TOPICS
+from infra.processor import producer_config
+
+ENGINE_ROLES = ("orchestrator", "inventory", "tax", "shipping", "payment")
+
+
+@dataclass
+class Workers:
+    procs: dict[str, list[subprocess.Popen[bytes]]]
+
+    def cpu_seconds(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for role, procs in self.procs.items():
+            total = 0.0
+            for p in procs:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    t = psutil.Process(p.pid).cpu_times()
+                    total += t.user + t.system
+            out[role] = total
+        return out
+
+
+@contextlib.contextmanager
+def workers(bootstrap: str, latency_ms: int, instances: int = 1) -> Iterator[Workers]:
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    procs: dict[str, list[subprocess.Popen[bytes]]] = {}
+    try:
+        for role in ENGINE_ROLES:
+            procs[role] = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.worker",
+                        role,
+                        bootstrap,
+                        str(latency_ms),
+                        f"bench-{i}",
+                    ],
+                    env=env,
+                    stderr=subprocess.DEVNULL,
+                )
+                for i in range(instances)
+            ]
+        yield Workers(procs)
+    finally:
+        for group in procs.values():
+            for p in group:
+                p.terminate()
+        for group in procs.values():
+            for p in group:
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+@dataclass
+class Tracker:
+    """Watches checkout.events for completions, by header and key (no decoding needed)."""
+
+    bootstrap: str
+    completed: dict[str, float] = field(default_factory=dict)  # checkout -> monotonic time
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> Tracker:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"bench-{uuid.uuid4()}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        meta = consumer.list_topics(CHECKOUT_EVENTS, timeout=10).topics[CHECKOUT_EVENTS]
+        ends = [
+            TopicPartition(
+                CHECKOUT_EVENTS,
+                p,
+                consumer.get_watermark_offsets(TopicPartition(CHECKOUT_EVENTS, p))[1],
+            )
+            for p in meta.partitions
+        ]
+        consumer.assign(ends)
+        self._thread = threading.Thread(target=self._run, args=(consumer,), daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self, consumer: Consumer) -> None:
+        try:
+            while not self._stop.is_set():
+                for record in consumer.consume(1000, 0.05):
+                    if record.error():
+                        continue
+                    headers = dict(record.headers() or [])
+                    if headers.get("message_type") == b"CheckoutCompleted":
+                        now = time.monotonic()
+                        with self._lock:
+                            self.completed.setdefault((record.key() or b"").decode(), now)
+        finally:
+            consumer.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def done(self, checkout_id: str) -> float | None:
+        with self._lock:
+            return self.completed.get(checkout_id)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.completed)
+
+
+class Starter:
+    def __init__(self, bootstrap: str, serde: Serde) -> None:
+        self._producer = Producer(producer_config(bootstrap))
+        self._serde = serde
+        self.started: dict[str, float] = {}
+
+    def start(self) -> str:
+        checkout_id = f"bench-{uuid.uuid4().hex[:16]}"
+        envelope = Envelope.new(
+            start_command(checkout_id), occurred_at=int(time.time() * 1000), producer="bench"
+        )
+        self.started[checkout_id] = time.monotonic()
+        self._producer.produce(
+            CHECKOUT_COMMANDS,
+            key=checkout_id.encode(),
+            value=self._serde.encode(envelope, CHECKOUT_COMMANDS),
+        )
+        self._producer.poll(0)
+        return checkout_id
+
+    def flush(self) -> None:
+        self._producer.flush(30)
+
+
+def total_offsets(bootstrap: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}"})
+    try:
+        total = 0
+        for topic in MAIN_TOPICS:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            for p in meta.partitions:
+                total += consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        return total
+    finally:
+        consumer.close()
+
+
+def warm_up(bootstrap: str, serde: Serde, timeout_s: float = 120) -> None:
+    """Until every worker has joined its group and a checkout goes all the way through."""
+    with Tracker(bootstrap) as tracker:
+        starter = Starter(bootstrap, serde)
+        ids = [starter.start() for _ in range(20)]
+        starter.flush()
+        deadline = time.monotonic() + timeout_s
+        while not all(tracker.done(c) for c in ids):
+            if time.monotonic() > deadline:
+                raise RuntimeError("engine did not complete warm-up checkouts")
+            time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Saturation:
+    completed_per_s: float
+    completed: int
+    seconds: float
+    messages_per_checkout: float
+    cpu_seconds_per_checkout: dict[str, float]
+
+
+def closed_loop(
+    bootstrap: str, serde: Serde, running: Workers, *, window: int, seconds: float
+) -> Saturation:
+    offsets_before = total_offsets(bootstrap)
+    cpu_before = running.cpu_seconds()
+    with Tracker(bootstrap) as tracker:
+        starter = Starter(bootstrap, serde)
+        in_flight: set[str] = {starter.start() for _ in range(window)}
+        starter.flush()
+        began = time.monotonic()
+        end = began + seconds
+        done_in_window = 0
+        while time.monotonic() < end:
+            finished = {c for c in in_flight if tracker.done(c) is not None}
+            done_in_window += len(finished)
+            in_flight -= finished
+            for _ in range(len(finished)):
+                in_flight.add(starter.start())
+            time.sleep(0.005)  # the client's own pacing, not a wait for a result
+        elapsed = time.monotonic() - began
+        # Let the stragglers finish so the message and CPU counts cover whole checkouts.
+        deadline = time.monotonic() + 60
+        while any(tracker.done(c) is None for c in in_flight) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        total_completed = sum(1 for c in starter.started if tracker.done(c) is not None)
+    cpu_after = running.cpu_seconds()
+    messages = total_offsets(bootstrap) - offsets_before
+    return Saturation(
+        completed_per_s=done_in_window / elapsed,
+        completed=done_in_window,
+        seconds=elapsed,
+        messages_per_checkout=messages / max(total_completed, 1),
+        cpu_seconds_per_checkout={
+            role: (cpu_after[role] - cpu_before[role]) / max(total_completed, 1)
+            for role in cpu_after
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Latency:
+    offered_per_s: float
+    completed: int
+    lost: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+def open_loop(bootstrap: str, serde: Serde, *, rate: float, seconds: float) -> Latency:
+    with Tracker(bootstrap) as tracker:
+        starter = Starter(bootstrap, serde)
+        began = time.monotonic()
+        n = int(rate * seconds)
+        for i in range(n):
+            target = began + i / rate
+            delay = target - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # the arrival schedule itself
+            starter.start()
+        starter.flush()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(tracker.done(c) is None for c in starter.started):
+            time.sleep(0.05)
+        latencies = sorted(
+            (done - started) * 1000
+            for c, started in starter.started.items()
+            if (done := tracker.done(c)) is not None
+        )
+    return Latency(
+        offered_per_s=rate,
+        completed=len(latencies),
+        lost=n - len(latencies),
+        p50_ms=percentile(latencies, 50),
+        p95_ms=percentile(latencies, 95),
+        p99_ms=percentile(latencies, 99),
+    )
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]

