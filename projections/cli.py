@@ -106,7 +106,7 @@ def register(app: typer.Typer, console: Console) -> None:
             TimeElapsedColumn(),
         ]
         with Progress(*columns, console=console) as bar:
-            task = bar.add_task(f"replay {projection}", total=None, rate=0.0, lag=0)
+            task = bar.add_task(f"replay {projection}", total=1, rate=0.0, lag=0)
 
             def show(p: ReplayProgress) -> None:
                 bar.update(
