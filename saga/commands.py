@@ -45,7 +45,7 @@ def forward_command(
                 cid,
                 attempt,
                 key,
-                order.payment_provider,
+                provider_of(state, state.payment_id),
                 _required(state.payment_id),
                 _total(state),
                 order.currency,
@@ -55,7 +55,7 @@ def forward_command(
 
 def compensation_command(state: SagaState, task: CompensationTask, attempt: int) -> AdapterCommand:
     cid, key = state.checkout_id, idempotency_key(state.checkout_id, task.step, attempt)
-    provider = state.order.payment_provider
+    provider = provider_of(state, task.target)
     match task.step:
         case Step.RELEASE_INVENTORY:
             return m.ReleaseInventory(cid, attempt, key, task.target)
@@ -68,6 +68,16 @@ def compensation_command(state: SagaState, task: CompensationTask, attempt: int)
                 cid, attempt, key, provider, task.target, task.amount, state.currency
             )
     raise ValueError(f"{task.step} is not a compensation step")
+
+
+def provider_of(state: SagaState, payment_id: str | None) -> str:
+    """The provider holding `payment_id`, as its authorization reply named it: the payment
+    registry may have routed the authorization to another provider than the storefront asked
+    for (a fallback while the primary is down), and a payment exists at one provider only."""
+    payment = state.payment(payment_id)
+    if payment is not None and payment.provider:
+        return payment.provider
+    return state.order.payment_provider
 
 
 def _total(state: SagaState) -> int:

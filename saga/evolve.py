@@ -346,15 +346,27 @@ def _record_fact(state: SagaState, reply: AdapterReply) -> SagaState:
             return ledger.reservation_moved(state, reply.reservation_id, ReservationStatus.RELEASED)
         case m.PaymentAuthorized():
             return ledger.payment_seen(
-                state, reply.payment_id, PaymentStatus.AUTHORIZED, attempt=reply.attempt
+                state,
+                reply.payment_id,
+                PaymentStatus.AUTHORIZED,
+                attempt=reply.attempt,
+                provider=reply.provider,
             )
         case m.PaymentActionRequired():
             return ledger.payment_seen(
-                state, reply.payment_id, PaymentStatus.ACTION_REQUIRED, attempt=reply.attempt
+                state,
+                reply.payment_id,
+                PaymentStatus.ACTION_REQUIRED,
+                attempt=reply.attempt,
+                provider=reply.provider,
             )
         case m.PaymentCaptured():
             return ledger.payment_seen(
-                state, reply.payment_id, PaymentStatus.CAPTURED, captured=reply.amount
+                state,
+                reply.payment_id,
+                PaymentStatus.CAPTURED,
+                captured=reply.amount,
+                provider=reply.provider,
             )
         case m.PaymentVoided():
             return ledger.payment_seen(state, reply.payment_id, PaymentStatus.VOIDED)

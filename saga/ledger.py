@@ -79,14 +79,18 @@ def payment_seen(
     *,
     attempt: int | None = None,
     captured: int = 0,
+    provider: str | None = None,
 ) -> SagaState:
     """Record that `payment_id` reached `status` (adding it if new). Voiding a captured payment
     is not a thing providers do, so a late "voided" never hides captured money."""
     entry = state.payment(payment_id)
     if entry is None:
         seq = state.seq + 1
-        new = Payment(payment_id, attempt, status, seq, captured=captured)
+        new = Payment(payment_id, attempt, status, seq, captured=captured, provider=provider)
         return replace(state, payments=(*state.payments, new), seq=seq)
+    if entry.provider is None and provider is not None:
+        entry = replace(entry, provider=provider)
+        state = replace(state, payments=_swapped(state, entry))
     if entry.attempt is None and attempt is not None:
         # The reply that names the attempt arrived after a webhook named the payment.
         entry = replace(entry, attempt=attempt)

@@ -119,6 +119,7 @@ class Payment:
     captured: int = 0
     refunded: int = 0
     refund_ids: tuple[str, ...] = ()
+    provider: str | None = None  # the provider account a reply named; None: webhook only
 
     @property
     def net_captured(self) -> int:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import pybreaker
@@ -28,6 +29,7 @@ from adapters.payments.port import (
     UnknownOutcomeError,
     VoidRequest,
 )
+from adapters.payments.registry import ProviderRouter
 from events.messages import (
     AuthorizePayment,
     CapturePayment,
@@ -80,8 +82,10 @@ class PaymentService:
         breaker_fail_max: int = 5,
         breaker_reset_s: float = 30.0,
         max_workers: int = 8,
+        router: ProviderRouter | None = None,
     ) -> None:
         self._gateways = dict(gateways)
+        self._router = router
         self._timeout = call_timeout_s
         # One breaker per provider: a Stripe outage must not stop another provider's traffic.
         # Business outcomes (PermanentPaymentError: invalid request, over-refund...) say nothing
@@ -114,7 +118,37 @@ class PaymentService:
 
     # --- per command ---------------------------------------------------------------------
 
+    def available(self, provider: str) -> bool:
+        """False while the provider's breaker is open and its reset timeout has not passed
+        (after it, pybreaker still reports "open" until a trial call: let one through)."""
+        breaker = self._breakers.get(provider)
+        if breaker is None:
+            return False
+        if breaker.current_state != pybreaker.STATE_OPEN:
+            return True
+        opened_at = getattr(breaker._state_storage, "opened_at", None)
+        if opened_at is None:
+            return False
+        elapsed = (datetime.now(UTC) - opened_at.replace(tzinfo=UTC)).total_seconds()
+        return elapsed >= breaker.reset_timeout
+
+    def route(self, c: AuthorizePayment) -> str:
+        """Where a new authorization goes. Only authorizations route: capture, void and refund
+        name the provider that holds the payment (the saga keeps it from this reply)."""
+        if self._router is None:
+            return c.provider
+        # AuthorizePayment does not carry tenant or country yet (a schema change, see
+        # 0003-payments.md): rules of every tenant ("*") by currency apply until it does.
+        return self._router.route(
+            tenant_id="",
+            currency=c.currency,
+            country="",
+            requested=c.provider,
+            available=self.available,
+        )
+
     def _authorize(self, c: AuthorizePayment) -> PaymentReply:
+        provider = self.route(c)
         request = AuthorizationRequest(
             c.checkout_id,
             c.attempt,
@@ -125,23 +159,21 @@ class PaymentService:
             c.currency,
         )
         try:
-            result = self._call(c.provider, lambda g: g.authorize(request))
+            result = self._call(provider, lambda g: g.authorize(request))
         except _Failure as f:
-            return PaymentDeclined(
-                c.checkout_id, c.attempt, c.provider, f.reason, None, f.retryable
-            )
+            return PaymentDeclined(c.checkout_id, c.attempt, provider, f.reason, None, f.retryable)
         if isinstance(result, Authorized):
             return PaymentAuthorized(
-                c.checkout_id, c.attempt, c.provider, result.payment_id, result.amount, c.currency
+                c.checkout_id, c.attempt, provider, result.payment_id, result.amount, c.currency
             )
         if isinstance(result, ActionRequired):
             return PaymentActionRequired(
-                c.checkout_id, c.attempt, c.provider, result.payment_id, result.action_url
+                c.checkout_id, c.attempt, provider, result.payment_id, result.action_url
             )
         return PaymentDeclined(
             c.checkout_id,
             c.attempt,
-            c.provider,
+            provider,
             result.reason,
             result.decline_code,
             result.retryable,

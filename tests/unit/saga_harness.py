@@ -267,7 +267,14 @@ def shipping_cmd(attempt: int = 1) -> m.QuoteShipping:
 
 def authorize_cmd(attempt: int = 1) -> m.AuthorizePayment:
     return m.AuthorizePayment(
-        CID, attempt, key(Step.AUTHORIZE_PAYMENT, attempt), PROVIDER, METHOD, "cus-1", TOTAL, "USD"
+        CID,
+        attempt,
+        key(Step.AUTHORIZE_PAYMENT, attempt),
+        PROVIDER,
+        METHOD,
+        "cus-1",
+        TOTAL,
+        "USD",
     )
 
 

@@ -191,3 +191,22 @@ def test_capture_webhook_before_the_capture_reply_does_not_capture_twice() -> No
     assert outcome.state.status is Status.COMPLETED
     assert outcome.state.captured_amount == TOTAL
     assert authorized() not in outcome.decision.events
+
+
+# --- the provider that holds the payment ------------------------------------------------------
+
+
+def test_capture_and_void_go_to_the_provider_that_authorized() -> None:
+    """The payment registry may route an authorization to a fallback provider; a payment exists
+    at that provider only, so the saga follows the reply, not the storefront's choice."""
+    from saga_harness import PROVIDER, commit_failed, committed, key
+
+    routed = m.PaymentAuthorized(CID, 1, "razorpay", PAYMENT, TOTAL, "USD")
+    history = given(*h_priced(), routed, step_started(COMMIT))
+    capture = history.when(committed()).decision.commands
+    assert capture == (
+        m.CapturePayment(CID, 1, key(Step.CAPTURE_PAYMENT), "razorpay", PAYMENT, TOTAL, "USD"),
+    )
+    voids = history.when(commit_failed()).decision.commands
+    assert voids == (m.VoidPayment(CID, 1, key(VOID), "razorpay", PAYMENT),)
+    assert PROVIDER != "razorpay"

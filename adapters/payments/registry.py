@@ -1,0 +1,270 @@
+"""Payment providers per tenant: accounts with credentials, routing rules, encrypted storage.
+
+* An **account** is one provider account of one tenant (`ProviderAccount`): its key (the name
+  the rest of the engine uses, e.g. "stripe" or "shop-in/razorpay"), kind, public key id and a
+  `Secret`. Secrets never appear in repr/str/logs/exception messages; they are revealed only
+  where a gateway is built.
+* **Routing** (`ProviderRouter.route`) picks the account for an authorization: the first rule of
+  the tenant matching the currency and country (rules of tenant "*" apply to every tenant),
+  its primary unless that provider's circuit breaker is open, else its first available
+  fallback. No matching rule: the provider the storefront asked for. Capture, void and refund
+  never route: they go to the account that authorized (the reply names it and the saga keeps
+  it), because a payment only exists at one provider.
+  A fallback is only configured where the payment method works at both providers (e.g. a
+  vault/network token); a Stripe `pm_...` id cannot be charged at Razorpay.
+* **Storage** (`PostgresProviderStore`, table `payment_providers`): the secret is encrypted with
+  Fernet (AES-128-CBC + HMAC-SHA256) under a key from the environment
+  (`PAYMENT_PROVIDERS_KEY`), so a database dump or replica alone reveals no credentials.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from adapters.payments.port import PaymentGateway
+
+log = logging.getLogger(__name__)
+
+ANY_TENANT = "*"
+KEY_ENV = "PAYMENT_PROVIDERS_KEY"
+
+
+class Secret:
+    """A credential. Prints as a mask everywhere; `reveal()` is the only way to the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not value:
+            raise ValueError("empty secret")
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(("Secret", len(self._value)))
+
+    def __reduce__(self) -> Any:
+        # Pickling (multiprocessing, caches) would write the plain value somewhere unplanned.
+        raise TypeError("a Secret cannot be pickled")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAccount:
+    key: str  # unique engine-wide: what commands and replies name as `provider`
+    tenant_id: str
+    kind: str  # "stripe" (a second provider, "razorpay", is planned)
+    key_id: str  # public part (Razorpay key_id; empty for Stripe)
+    secret: Secret = field(repr=False)
+    options: Mapping[str, str] = field(default_factory=dict)  # e.g. api_base
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderAccount(key={self.key!r}, tenant_id={self.tenant_id!r}, "
+            f"kind={self.kind!r}, key_id={self.key_id!r}, secret=Secret('********'))"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRule:
+    tenant_id: str  # or ANY_TENANT
+    provider: str  # account key of the primary
+    currencies: frozenset[str] = frozenset()  # upper-case ISO-4217; empty: any
+    countries: frozenset[str] = frozenset()  # ISO-3166 alpha-2; empty: any
+    fallbacks: tuple[str, ...] = ()
+
+    def matches(self, tenant_id: str, currency: str, country: str) -> bool:
+        return (
+            self.tenant_id in (tenant_id, ANY_TENANT)
+            and (not self.currencies or currency.upper() in self.currencies)
+            and (not self.countries or country.upper() in self.countries)
+        )
+
+
+class NoProvider(LookupError):
+    """No account can take this payment (none registered for what the storefront asked)."""
+
+
+class ProviderRouter:
+    def __init__(self, rules: Iterable[RoutingRule] = ()) -> None:
+        self._rules = list(rules)
+
+    def add(self, rule: RoutingRule) -> None:
+        self._rules.append(rule)
+
+    def route(
+        self,
+        *,
+        tenant_id: str,
+        currency: str,
+        country: str,
+        requested: str,
+        available: Callable[[str], bool],
+    ) -> str:
+        """The account key for a new authorization; `available(key)` is False while that
+        provider's breaker is open."""
+        for rule in self._rules:
+            if not rule.matches(tenant_id, currency, country):
+                continue
+            for candidate in (rule.provider, *rule.fallbacks):
+                if available(candidate):
+                    if candidate != rule.provider:
+                        log.warning(
+                            "payment routed to fallback",
+                            extra={"primary": rule.provider, "fallback": candidate},
+                        )
+                    return candidate
+            # Every candidate is down: the primary's open breaker answers "retry later".
+            return rule.provider
+        return requested
+
+
+class ProviderRegistry:
+    """The accounts and their gateways, built once from stored or configured credentials."""
+
+    def __init__(self, build: Callable[[ProviderAccount], PaymentGateway]) -> None:
+        self._build = build
+        self._accounts: dict[str, ProviderAccount] = {}
+        self._gateways: dict[str, PaymentGateway] = {}
+        self.router = ProviderRouter()
+
+    def __repr__(self) -> str:
+        return f"ProviderRegistry(accounts={sorted(self._accounts)})"
+
+    def register(self, account: ProviderAccount) -> PaymentGateway:
+        gateway = self._build(account)
+        self._accounts[account.key] = account
+        self._gateways[account.key] = gateway
+        log.info("payment provider registered", extra={"provider": account.key})
+        return gateway
+
+    def add_rule(self, rule: RoutingRule) -> None:
+        for key in (rule.provider, *rule.fallbacks):
+            if key not in self._accounts:
+                raise NoProvider(f"rule names unregistered provider {key!r}")
+        self.router.add(rule)
+
+    @property
+    def gateways(self) -> Mapping[str, PaymentGateway]:
+        return dict(self._gateways)
+
+    def account(self, key: str) -> ProviderAccount:
+        return self._accounts[key]
+
+
+def build_gateway(account: ProviderAccount) -> PaymentGateway:
+    """The one place a secret is revealed: handed to the provider's client."""
+    if account.kind == "stripe":
+        from adapters.payments.stripe_gateway import StripeGateway
+
+        return StripeGateway(
+            account.secret.reveal(),
+            api_base=account.options.get("api_base"),
+            provider_name=account.key,
+        )
+    # "razorpay": the second provider is not built yet (0003-payments.md, Open).
+    raise NoProvider(f"no gateway for provider kind {account.kind!r}")
+
+
+# --- encrypted storage ----------------------------------------------------------------------
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS payment_providers (
+    key               text PRIMARY KEY,
+    tenant_id         text NOT NULL,
+    kind              text NOT NULL,
+    key_id            text NOT NULL,
+    secret_ciphertext bytea NOT NULL,
+    options           jsonb NOT NULL DEFAULT '{}'::jsonb,
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS payment_providers_tenant ON payment_providers (tenant_id);
+"""
+
+
+class PostgresProviderStore:
+    """Accounts at rest: the secret column holds a Fernet token, never the secret."""
+
+    def __init__(self, connect: Callable[[], Any], encryption_key: Secret) -> None:
+        self._connect = connect
+        self._fernet = Fernet(encryption_key.reveal().encode())
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(
+        cls, connect: Callable[[], Any], environ: Mapping[str, str] | None = None
+    ) -> PostgresProviderStore:
+        raw = (environ if environ is not None else os.environ).get(KEY_ENV)
+        if not raw:
+            raise RuntimeError(f"{KEY_ENV} is not set: cannot decrypt payment credentials")
+        return cls(connect, Secret(raw))
+
+    def __repr__(self) -> str:
+        return "PostgresProviderStore(key=Secret('********'))"
+
+    def ensure_schema(self) -> None:
+        with self._connect() as conn:
+            conn.execute(SCHEMA)
+
+    def put(self, account: ProviderAccount) -> None:
+        from psycopg.types.json import Jsonb
+
+        token = self._fernet.encrypt(account.secret.reveal().encode())
+        with self._connect() as conn:
+            conn.execute(
+                """
+                INSERT INTO payment_providers (key, tenant_id, kind, key_id, secret_ciphertext,
+                                               options)
+                VALUES (%s, %s, %s, %s, %s, %s)
+                ON CONFLICT (key) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,
+                    kind = EXCLUDED.kind, key_id = EXCLUDED.key_id,
+                    secret_ciphertext = EXCLUDED.secret_ciphertext,
+                    options = EXCLUDED.options, updated_at = now()
+                """,
+                (
+                    account.key,
+                    account.tenant_id,
+                    account.kind,
+                    account.key_id,
+                    token,
+                    Jsonb(dict(account.options)),
+                ),
+            )
+
+    def load(self, tenant_id: str | None = None) -> list[ProviderAccount]:
+        query = "SELECT key, tenant_id, kind, key_id, secret_ciphertext, options"
+        query += " FROM payment_providers"
+        params: tuple[Any, ...] = ()
+        if tenant_id is not None:
+            query += " WHERE tenant_id = %s"
+            params = (tenant_id,)
+        with self._connect() as conn:
+            rows = conn.execute(query + " ORDER BY key", params).fetchall()
+        accounts = []
+        for key, tenant, kind, key_id, token, options in rows:
+            try:
+                secret = self._fernet.decrypt(bytes(token)).decode()
+            except InvalidToken as e:
+                # Wrong or rotated key: say which account, never what was stored.
+                raise RuntimeError(f"cannot decrypt credentials of provider {key!r}") from e
+            accounts.append(
+                ProviderAccount(key, tenant, kind, key_id, Secret(secret), dict(options or {}))
+            )
+        return accounts
