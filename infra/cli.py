@@ -188,5 +188,49 @@ def _register_projections() -> None:
 
 _register_projections()
 
+
+@app.command("api")
+def api_command() -> None:
+    """Run the HTTP API (uvicorn) on API_HOST:API_PORT against the configured services."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.wiring import MissingServiceError, build_api_deps
+
+    settings = _settings()
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+    try:
+        deps = build_api_deps(settings)
+    except MissingServiceError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from e
+    uvicorn.run(create_app(deps), host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+api_key_app = typer.Typer(help="Storefront API keys", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
+
+
+@api_key_app.command("create")
+def api_key_create(
+    tenant: str = typer.Option(..., help="the storefront's tenant id"),
+    name: str = typer.Option("default", help="a label for the key"),
+) -> None:
+    """Create a storefront API key; the key is printed once and stored only as a hash."""
+    import psycopg
+
+    from api.keys import create_api_key, ensure_schema
+
+    settings = _settings()
+    if not settings.database_url:
+        console.print("[red]DATABASE_URL is not set[/red] (start one with `saga up`)")
+        raise typer.Exit(2)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        ensure_schema(conn)
+        key = create_api_key(conn, tenant, name)
+    console.print(f"API key for tenant {tenant!r} (shown once, store it now):")
+    print(key)
+
+
 if __name__ == "__main__":
     app()
