@@ -4,6 +4,7 @@ Called at start-up (never at import); `ApiDeps.close` releases everything it ope
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 import httpx
@@ -21,7 +22,10 @@ from api.redis_stores import RedisAcceptedCheckouts, RedisIdempotencyStore, Redi
 from events.serde import make_serde
 from infra.settings import Settings
 
+log = logging.getLogger(__name__)
+
 PROBE_TIMEOUT_S = 2.0
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
 STRIPE_DEFAULT_BASE = "https://api.stripe.com"
 
 
@@ -70,6 +74,10 @@ def _probes(
 
 def build_api_deps(settings: Settings) -> ApiDeps:
     bootstrap, database_url, redis_url = _require(settings)
+    if len(settings.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+        log.warning(
+            "JWT_SECRET is shorter than %d bytes; set a long random one", MIN_JWT_SECRET_BYTES
+        )
     with contextlib.ExitStack() as opened:
         pool: ConnectionPool[Any] = ConnectionPool(
             database_url, min_size=1, max_size=20, open=True, name="api"

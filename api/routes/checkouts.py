@@ -133,7 +133,7 @@ def get_checkout(checkout_id: CheckoutId, caller: Caller, deps: Deps) -> Checkou
     "/checkouts/{checkout_id}/cancel",
     status_code=202,
     response_model=CancelAccepted,
-    responses=responses(401, 403, 404, 413, 429, 503, s422=ValidationErrorBody),
+    responses=responses(400, 401, 403, 404, 413, 429, 503, s422=ValidationErrorBody),
     summary="Ask the saga to cancel (it compensates, or refuses once capture has begun)",
 )
 def cancel_checkout(
