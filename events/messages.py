@@ -547,6 +547,24 @@ class OrderRefunded:
     refunded_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class ShipmentCreated:
+    """The label for an order was bought (once per order; redeliveries repeat this event with
+    the same message_id). `tracking_code`/`label_url` are None for a carrier without labels
+    (the built-in rate-table carrier: manual fulfilment). `amount` is what the label cost us,
+    not what the customer paid for shipping (that is OrderPlaced.shipping)."""
+
+    order_id: str
+    checkout_id: str
+    carrier: str
+    service_level: str
+    tracking_code: str | None
+    label_url: str | None
+    amount: int
+    currency: str
+    created_at: int
+
+
 StorefrontCommand = StartCheckout | CancelCheckout | RecordPaymentSignal | RequestRefund | Tick
 
 AdapterCommand = (
@@ -602,6 +620,6 @@ SagaEvent = (
     | CheckoutNeedsAttention
 )
 
-PublicEvent = OrderPlaced | OrderRefunded
+PublicEvent = OrderPlaced | OrderRefunded | ShipmentCreated
 
 Message = StorefrontCommand | AdapterCommand | AdapterReply | SagaEvent | PublicEvent

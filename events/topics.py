@@ -47,7 +47,7 @@ def topic_for(message: m.Message) -> str:
     kind = type(message)
     if kind in _ADAPTER_OF:
         return adapter_requests(_ADAPTER_OF[kind])
-    if isinstance(message, m.OrderPlaced | m.OrderRefunded):
+    if isinstance(message, m.OrderPlaced | m.OrderRefunded | m.ShipmentCreated):
         return ORDERS_EVENTS
     if isinstance(
         message,
