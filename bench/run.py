@@ -88,13 +88,10 @@ def baseline_section(latency_ms: int, plan: Plan, rate: float) -> dict[str, Any]
     }
 
 
-def api_section(settings: Any, console: Console) -> dict[str, Any] | None:
-    try:
-        from bench import api
-    except ImportError:
-        console.print("  API benchmark not available (bench/api.py missing)")
-        return None
-    return api.measure(settings, console)
+def api_section(settings: Any, console: Console) -> dict[str, Any]:
+    from bench.api import measure
+
+    return measure(settings, console)
 
 
 def machine() -> dict[str, Any]:
@@ -256,9 +253,7 @@ def run(console: Console, plan: Plan | None = None) -> dict[str, Any]:
             rate = results[f"engine_{key}"]["at_half_load"]["offered_per_s"]
             results[f"baseline_{key}"] = baseline_section(ms, plan, rate)
         console.print("5/6 API")
-        api = api_section(settings, console)
-        if api is not None:
-            results["api"] = api
+        results["api"] = api_section(settings, console)
         console.print("6/6 scale: 2 worker processes per role")
         results["scale_two_instances"] = engine_section(bootstrap, 0, plan, console, instances=2)
     results["ratios"] = ratios(results)

@@ -66,6 +66,9 @@ class Decision:
     events: tuple[CheckoutEvent, ...] = ()
     commands: tuple[AdapterCommand, ...] = ()
     public: tuple[PublicEvent, ...] = ()
+    # The state after applying `events` (None when there are none). decide has folded them
+    # already; callers take this instead of evolving every event a second time.
+    state: SagaState | None = field(default=None, compare=False)
 
 
 NOTHING = Decision()
@@ -622,4 +625,9 @@ class _Draft:
         self.commands.append(compensation_command(self.state, task, attempt))
 
     def decision(self) -> Decision:
-        return Decision(tuple(self.events), tuple(self.commands), tuple(self.public))
+        return Decision(
+            tuple(self.events),
+            tuple(self.commands),
+            tuple(self.public),
+            self.state if self.events else None,
+        )

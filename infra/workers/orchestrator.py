@@ -20,8 +20,8 @@ from events import messages as m
 from events.envelope import Envelope
 from events.serde import DecodeError, Serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, ORDERS_EVENTS, topic_for
-from infra.processor import BaseHandler, Incoming, Output, where
-from saga.checkout import decide, evolve, next_wakeup
+from infra.processor import BaseHandler, Incoming, Output, PermanentFailure, where
+from saga.checkout import UnknownCheckout, decide, evolve, next_wakeup
 from saga.policy import DEFAULT_POLICY, Policy
 from saga.state import SagaState
 
@@ -82,12 +82,13 @@ class OrchestratorHandler(BaseHandler):
         return self._staged.get(checkout_id, self._states.get(checkout_id))
 
     def _decide(self, message: Incoming, checkout_id: str, msg: Any, now: int) -> list[Output]:
-        state = self.state_of(checkout_id)
-        decision = decide(state, msg, now, self._policy)
-        for event in decision.events:
-            state = evolve(state, event)
-        if state is not None and decision.events:
-            self._staged[checkout_id] = state
+        try:
+            decision = decide(self.state_of(checkout_id), msg, now, self._policy)
+        except UnknownCheckout as e:
+            # Redelivery cannot create the history it lacks: dead-letter at once for an operator.
+            raise PermanentFailure(str(e)) from e
+        if decision.state is not None:
+            self._staged[checkout_id] = decision.state
         # Every decision event goes to checkout.events — accepted replies too, whatever their
         # type — because that log alone is the saga's truth.
         produced: list[tuple[str, Any]] = [

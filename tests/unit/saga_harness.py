@@ -100,6 +100,11 @@ class Given:
         state = self.state
         decision = decide(state, message, now, self.policy)
         assert decide(state, message, now, self.policy) == decision  # deterministic
+        if decision.events:  # what the orchestrator keeps must be the fold of the events
+            folded = state
+            for event in decision.events:
+                folded = evolve(folded, event)
+            assert decision.state == folded
         return Outcome(self.events, state, decision)
 
     def and_(self, *events: CheckoutEvent) -> Given:

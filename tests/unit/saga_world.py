@@ -110,6 +110,8 @@ class World:
         decision = decide(before, message, self.now, self.policy)
         for event in decision.events:
             self.state = evolve(self.state, event)
+        if decision.events and decision.state != self.state:
+            self.violations.append(f"decision.state is not the fold of its events: {message}")
         self.log.extend(decision.events)
         self.decisions.append((message, decision))
         for command in decision.commands:
