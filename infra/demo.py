@@ -1,9 +1,10 @@
 """`saga demo`: the engine's main job on the embedded stack, in one process.
 
 Starts the orchestrator and every adapter processor (real adapters: PostgreSQL inventory,
-rate-table tax and shipping, Stripe via localstripe) and the notifier, sends a handful of
-checkouts — including a declined card and an out-of-stock item — through the real broker, and
-prints what happened and which emails the (embedded) inbox received.
+rate-table tax and shipping, Stripe via localstripe), the notifier, the projector and the HTTP
+API; sends a handful of checkouts — including a declined card and an out-of-stock item — as a
+storefront would (POST /v1/checkouts with an API key), and prints what happened, what the API
+answers about each checkout, which emails the inbox received, and the analysts' views.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+import httpx
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
 from events import messages as m
 from events.envelope import Envelope
 from events.serde import Serde, make_serde
-from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS
+from events.topics import CHECKOUT_EVENTS
 from infra.bootstrap import ROLES, build_processor, default_services
 from infra.embedded.smtp import inbox_at
-from infra.processor import producer_config
 from infra.settings import Settings
 from infra.topics import ensure_topics
 from infra.workers.threads import on_threads
@@ -84,35 +86,68 @@ def engine(settings: Settings, services: dict[str, Any] | None = None) -> Iterat
         for r in ROLES
         if r == "orchestrator" or r in services or (r == "notifier" and settings.smtp_url)
     ]
-    with on_threads(*(build_processor(r, settings, services=services) for r in roles)):
+    from projections.worker import build_projector
+
+    processors = [build_processor(r, settings, services=services) for r in roles]
+    with on_threads(*processors, build_projector(settings)):
         yield
 
 
-def start(
-    settings: Settings,
-    serde: Serde,
-    scenario: Scenario,
-    producer: Producer,
-    email: str = "buyer@example.com",
-) -> str:
-    checkout_id = f"co-{uuid.uuid4().hex[:12]}"
-    address = m.Address("1 Market St", "San Francisco", "CA", "94105", scenario.country)
-    command = m.StartCheckout(
-        checkout_id,
-        "demo-shop",
-        "cus-demo",
-        email,
-        "USD",
-        scenario.items,
-        address,
-        "stripe",
-        tokenize(settings, scenario.card),
+@contextlib.contextmanager
+def api_server(settings: Settings) -> Iterator[tuple[str, str]]:
+    """The HTTP API on a free loopback port, and a fresh storefront API key for it."""
+    import threading
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.keys import create_api_key
+    from api.wiring import build_api_deps
+
+    assert settings.database_url
+    deps = build_api_deps(settings)  # creates the api_keys table
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        key = create_api_key(conn, "demo-shop", f"demo-{uuid.uuid4().hex[:6]}")
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(deps), host="127.0.0.1", port=0, log_level="warning")
     )
-    envelope = Envelope.new(command, occurred_at=int(time.time() * 1000), producer="demo")
-    producer.produce(
-        CHECKOUT_COMMANDS, key=checkout_id.encode(), value=serde.encode(envelope, CHECKOUT_COMMANDS)
-    )
-    return checkout_id
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the API did not start")
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}", key
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def start(api: httpx.Client, settings: Settings, scenario: Scenario, email: str) -> str:
+    """What a storefront does: POST /v1/checkouts with an Idempotency-Key; 202 -> the id."""
+    body = {
+        "customer": {"id": "cus-demo", "email": email},
+        "currency": "USD",
+        "items": [
+            {"sku": i.sku, "quantity": i.quantity, "unit_amount": i.unit_amount}
+            for i in scenario.items
+        ],
+        "shipping_address": {
+            "line1": "1 Market St",
+            "city": "San Francisco",
+            "state": "CA",
+            "postal_code": "94105",
+            "country": scenario.country,
+        },
+        "payment": {"provider": "stripe", "payment_method": tokenize(settings, scenario.card)},
+    }
+    response = api.post("/v1/checkouts", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    if response.status_code != 202:
+        raise RuntimeError(f"POST /v1/checkouts: {response.status_code} {response.text}")
+    return str(response.json()["checkout_id"])
 
 
 def wait_for_outcomes(
@@ -154,19 +189,20 @@ def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 12
     console.print(f"topics: {len(report.created)} created, {len(report.existing)} present")
     serde = make_serde(settings.schema_registry_url)
     plan = scenarios(n)
-    with engine(settings):
-        producer = Producer(producer_config(settings.kafka_bootstrap_servers))
-        started = time.monotonic()
-        # One address per run: the inbox may hold mail of earlier runs.
-        buyer = f"buyer+{uuid.uuid4().hex[:8]}@example.com"
-        ids = {start(settings, serde, s, producer, buyer): s for s in plan}
-        producer.flush(30)
-        console.print(f"sent {len(ids)} StartCheckout commands to {CHECKOUT_COMMANDS}")
-        outcomes = wait_for_outcomes(settings, serde, set(ids), timeout_s)
-        elapsed = time.monotonic() - started
+    with engine(settings), api_server(settings) as (base_url, key):
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=base_url, headers=headers, timeout=30) as api:
+            started = time.monotonic()
+            # One address per run: the inbox may hold mail of earlier runs.
+            buyer = f"buyer+{uuid.uuid4().hex[:8]}@example.com"
+            ids = {start(api, settings, s, buyer): s for s in plan}
+            console.print(f"POST /v1/checkouts x{len(ids)} at {base_url}: all 202 Accepted")
+            outcomes = wait_for_outcomes(settings, serde, set(ids), timeout_s)
+            elapsed = time.monotonic() - started
+            views = wait_for_views(api, outcomes, timeout_s=30)
         emails = wait_for_emails(settings, buyer, expected_emails(outcomes), timeout_s=30)
     table = Table(title=f"{len(ids)} checkouts in {elapsed:.1f}s through the real broker")
-    for column in ("checkout", "scenario", "outcome", "total", "events", "detail"):
+    for column in ("checkout", "scenario", "outcome", "total", "events", "GET status", "detail"):
         table.add_column(column)
     all_finished = True
     for checkout_id, scenario in ids.items():
@@ -174,10 +210,56 @@ def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 12
         final = next((e for e in reversed(events) if isinstance(e, TERMINAL)), None)
         all_finished &= final is not None
         outcome, total, detail = describe(final)
-        table.add_row(checkout_id, scenario.label, outcome, total, str(len(events)), detail[:70])
+        api_status = views.get(checkout_id, {}).get("status", "?")
+        all_finished &= api_status == outcome
+        table.add_row(
+            checkout_id, scenario.label, outcome, total, str(len(events)), api_status, detail[:60]
+        )
     console.print(table)
     print_emails(console, settings, emails)
+    print_analyst_views(console, settings)
     return all_finished
+
+
+def wait_for_views(
+    api: httpx.Client, outcomes: dict[str, list[Envelope[Any]]], timeout_s: float
+) -> dict[str, dict[str, Any]]:
+    """GET /v1/checkouts/{id} until the projection shows each saga's final status."""
+    final = {
+        c: describe(
+            next((e.message for e in reversed(h) if isinstance(e.message, TERMINAL)), None)
+        )[0]
+        for c, h in outcomes.items()
+    }
+    views: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for checkout_id in final:
+            views[checkout_id] = api.get(f"/v1/checkouts/{checkout_id}").json()
+        if all(views[c].get("status") == status for c, status in final.items()):
+            break
+        time.sleep(0.2)
+    return views
+
+
+def print_analyst_views(console: Console, settings: Settings) -> None:
+    """What an analyst sees in PostgreSQL right after the demo (docs/projections.md)."""
+    assert settings.database_url
+    queries = {
+        "daily_revenue": "SELECT day, currency, gross, refunded, net, order_count"
+        " FROM projections.daily_revenue ORDER BY day DESC, currency LIMIT 5",
+        "checkout_funnel": "SELECT * FROM projections.checkout_funnel ORDER BY 1 DESC LIMIT 8",
+        "step_latency": "SELECT * FROM projections.step_latency ORDER BY 1",
+    }
+    with psycopg.connect(settings.database_url) as conn:
+        for title, sql in queries.items():
+            cursor = conn.execute(sql)
+            table = Table(title=f"analysts: {title}")
+            for column in cursor.description or []:
+                table.add_column(column.name)
+            for row in cursor.fetchall():
+                table.add_row(*("" if v is None else str(v) for v in row))
+            console.print(table)
 
 
 # Terminal event -> the email the notifier sends for it.

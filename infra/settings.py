@@ -85,7 +85,7 @@ class Settings:
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    jwt_secret: str = "embedded-dev-secret-change-me"  # admin/operator tokens (HS256)
+    jwt_secret: str = "embedded-dev-only-secret-change-me-0123456789"  # HS256; set in production
     rate_limit_per_minute: int = 600  # per API key and per IP, on checkout and auth routes
     stripe_webhook_secrets: tuple[str, ...] = ("whsec_embedded",)  # several during rotation
     # Email: an SMTP URL (smtp://host:port) or unset for the embedded demo inbox

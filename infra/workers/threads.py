@@ -5,16 +5,23 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Protocol
 
-from infra.processor import Processor
+
+class Runnable(Protocol):
+    """A processor, the projector, or anything with the same run-until-stopped shape."""
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @contextlib.contextmanager
-def on_threads(*processors: Processor) -> Iterator[list[BaseException]]:
+def on_threads(*processors: Runnable) -> Iterator[list[BaseException]]:
     """Yields the list of exceptions the processors died of (empty while all are healthy)."""
     errors: list[BaseException] = []
 
-    def run(p: Processor) -> None:
+    def run(p: Runnable) -> None:
         try:
             p.run()
         except BaseException as e:  # reported to the caller, never swallowed
