@@ -7,6 +7,7 @@ deterministic id, so a retried call yields the same shipment.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from importlib import resources
@@ -15,9 +16,11 @@ from typing import Any
 
 from adapters.shipping.port import (
     SERVICE_LEVELS,
+    FoundShipment,
     Rate,
     Shipment,
     ShippingInputError,
+    ShippingProviderError,
     ShippingRequest,
 )
 from adapters.shipping.validation import validate_request
@@ -74,19 +77,44 @@ class RateTableCarrier:
     def create_shipment(
         self, request: ShippingRequest, rate: Rate, idempotency_key: str
     ) -> Shipment:
+        return self._shipment(idempotency_key, self._own_rate(request, rate))
+
+    # --- LabelProvider (adapters/shipping/shipments.py), so TrackedShipments can drive it ------
+
+    def open_shipment(self, request: ShippingRequest, rate: Rate, reference: str) -> Rate:
+        """Our own rate for `rate`'s service level, with `reference` as its handle: buying it
+        again (a retry) yields the same deterministic shipment."""
+        ours = self._own_rate(request, rate)
+        return dataclasses.replace(ours, quote_ref=f"{reference}/{ours.service_level}")
+
+    def buy(self, rate: Rate) -> Shipment:
+        if not rate.quote_ref or "/" not in rate.quote_ref:
+            raise ShippingProviderError(f"{self._name}: no rate to buy", retryable=False)
+        return self._shipment(rate.quote_ref.rsplit("/", 1)[0], rate)
+
+    def find(self, id_or_reference: str, currency: str) -> FoundShipment | None:
+        # Nothing is held anywhere: "buying" again is a pure function of the reference, so
+        # TrackedShipments re-opening and re-buying after a crash gives the same shipment.
+        return None
+
+    def _own_rate(self, request: ShippingRequest, rate: Rate) -> Rate:
+        """Our price for `rate`'s service level (the saga remembers only carrier + level)."""
         ours = next((r for r in self.quote(request) if r.service_level == rate.service_level), None)
         if ours is None:
             raise ShippingInputError(
                 f"shipping: {self._name} has no {rate.service_level} service "
                 f"to {request.to_address.country}"
             )
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
+        return ours
+
+    def _shipment(self, key: str, rate: Rate) -> Shipment:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
         return Shipment(
             f"{self._name}_{digest}",
             self._name,
-            ours.service_level,
-            ours.amount,
-            ours.currency,
-            tracking_code=None,
+            rate.service_level,
+            rate.amount,
+            rate.currency,
+            tracking_code=None,  # manual fulfilment: the warehouse prints and tracks it
             label_url=None,
         )

@@ -124,11 +124,29 @@ class ShipmentLedger:
             )
         return s
 
+    def purchased_at_ms(self, checkout_id: str) -> int | None:
+        """When the label was recorded (epoch ms): fixed once, so a redelivered order reports
+        the same creation time."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT (extract(epoch FROM purchased_at) * 1000)::bigint FROM shipments"
+                " WHERE checkout_id = %s AND status = 'purchased'",
+                (checkout_id,),
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
 
 class TrackedShipments:
     def __init__(self, provider: LabelProvider, ledger: ShipmentLedger) -> None:
         self._provider = provider
         self._ledger = ledger
+
+    @property
+    def provider_name(self) -> str:
+        return self._provider.name
+
+    def purchased_at_ms(self, checkout_id: str) -> int | None:
+        return self._ledger.purchased_at_ms(checkout_id)
 
     def create_shipment(self, checkout_id: str, request: ShippingRequest, rate: Rate) -> Shipment:
         """Buy `rate` for `checkout_id`, at most once however often this is retried."""
