@@ -2,7 +2,8 @@
 
 `build_processor(role, settings, services=...)` returns a ready `Processor` for one worker role:
 `orchestrator`, one of the adapters (inventory, tax, shipping, payment, notification), or
-`notifier` (customer emails from orders.events / checkout.events).
+`notifier` (customer emails from orders.events / checkout.events), or `fulfilment` (buys the
+shipping label for each OrderPlaced and publishes ShipmentCreated on orders.events).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from infra.settings import Settings
 from infra.workers.adapter import AdapterHandler
 from infra.workers.orchestrator import OrchestratorHandler, tick
 
-ROLES = ("orchestrator", *ADAPTERS, "notifier")
+ROLES = ("orchestrator", *ADAPTERS, "notifier", "fulfilment")
 
 # An adapter service: takes an adapter command, returns its reply (or None: nothing to say).
 Service = Callable[[Any], Any]
@@ -74,6 +75,14 @@ def build_processor(
 
         config = ProcessorConfig(name="notifier", topics=[ORDERS_EVENTS, CHECKOUT_EVENTS], **common)
         return Processor(config, notifier_handler(settings), serde)
+    if role == "fulfilment":
+        from infra.workers.fulfilment import fulfilment_handler
+
+        # checkout.events too: ShippingQuoted there says which service level was sold.
+        config = ProcessorConfig(
+            name="fulfilment", topics=[ORDERS_EVENTS, CHECKOUT_EVENTS], **common
+        )
+        return Processor(config, fulfilment_handler(settings), serde)
     chosen = services if services is not None else default_services(settings)
     if role not in chosen:
         raise ValueError(f"no service wired for adapter {role!r}")
