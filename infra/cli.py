@@ -96,7 +96,9 @@ def topics_ensure() -> None:
 @app.command()
 def worker(
     role: str = typer.Option(
-        ..., help="orchestrator | inventory | tax | shipping | payment | notification | notifier"
+        ...,
+        help="orchestrator | inventory | tax | shipping | payment | notification | notifier"
+        " | fulfilment | projector",
     ),
     instance: str = typer.Option("0", help="stable worker slot id (fences zombies)"),
 ) -> None:
