@@ -245,3 +245,15 @@ def test_an_address_the_carrier_rejects_is_dead_lettered_and_the_partition_keeps
     assert error.startswith("PermanentFailure (not retried)")
     assert rejected.message.order_id in error and "Address not found" in error
     assert SERDE.decode(dead.value, f.orders).message_id == rejected.message_id
+
+
+def test_the_fulfilment_role_is_wired_from_settings(settings: Settings, database_url: str) -> None:
+    from infra.bootstrap import build_processor
+
+    wired = dataclasses.replace(settings, database_url=database_url)
+    processor = build_processor("fulfilment", wired, serde=SERDE)
+    try:
+        with psycopg.connect(database_url) as conn:  # its tables exist before the first order
+            conn.execute("SELECT 1 FROM shipments, shipping_quotes LIMIT 1")
+    finally:
+        processor.close()
