@@ -171,6 +171,11 @@ class AuthorizePayment:
     customer_id: str
     amount: int
     currency: str
+    # Routing inputs for the payment registry (per-tenant and per-country rules). Appended with
+    # defaults so the Avro change is compatible: commands written before carry "" (rules of
+    # tenant "*" and rules without countries still apply to them).
+    tenant_id: str = ""
+    country: str = ""
 
 
 @dataclass(frozen=True, slots=True)

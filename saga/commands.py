@@ -37,6 +37,9 @@ def forward_command(
                 order.customer_id,
                 _total(state),
                 order.currency,
+                # The registry routes by tenant and by the country the goods ship to.
+                tenant_id=order.tenant_id,
+                country=order.shipping_address.country,
             )
         case Step.COMMIT_INVENTORY:
             return m.CommitInventory(cid, attempt, key, _required(state.reservation_id))

@@ -137,12 +137,12 @@ class PaymentService:
         name the provider that holds the payment (the saga keeps it from this reply)."""
         if self._router is None:
             return c.provider
-        # AuthorizePayment does not carry tenant or country yet (a schema change, see
-        # 0003-payments.md): rules of every tenant ("*") by currency apply until it does.
+        # Commands written before the routing fields existed decode with "" for both: only
+        # rules of tenant "*" without a country list can match them, which is the old behaviour.
         return self._router.route(
-            tenant_id="",
+            tenant_id=c.tenant_id,
             currency=c.currency,
-            country="",
+            country=c.country,
             requested=c.provider,
             available=self.available,
         )

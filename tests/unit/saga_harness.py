@@ -280,6 +280,8 @@ def authorize_cmd(attempt: int = 1) -> m.AuthorizePayment:
         "cus-1",
         TOTAL,
         "USD",
+        tenant_id="tenant-1",
+        country=ADDRESS.country,
     )
 
 

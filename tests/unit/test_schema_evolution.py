@@ -122,7 +122,7 @@ def _history_pairs(schema_dir: Path) -> list[tuple[str, Any, Any]]:
 
 
 def test_every_published_schema_is_compatible_with_its_history(v2_dir: Path) -> None:
-    """Over the real schemas/avro (no history yet) and the evolved temporary directory."""
+    """Over the real schemas/avro (AuthorizePayment has a v1) and the evolved directory."""
     pairs = _history_pairs(avro.SCHEMA_DIR) + _history_pairs(v2_dir)
     assert pairs, "the evolved directory must contribute at least one pair"
     for label, old, new in pairs:
@@ -178,7 +178,13 @@ def test_compatible_changes_pass() -> None:
 
 
 def test_the_generator_refuses_an_incompatible_change(tmp_path: Path) -> None:
+    # A copy of the published schemas, history included (it is no longer empty): the refusal
+    # must leave it exactly as it was, and the forced write must archive the next version.
     shutil.copytree(avro.SCHEMA_DIR, tmp_path, dirs_exist_ok=True)
+    history_before = _tree(tmp_path / avro.HISTORY_DIR)
+    next_version = 1 + max(
+        (v for name, v, _ in avro.history(tmp_path) if name == "PaymentVoided"), default=0
+    )
     hints = get_type_hints(m.PaymentVoided)
     fields: list[Any] = [(f.name, hints[f.name]) for f in dataclasses.fields(m.PaymentVoided)]
     fields.append(("voided_by", str))  # required: old data cannot supply it
@@ -188,7 +194,77 @@ def test_the_generator_refuses_an_incompatible_change(tmp_path: Path) -> None:
     with pytest.raises(avro.IncompatibleSchemaError, match="PaymentVoided: incompatible change"):
         avro.write_schemas(tmp_path, classes)
     assert (tmp_path / "PaymentVoided.avsc").read_text() == before
-    assert not (tmp_path / "history").exists()
+    assert _tree(tmp_path / avro.HISTORY_DIR) == history_before
     avro.write_schemas(tmp_path, classes, allow_incompatible=True)  # an explicit decision
     assert avro.drift(tmp_path, classes) == []
-    assert (tmp_path / "history" / "PaymentVoided.v1.avsc").read_text() == before
+    archived = tmp_path / avro.HISTORY_DIR / f"PaymentVoided.v{next_version}.avsc"
+    assert archived.read_text() == before
+    assert set(_tree(tmp_path / avro.HISTORY_DIR)) == {*history_before, archived.name}
+
+
+def _tree(directory: Path) -> dict[str, str]:
+    """File name -> content of a (possibly missing) directory."""
+    if not directory.exists():
+        return {}
+    return {p.name: p.read_text() for p in sorted(directory.iterdir())}
+
+
+# --- AuthorizePayment v1 -> v2 (tenant_id, country appended): the real published change -----
+
+
+def _authorize_payment_v1() -> Any:
+    """AuthorizePayment as released before the routing fields: the dataclass without them."""
+    hints = get_type_hints(m.AuthorizePayment)
+    fields: list[Any] = [
+        (f.name, hints[f.name])
+        for f in dataclasses.fields(m.AuthorizePayment)
+        if f.name not in ("tenant_id", "country")
+    ]
+    return dataclasses.make_dataclass("AuthorizePayment", fields, frozen=True, slots=True)
+
+
+@pytest.fixture
+def v1_authorize_dir(tmp_path: Path) -> tuple[Path, list[Any]]:
+    """What a v1 producer shipped: the archived AuthorizePayment.v1.avsc as its current file."""
+    shutil.copytree(avro.SCHEMA_DIR, tmp_path, dirs_exist_ok=True)
+    shutil.rmtree(tmp_path / avro.HISTORY_DIR)
+    shutil.copyfile(
+        avro.SCHEMA_DIR / avro.HISTORY_DIR / "AuthorizePayment.v1.avsc",
+        tmp_path / "AuthorizePayment.avsc",
+    )
+    v1_cls = _authorize_payment_v1()
+    classes = [v1_cls if c is m.AuthorizePayment else c for c in avro.message_classes()]
+    return tmp_path, classes
+
+
+def test_the_published_authorize_payment_only_appended_defaulted_fields() -> None:
+    v1 = avro.load_schema(avro.SCHEMA_DIR / avro.HISTORY_DIR / "AuthorizePayment.v1.avsc")
+    current = avro.load_schema(avro.SCHEMA_DIR / "AuthorizePayment.avsc")
+    assert current["fields"][:-2] == v1["fields"]
+    assert current["fields"][-2:] == [
+        {"name": "tenant_id", "type": "string", "default": ""},
+        {"name": "country", "type": "string", "default": ""},
+    ]
+    assert avro.check_compatible(v1, current) == []
+
+
+def test_old_authorize_payment_bytes_decode_into_the_new_class_with_defaults(
+    v1_authorize_dir: tuple[Path, list[Any]],
+) -> None:
+    schema_dir, classes = v1_authorize_dir
+    v1_cls = next(c for c in classes if c.__name__ == "AuthorizePayment")
+    old = Envelope.new(
+        v1_cls("c-7", 2, "c-7:authorize_payment:2", "stripe", "pm_card_visa", "cu-1", 4321, "EUR"),
+        occurred_at=1_700_000_000_000,
+        producer="orchestrator@v1",
+        message_id="00000000-0000-0000-0000-0000000000b1",
+    )
+    written = SingleObjectSerde(Contracts(classes, schema_dir)).encode(old, "adapter.payment")
+    # Today's reader (default contracts: current files + history) knows the v1 fingerprint.
+    decoded = SingleObjectSerde().decode(written, "adapter.payment")
+    assert type(decoded.message) is m.AuthorizePayment
+    assert decoded.message == m.AuthorizePayment(
+        "c-7", 2, "c-7:authorize_payment:2", "stripe", "pm_card_visa", "cu-1", 4321, "EUR"
+    )
+    assert (decoded.message.tenant_id, decoded.message.country) == ("", "")
+    assert decoded.producer == "orchestrator@v1"

@@ -150,3 +150,40 @@ def test_stripe_accounts_build_a_named_gateway_and_unknown_kinds_are_refused() -
     assert gateway.provider == "shop-1/stripe" and SECRET not in repr(gateway)
     with pytest.raises(NoProvider):
         build_gateway(account("x", "paypal"))
+
+
+def test_service_routes_by_the_commands_tenant_and_country() -> None:
+    registry = ProviderRegistry(lambda a: FakeGateway(a.key))
+    for key in ("stripe", "stripe-eu", "shop-in/razorpay"):
+        registry.register(account(key))
+    registry.add_rule(RoutingRule("shop-in", "shop-in/razorpay"))  # the tenant's own account
+    registry.add_rule(RoutingRule(ANY_TENANT, "stripe-eu", countries=frozenset({"DE", "FR"})))
+    service = PaymentService(registry.gateways, router=registry.router)
+
+    def routed(tenant_id: str, country: str) -> str:
+        cid = f"co_{uuid.uuid4().hex[:8]}"
+        command = AuthorizePayment(
+            cid,
+            1,
+            f"{cid}:authorize_payment:1",
+            "stripe",
+            "pm_card_visa",
+            "c",
+            50000,
+            "EUR",
+            tenant_id=tenant_id,
+            country=country,
+        )
+        assert service.route(command) == service.handle(command).provider  # type: ignore[union-attr]
+        return service.route(command)
+
+    try:
+        assert routed("shop-in", "IN") == "shop-in/razorpay"
+        assert routed("shop-in", "DE") == "shop-in/razorpay"  # the tenant's rule comes first
+        assert routed("shop-1", "DE") == "stripe-eu"
+        assert routed("shop-1", "US") == "stripe"  # no rule: the storefront's choice
+        # A command written before the routing fields decodes with "": only "*" rules without
+        # countries can match it, so it keeps the storefront's choice here.
+        assert routed("", "") == "stripe"
+    finally:
+        service.close()
