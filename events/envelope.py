@@ -16,7 +16,9 @@ MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in get_args(messages
 
 def key_of(message: Message) -> str:
     """Kafka key: orders.events are keyed by order_id, ticks by nothing, the rest by checkout."""
-    if isinstance(message, messages.OrderPlaced | messages.OrderRefunded):
+    if isinstance(
+        message, messages.OrderPlaced | messages.OrderRefunded | messages.ShipmentCreated
+    ):
         return message.order_id
     if isinstance(message, messages.Tick):
         return ""

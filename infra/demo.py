@@ -84,7 +84,9 @@ def engine(settings: Settings, services: dict[str, Any] | None = None) -> Iterat
     roles = [
         r
         for r in ROLES
-        if r == "orchestrator" or r in services or (r == "notifier" and settings.smtp_url)
+        if r in ("orchestrator", "fulfilment")
+        or r in services
+        or (r == "notifier" and settings.smtp_url)
     ]
     from projections.worker import build_projector
 

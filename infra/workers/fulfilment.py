@@ -22,7 +22,6 @@ carrier rejects, unsupported country, our account refused) raises `PermanentFail
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -46,7 +45,6 @@ from adapters.shipping.rate_table_carrier import RateTableCarrier
 from adapters.shipping.service import DEFAULT_ITEM_WEIGHT_GRAMS
 from adapters.shipping.shipments import LabelProvider, ShipmentLedger, TrackedShipments
 from events import messages as m
-from events.envelope import Envelope
 from events.topics import ORDERS_EVENTS
 from infra.processor import BaseHandler, Incoming, Output, PermanentFailure
 from infra.settings import Settings
@@ -54,17 +52,6 @@ from infra.settings import Settings
 log = logging.getLogger(__name__)
 
 PRODUCER = "fulfilment"
-
-
-@dataclass(frozen=True, slots=True)
-class _KeyedByOrder(Envelope[m.ShipmentCreated]):
-    """orders.events is keyed by order_id (ARCHITECTURE §4), but `events.envelope.key_of` only
-    knows OrderPlaced/OrderRefunded there. Until key_of learns ShipmentCreated (events/ is not
-    this worker's to change), the key is fixed here; the record on the wire is the same."""
-
-    @property
-    def key(self) -> str:
-        return self.message.order_id
 
 
 def shipping_request(order: m.OrderPlaced, weight_of: Callable[[str], int]) -> ShippingRequest:
@@ -111,8 +98,7 @@ class FulfilmentHandler(BaseHandler):
         created = self._ship(event)
         self._staged.add(message.envelope.message_id)
         out = message.envelope.caused(created, 0, producer=PRODUCER, occurred_at=created.created_at)
-        keyed = _KeyedByOrder(*(getattr(out, f.name) for f in dataclasses.fields(out)))
-        return [Output(self._output_topic, keyed)]
+        return [Output(self._output_topic, out)]
 
     def on_commit(self) -> None:
         self._staged.clear()
