@@ -19,19 +19,47 @@ def _connect(database_url: str) -> Callable[[], psycopg.Connection]:
 
 
 def payment_service(settings: Settings) -> Callable[[Any], Any]:
+    """Every provider account behind the refund ledger, routed by the registry.
+
+    Default: the configured Stripe account (the embedded localstripe in dev/test) as "stripe"
+    for every tenant. When the `payment_providers` table has rows (registered with
+    `adapters.payments.registry.register_provider` or `python -m adapters.payments.registry
+    register`), those accounts and their `payment_routes` rules are added; they need
+    PAYMENT_PROVIDERS_KEY to decrypt, and starting without it fails rather than misroutes.
+    """
     from adapters.payments import refund_ledger
     from adapters.payments.refund_ledger import LedgerGuardedGateway, RefundLedger
+    from adapters.payments.registry import (
+        ANY_TENANT,
+        ProviderAccount,
+        ProviderRegistry,
+        Secret,
+        build_gateway,
+        stored_providers,
+    )
     from adapters.payments.service import PaymentService
-    from adapters.payments.stripe_gateway import StripeGateway
 
     assert settings.database_url
     connect = _connect(settings.database_url)
     with connect() as conn:
         refund_ledger.ensure_schema(conn)
-    stripe = StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
+    ledger = RefundLedger(connect)
     # Refunds must pass the ledger: it is what stops concurrent refunds exceeding the capture.
-    guarded = LedgerGuardedGateway(stripe, RefundLedger(connect))
-    return PaymentService({"stripe": guarded}).handle
+    registry = ProviderRegistry(
+        lambda account: LedgerGuardedGateway(build_gateway(account), ledger)
+    )
+    options = {"api_base": settings.stripe_api_base} if settings.stripe_api_base else {}
+    default = ProviderAccount(
+        "stripe", ANY_TENANT, "stripe", "", Secret(settings.stripe_api_key), options
+    )
+    accounts, rules = stored_providers(connect)
+    if not any(a.key == default.key for a in accounts):  # a stored "stripe" overrides
+        registry.register(default)
+    for account in accounts:
+        registry.register(account)
+    for rule in rules:
+        registry.add_rule(rule)
+    return PaymentService(registry.gateways, router=registry.router).handle
 
 
 def tax_service(settings: Settings) -> Callable[[Any], Any]:

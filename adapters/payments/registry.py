@@ -23,7 +23,7 @@ import hmac
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +70,7 @@ class Secret:
 class ProviderAccount:
     key: str  # unique engine-wide: what commands and replies name as `provider`
     tenant_id: str
-    kind: str  # "stripe" (a second provider, "razorpay", is planned)
+    kind: str  # "stripe" or "razorpay"
     key_id: str  # public part (Razorpay key_id; empty for Stripe)
     secret: Secret = field(repr=False)
     options: Mapping[str, str] = field(default_factory=dict)  # e.g. api_base
@@ -179,7 +179,17 @@ def build_gateway(account: ProviderAccount) -> PaymentGateway:
             api_base=account.options.get("api_base"),
             provider_name=account.key,
         )
-    # "razorpay": the second provider is not built yet (0003-payments.md, Open).
+    if account.kind == "razorpay":
+        from adapters.payments.razorpay_gateway import RazorpayGateway
+
+        if not account.key_id:
+            raise NoProvider(f"razorpay account {account.key!r} has no key_id")
+        return RazorpayGateway(
+            account.key_id,
+            account.secret.reveal(),
+            api_base=account.options.get("api_base"),
+            provider_name=account.key,
+        )
     raise NoProvider(f"no gateway for provider kind {account.kind!r}")
 
 
@@ -196,6 +206,15 @@ CREATE TABLE IF NOT EXISTS payment_providers (
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS payment_providers_tenant ON payment_providers (tenant_id);
+CREATE TABLE IF NOT EXISTS payment_routes (
+    tenant_id  text NOT NULL,
+    position   integer NOT NULL,
+    provider   text NOT NULL REFERENCES payment_providers (key) ON DELETE CASCADE,
+    currencies text[] NOT NULL DEFAULT '{}',
+    countries  text[] NOT NULL DEFAULT '{}',
+    fallbacks  text[] NOT NULL DEFAULT '{}',
+    PRIMARY KEY (tenant_id, position)
+);
 """
 
 
@@ -248,6 +267,55 @@ class PostgresProviderStore:
                 ),
             )
 
+    def put_routes(self, tenant_id: str, rules: Iterable[RoutingRule]) -> None:
+        """Replace the tenant's routing rules (in order) in one transaction, so the router
+        never loads half of an operator's change."""
+        rules = list(rules)
+        if any(r.tenant_id != tenant_id for r in rules):
+            raise ValueError(f"every rule must belong to tenant {tenant_id!r}")
+        with self._connect() as conn, conn.transaction():
+            conn.execute("DELETE FROM payment_routes WHERE tenant_id = %s", (tenant_id,))
+            for position, rule in enumerate(rules):
+                conn.execute(
+                    "INSERT INTO payment_routes (tenant_id, position, provider, currencies,"
+                    " countries, fallbacks) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        tenant_id,
+                        position,
+                        rule.provider,
+                        sorted(rule.currencies),
+                        sorted(rule.countries),
+                        list(rule.fallbacks),
+                    ),
+                )
+
+    def load_routes(self) -> list[RoutingRule]:
+        """Every rule, a tenant's own before those of every tenant ("*"): the router takes the
+        first match, so a tenant's choice overrides the platform default."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT tenant_id, provider, currencies, countries, fallbacks FROM payment_routes"
+                " ORDER BY tenant_id = %s, tenant_id, position",
+                (ANY_TENANT,),
+            ).fetchall()
+        return [
+            RoutingRule(
+                tenant,
+                provider,
+                frozenset(c.upper() for c in currencies),
+                frozenset(c.upper() for c in countries),
+                tuple(fallbacks),
+            )
+            for tenant, provider, currencies, countries, fallbacks in rows
+        ]
+
+    def has_routes(self, tenant_id: str) -> bool:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM payment_routes WHERE tenant_id = %s)", (tenant_id,)
+            ).fetchone()
+        return bool(row and row[0])
+
     def load(self, tenant_id: str | None = None) -> list[ProviderAccount]:
         query = "SELECT key, tenant_id, kind, key_id, secret_ciphertext, options"
         query += " FROM payment_providers"
@@ -268,3 +336,127 @@ class PostgresProviderStore:
                 ProviderAccount(key, tenant, kind, key_id, Secret(secret), dict(options or {}))
             )
         return accounts
+
+
+# --- operator entry points ------------------------------------------------------------------
+
+
+def register_provider(
+    store: PostgresProviderStore,
+    account: ProviderAccount,
+    routes: Iterable[RoutingRule] | None = None,
+) -> None:
+    """Register (or update: a rotated secret) one tenant's provider account.
+
+    `routes=None` keeps the tenant's routing rules, except that a tenant without any gets one
+    catch-all rule to this account ("this tenant's payments go here"). Passing `routes`
+    replaces the tenant's rules with them, in order. Takes effect when the payment workers
+    start (they load the table once; restart them to apply a change).
+
+        from adapters.payments.registry import *
+        store = PostgresProviderStore.from_environment(lambda: psycopg.connect(DATABASE_URL))
+        register_provider(
+            store,
+            ProviderAccount("shop-in/razorpay", "shop-in", "razorpay", "rzp_live_...",
+                            Secret(os.environ["RAZORPAY_KEY_SECRET"])),
+            [RoutingRule("shop-in", "shop-in/razorpay", currencies=frozenset({"INR"}))],
+        )
+
+    or from a shell: `python -m adapters.payments.registry register --help`.
+    """
+    store.ensure_schema()
+    build_gateway(account)  # refuse an account we could not use (unknown kind, no key_id)
+    store.put(account)
+    if routes is not None:
+        store.put_routes(account.tenant_id, routes)
+    elif not store.has_routes(account.tenant_id):
+        store.put_routes(account.tenant_id, [RoutingRule(account.tenant_id, account.key)])
+    log.info(
+        "payment provider stored",
+        extra={"provider": account.key, "tenant_id": account.tenant_id, "kind": account.kind},
+    )
+
+
+def stored_providers(
+    connect: Callable[[], Any], environ: Mapping[str, str] | None = None
+) -> tuple[list[ProviderAccount], list[RoutingRule]]:
+    """Accounts and rules from `payment_providers`/`payment_routes`; empty when the table does
+    not exist or has no rows. Rows without `PAYMENT_PROVIDERS_KEY` are an error, not a silent
+    fall-back to the default provider: that would send tenants' payments to the wrong account."""
+    with connect() as conn:
+        row = conn.execute("SELECT to_regclass('payment_providers') IS NOT NULL").fetchone()
+        if not (row and row[0]):
+            return [], []
+        count = conn.execute("SELECT count(*) FROM payment_providers").fetchone()
+    if not count or not count[0]:
+        return [], []
+    store = PostgresProviderStore.from_environment(connect, environ)
+    store.ensure_schema()  # payment_routes may be newer than the table
+    return store.load(), store.load_routes()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m adapters.payments.registry register|list`: DATABASE_URL and
+    PAYMENT_PROVIDERS_KEY from the environment; the secret from PAYMENT_PROVIDER_SECRET or
+    stdin, never from the command line (argv is visible to every user via ps)."""
+    import argparse
+    import sys
+
+    import psycopg
+
+    parser = argparse.ArgumentParser(prog="python -m adapters.payments.registry")
+    sub = parser.add_subparsers(dest="command", required=True)
+    reg = sub.add_parser("register", help="store a tenant's provider account (and its routes)")
+    reg.add_argument("--key", required=True, help='engine-wide name, e.g. "shop-in/razorpay"')
+    reg.add_argument("--tenant", required=True, help='tenant id, or "*" for every tenant')
+    reg.add_argument("--kind", required=True, choices=["stripe", "razorpay"])
+    reg.add_argument("--key-id", default="", help="public key id (Razorpay key_id)")
+    reg.add_argument("--api-base", default=None, help="API base URL (tests, proxies)")
+    reg.add_argument("--currency", action="append", default=[], help="route these currencies")
+    reg.add_argument("--country", action="append", default=[], help="route these countries")
+    reg.add_argument("--fallback", action="append", default=[], help="fallback account keys")
+    sub.add_parser("list", help="stored accounts (secrets masked) and routes")
+    args = parser.parse_args(argv)
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        print("DATABASE_URL is not set", file=sys.stderr)
+        return 2
+    store = PostgresProviderStore.from_environment(lambda: psycopg.connect(url))
+    store.ensure_schema()
+    if args.command == "list":
+        for account in store.load():
+            print(repr(account))
+        for rule in store.load_routes():
+            print(rule)
+        return 0
+    raw = os.environ.get("PAYMENT_PROVIDER_SECRET") or sys.stdin.readline().strip()
+    account = ProviderAccount(
+        args.key,
+        args.tenant,
+        args.kind,
+        args.key_id,
+        Secret(raw),
+        {"api_base": args.api_base} if args.api_base else {},
+    )
+    routes = None
+    if args.currency or args.country or args.fallback:
+        # The CLI upserts this account's rule and keeps the tenant's others (in their order).
+        rule = RoutingRule(
+            args.tenant,
+            args.key,
+            frozenset(c.upper() for c in args.currency),
+            frozenset(c.upper() for c in args.country),
+            tuple(args.fallback),
+        )
+        kept = [
+            r for r in store.load_routes() if r.tenant_id == args.tenant and r.provider != args.key
+        ]
+        routes = [*kept, rule]
+    register_provider(store, account, routes)
+    print(f"stored {account!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

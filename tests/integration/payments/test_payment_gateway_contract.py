@@ -1,7 +1,9 @@
-"""The payment contract against the fake and against localstripe (real SDK, real HTTP)."""
+"""The payment contract against the fake, localstripe (real SDK, real HTTP) and Razorpay on its
+local contract peer (real HTTP)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,9 +14,11 @@ import stripe
 
 from adapters.payments.fake import FakeGateway, Fault, Op
 from adapters.payments.port import PaymentGateway
+from adapters.payments.razorpay_gateway import RazorpayGateway
 from adapters.payments.stripe_gateway import StripeGateway
 from infra.settings import Settings
 from tests.integration.payments.payment_contract import PaymentGatewayContract
+from tests.integration.payments.razorpay_peer import RazorpayPeer, token_for
 
 # --- fake ------------------------------------------------------------------------------------
 
@@ -68,10 +72,11 @@ class LoseResponses(requests.Session):
         self,
         method: str | bytes,
         url: str | bytes,
-        *args: Any,  # type: ignore[override]
+        *args: Any,
         **kwargs: Any,
     ) -> requests.Response:
-        response = super().request(method, url, *args, **kwargs)
+        verb = method.decode() if isinstance(method, bytes) else method
+        response = super().request(verb, url, *args, **kwargs)
         path = urlsplit(str(url)).path
         if (str(method), path) == self.match and self.remaining > 0:
             self.remaining -= 1
@@ -142,3 +147,79 @@ class TestStripeGatewayOnLocalstripe(PaymentGatewayContract):
     @pytest.fixture
     def harness(self, settings: Settings) -> LocalStripeHarness:
         return LocalStripeHarness(settings)
+
+
+# --- Razorpay on the local contract peer -----------------------------------------------------
+
+
+class LoseHttpxResponses(httpx.BaseTransport):
+    """Sends each request for real, then drops the answer of the first `count` matching ones:
+    a read timeout after Razorpay acted, as httpx reports it."""
+
+    def __init__(self, method: str, path: str, count: int = 1) -> None:
+        self._inner = httpx.HTTPTransport()
+        self.match = (method.upper(), path)
+        self.remaining = count
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if (request.method, request.url.path) == self.match and self.remaining > 0:
+            self.remaining -= 1
+            response.read()
+            response.close()
+            raise httpx.ReadTimeout("injected: response lost after the request", request=request)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class RazorpayHarness:
+    def __init__(self, peer: RazorpayPeer) -> None:
+        self.peer = peer
+        self.lossy: LoseHttpxResponses | None = None
+
+    def gateway(self, transport: httpx.BaseTransport | None = None) -> RazorpayGateway:
+        return RazorpayGateway(
+            self.peer.key_id,
+            self.peer.key_secret,
+            api_base=self.peer.base_url,
+            timeout_s=5,
+            transport=transport,
+        )
+
+    def card(self, number: str) -> str:
+        return token_for(number)
+
+    def complete_3ds(self, payment_id: str, *, success: bool) -> None:
+        response = httpx.post(
+            f"{self.peer.base_url}/_test/payments/{payment_id}/authenticate",
+            params={"success": "true" if success else "false"},
+            timeout=5,
+        )
+        response.raise_for_status()
+
+    def payments_for(self, checkout_id: str) -> list[str]:
+        return self.peer.payments_of_checkout(checkout_id)
+
+    def gateway_losing_first_authorize_response(self) -> PaymentGateway:
+        self.lossy = LoseHttpxResponses("POST", "/v1/payments/create/json")
+        return self.gateway(self.lossy)
+
+    def responses_lost(self) -> int:
+        return 1 - self.lossy.remaining if self.lossy else 0
+
+
+@pytest.mark.integration
+class TestRazorpayGatewayOnPeer(PaymentGatewayContract):
+    partial_capture = False  # Razorpay: capture amount must equal the authorized amount
+
+    @pytest.fixture
+    def harness(self, razorpay_peer: RazorpayPeer) -> RazorpayHarness:
+        return RazorpayHarness(razorpay_peer)
+
+    @pytest.fixture
+    def gateway(self, harness: RazorpayHarness) -> Iterator[RazorpayGateway]:
+        gateway = harness.gateway()
+        yield gateway
+        gateway.close()

@@ -1,4 +1,4 @@
-"""The refund ledger on embedded Postgres, over the fake and over localstripe."""
+"""The refund ledger on embedded Postgres, over the fake, localstripe and the Razorpay peer."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from adapters.payments.port import (
     RetryablePaymentError,
     UnknownOutcomeError,
 )
+from adapters.payments.razorpay_gateway import RazorpayGateway
 from adapters.payments.refund_ledger import LedgerGuardedGateway, RefundLedger, ensure_schema
 from adapters.payments.stripe_gateway import StripeGateway
 from infra.settings import Settings
 from tests.integration.payments.payment_contract import auth, capture, refund
+from tests.integration.payments.razorpay_peer import RazorpayPeer
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +36,14 @@ def connect(database_url: str) -> Callable[[], psycopg.Connection]:
     return lambda: psycopg.connect(database_url)
 
 
-@pytest.fixture(params=["fake", "localstripe"])
-def raw_gateway(request: pytest.FixtureRequest, settings: Settings) -> PaymentGateway:
+@pytest.fixture(params=["fake", "localstripe", "razorpay"])
+def raw_gateway(request: pytest.FixtureRequest) -> PaymentGateway:
     if request.param == "fake":
         return FakeGateway()
+    if request.param == "razorpay":
+        peer: RazorpayPeer = request.getfixturevalue("razorpay_peer")
+        return RazorpayGateway(peer.key_id, peer.key_secret, api_base=peer.base_url)
+    settings: Settings = request.getfixturevalue("settings")
     return StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
 
 

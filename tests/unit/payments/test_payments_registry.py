@@ -187,3 +187,13 @@ def test_service_routes_by_the_commands_tenant_and_country() -> None:
         assert routed("", "") == "stripe"
     finally:
         service.close()
+
+
+def test_razorpay_accounts_build_a_named_gateway_and_need_a_key_id() -> None:
+    from adapters.payments.registry import build_gateway
+
+    gateway = build_gateway(account("shop-in/razorpay", "razorpay"))
+    assert gateway.provider == "shop-in/razorpay" and SECRET not in repr(gateway)
+    no_key_id = ProviderAccount("r", "shop-in", "razorpay", "", Secret(SECRET))
+    with pytest.raises(NoProvider, match="key_id"):
+        build_gateway(no_key_id)

@@ -1,0 +1,156 @@
+"""infra.adapters_wiring.payment_service on embedded Postgres + localstripe + the Razorpay peer:
+the default Stripe account for every tenant, and tenants' stored providers routed by their rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+
+from adapters.payments.registry import (
+    KEY_ENV,
+    PostgresProviderStore,
+    ProviderAccount,
+    RoutingRule,
+    Secret,
+    main,
+    register_provider,
+    stored_providers,
+)
+from events.messages import (
+    AuthorizePayment,
+    CapturePayment,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentRefunded,
+    RefundPayment,
+)
+from infra.adapters_wiring import payment_service
+from infra.settings import Settings
+from tests.integration.payments.razorpay_peer import RazorpayPeer, token_for
+
+pytestmark = pytest.mark.integration
+
+
+def authorize(tenant_id: str, country: str, currency: str = "INR", **kw: Any) -> AuthorizePayment:
+    cid = f"co_{uuid.uuid4().hex[:12]}"
+    method = kw.get("payment_method", "pm_card_visa")
+    return AuthorizePayment(
+        cid, 1, f"{cid}:authorize_payment:1", "stripe", method, "cu-1", 50_000, currency,
+        tenant_id=tenant_id, country=country,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def db_settings(settings: Settings, database_url: str) -> Settings:
+    return dataclasses.replace(settings, database_url=database_url)
+
+
+@pytest.fixture
+def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> PostgresProviderStore:
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv(KEY_ENV, key)
+    return PostgresProviderStore.from_environment(lambda: psycopg.connect(database_url))
+
+
+def razorpay_account(peer: RazorpayPeer, tenant: str = "shop-in") -> ProviderAccount:
+    return ProviderAccount(
+        f"{tenant}/razorpay",
+        tenant,
+        "razorpay",
+        peer.key_id,
+        Secret(peer.key_secret),
+        {"api_base": peer.base_url},
+    )
+
+
+def test_default_is_stripe_for_every_tenant(db_settings: Settings) -> None:
+    handle = payment_service(db_settings)
+    reply = handle(authorize("shop-in", "IN", currency="EUR"))
+    assert isinstance(reply, PaymentAuthorized) and reply.provider == "stripe"
+    assert reply.payment_id.startswith("pi_")  # localstripe
+
+
+def test_stored_tenant_provider_is_routed_end_to_end(
+    db_settings: Settings, store: PostgresProviderStore, razorpay_peer: RazorpayPeer
+) -> None:
+    register_provider(
+        store,
+        razorpay_account(razorpay_peer),
+        [RoutingRule("shop-in", "shop-in/razorpay", countries=frozenset({"IN"}))],
+    )
+    handle = payment_service(db_settings)
+
+    command = authorize("shop-in", "IN", payment_method=token_for("4242424242424242"))
+    reply = handle(command)
+    assert isinstance(reply, PaymentAuthorized), reply
+    assert reply.provider == "shop-in/razorpay"
+    assert razorpay_peer.payments_of_checkout(command.checkout_id) == [reply.payment_id]
+    # The saga sends capture and refund to the provider the reply named.
+    cid = command.checkout_id
+    captured = handle(
+        CapturePayment(cid, 1, f"{cid}:capture_payment:1", reply.provider, reply.payment_id,
+                       50_000, "INR")
+    )  # fmt: skip
+    assert isinstance(captured, PaymentCaptured)
+    refunded = handle(
+        RefundPayment(cid, 1, f"{cid}:refund_payment:1", reply.provider, reply.payment_id,
+                      20_000, "INR")
+    )  # fmt: skip
+    assert isinstance(refunded, PaymentRefunded) and refunded.amount == 20_000
+
+    # Same tenant elsewhere, and other tenants: the default Stripe account.
+    for other in (authorize("shop-in", "US", "EUR"), authorize("shop-1", "IN", "EUR")):
+        reply = handle(other)
+        assert isinstance(reply, PaymentAuthorized) and reply.provider == "stripe"
+
+
+def test_rows_without_the_key_refuse_to_start(
+    db_settings: Settings,
+    store: PostgresProviderStore,
+    razorpay_peer: RazorpayPeer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    register_provider(store, razorpay_account(razorpay_peer))
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(RuntimeError, match=KEY_ENV):
+        payment_service(db_settings)
+
+
+def test_register_without_routes_adds_a_catch_all_once(
+    store: PostgresProviderStore, razorpay_peer: RazorpayPeer, database_url: str
+) -> None:
+    account = razorpay_account(razorpay_peer)
+    register_provider(store, account)
+    register_provider(store, account)  # e.g. a rotated secret: routes unchanged
+    accounts, rules = stored_providers(lambda: psycopg.connect(database_url))
+    assert [a.key for a in accounts] == ["shop-in/razorpay"]
+    assert rules == [RoutingRule("shop-in", "shop-in/razorpay")]
+
+
+def test_cli_registers_without_the_secret_on_the_command_line(
+    store: PostgresProviderStore,
+    razorpay_peer: RazorpayPeer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("PAYMENT_PROVIDER_SECRET", razorpay_peer.key_secret)
+    args = ["register", "--key", "shop-in/razorpay", "--tenant", "shop-in", "--kind", "razorpay",
+            "--key-id", razorpay_peer.key_id, "--api-base", razorpay_peer.base_url,
+            "--currency", "inr", "--fallback", "stripe-backup"]  # fmt: skip
+    backup = ProviderAccount("stripe-backup", "shop-in", "stripe", "", Secret("sk_test_backup"))
+    register_provider(store, backup, [])
+    assert main(args) == 0
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert razorpay_peer.key_secret not in out and "shop-in/razorpay" in out
+    (rule,) = store.load_routes()
+    assert rule == RoutingRule(
+        "shop-in", "shop-in/razorpay", frozenset({"INR"}), fallbacks=("stripe-backup",)
+    )
