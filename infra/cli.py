@@ -180,7 +180,6 @@ def bench() -> None:
     run(console)
 
 
-
 def _register_projections() -> None:
     """`saga replay`, `saga status`, `saga db upgrade` (projections/cli.py)."""
     from projections.cli import register
