@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, fields
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message
 
 from events import messages as m
 from events.envelope import Envelope
 from events.serde import DecodeError, Serde
 from events.topics import CHECKOUT_EVENTS
+from infra.log_reader import read_to_end
 from saga.checkout import fold
 from saga.evolve import REPLY_STEP, FailureReply  # reply type -> the step it answers
 
@@ -35,44 +35,29 @@ class StepSummary:
 
 
 def read_history(
-    bootstrap: str, serde: Serde, checkout_id: str, timeout_s: float = 30
+    bootstrap: str, serde: Serde, checkout_id: str, timeout_s: float = 60
 ) -> list[Envelope[Any]]:
     """Every event of `checkout_id`, deduplicated by message id, in log order."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"inspect-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
     found: dict[str, Envelope[Any]] = {}
+    key = checkout_id.encode()
+
+    def keep(record: Message) -> None:
+        if record.key() != key:
+            return
+        try:
+            envelope = serde.decode(record.value() or b"", CHECKOUT_EVENTS)
+        except DecodeError:
+            return
+        found.setdefault(envelope.message_id, envelope)
+
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"inspect-{uuid.uuid4()}"})
     try:
-        meta = consumer.list_topics(CHECKOUT_EVENTS, timeout=10).topics[CHECKOUT_EVENTS]
-        ends = {}
-        for p in meta.partitions:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(CHECKOUT_EVENTS, p), timeout=10
-            )
-            if high > 0:
-                ends[p] = high
-        consumer.assign([TopicPartition(CHECKOUT_EVENTS, p, 0) for p in ends])
-        deadline = time.monotonic() + timeout_s
-        key = checkout_id.encode()
-        while ends and time.monotonic() < deadline:
-            for record in consumer.consume(1000, 0.3):
-                if record.error() or record.key() != key:
-                    continue
-                try:
-                    envelope = serde.decode(record.value() or b"", CHECKOUT_EVENTS)
-                except DecodeError:
-                    continue
-                found.setdefault(envelope.message_id, envelope)
-            for tp in consumer.position([TopicPartition(CHECKOUT_EVENTS, p) for p in ends]):
-                if tp.offset >= ends[tp.partition]:
-                    del ends[tp.partition]
+        partitions = sorted(
+            probe.list_topics(CHECKOUT_EVENTS, timeout=10).topics[CHECKOUT_EVENTS].partitions
+        )
     finally:
-        consumer.close()
+        probe.close()
+    read_to_end(bootstrap, CHECKOUT_EVENTS, partitions, keep, timeout_s=timeout_s)
     return list(found.values())
 
 

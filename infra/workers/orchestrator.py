@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from events import messages as m
 from events.envelope import Envelope
 from events.serde import DecodeError, Serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, ORDERS_EVENTS, topic_for
+from infra.log_reader import read_to_end
 from infra.processor import BaseHandler, Incoming, Output, PermanentFailure, where
 from saga.checkout import UnknownCheckout, decide, evolve, next_wakeup
 from saga.policy import DEFAULT_POLICY, Policy
@@ -34,7 +34,14 @@ def tick(partition: int, now: int) -> Envelope[m.Tick]:
 
 
 class OrchestratorHandler(BaseHandler):
-    def __init__(self, bootstrap: str, serde: Serde, policy: Policy = DEFAULT_POLICY) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        serde: Serde,
+        policy: Policy = DEFAULT_POLICY,
+        events_topic: str = CHECKOUT_EVENTS,
+    ) -> None:
+        self._events_topic = events_topic
         self._bootstrap = bootstrap
         self._serde = serde
         self._policy = policy
@@ -92,7 +99,7 @@ class OrchestratorHandler(BaseHandler):
         # Every decision event goes to checkout.events — accepted replies too, whatever their
         # type — because that log alone is the saga's truth.
         produced: list[tuple[str, Any]] = [
-            *((CHECKOUT_EVENTS, e) for e in decision.events),
+            *((self._events_topic, e) for e in decision.events),
             *((topic_for(c), c) for c in decision.commands),
             *((ORDERS_EVENTS, p) for p in decision.public),
         ]
@@ -129,37 +136,13 @@ class OrchestratorHandler(BaseHandler):
 
     def _rebuild(self, partitions: list[int]) -> None:
         started = time.monotonic()
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "group.id": f"orchestrator-rebuild-{uuid.uuid4()}",
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-            }
-        )
         applied: dict[str, set[str]] = {}
-        count = 0
-        try:
-            remaining: dict[int, int] = {}
-            for p in partitions:
-                _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(CHECKOUT_EVENTS, p), timeout=10
-                )
-                if high > 0:
-                    remaining[p] = high
-            consumer.assign([TopicPartition(CHECKOUT_EVENTS, p, 0) for p in remaining])
-            while remaining:
-                for record in consumer.consume(1000, 0.5):
-                    if not record.error():
-                        count += self._replay(record.value() or b"", where(record)[1], applied)
-                # Positions, not record offsets: a transaction marker may be the last offset.
-                for tp in consumer.position(
-                    [TopicPartition(CHECKOUT_EVENTS, p) for p in remaining]
-                ):
-                    if tp.offset >= remaining[tp.partition]:
-                        del remaining[tp.partition]
-        finally:
-            consumer.close()
+        count = read_to_end(
+            self._bootstrap,
+            self._events_topic,
+            partitions,
+            lambda record: self._replay(record.value() or b"", where(record)[1], applied),
+        )
         for checkout_id, state in self._states.items():
             if self._partition_of.get(checkout_id) in partitions:
                 self._track_wakeup(checkout_id, state)
@@ -171,19 +154,18 @@ class OrchestratorHandler(BaseHandler):
             time.monotonic() - started,
         )
 
-    def _replay(self, value: bytes, partition: int, applied: dict[str, set[str]]) -> int:
+    def _replay(self, value: bytes, partition: int, applied: dict[str, set[str]]) -> None:
         try:
-            envelope = self._serde.decode(value, CHECKOUT_EVENTS)
+            envelope = self._serde.decode(value, self._events_topic)
         except DecodeError:
             log.exception(
-                "undecodable event in %s[%d]; skipped in rebuild", CHECKOUT_EVENTS, partition
+                "undecodable event in %s[%d]; skipped in rebuild", self._events_topic, partition
             )
-            return 0
+            return
         checkout_id = envelope.checkout_id
         seen = applied.setdefault(checkout_id, set())
         if envelope.message_id in seen:  # an aborted copy the broker showed us (decision 0006)
-            return 0
+            return
         seen.add(envelope.message_id)
         self._states[checkout_id] = evolve(self._states.get(checkout_id), envelope.message)
         self._partition_of[checkout_id] = partition
-        return 1
