@@ -11,11 +11,13 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -32,6 +34,17 @@ ENGINE_ROLES = ("orchestrator", "inventory", "tax", "shipping", "payment")
 @dataclass
 class Workers:
     procs: dict[str, list[subprocess.Popen[bytes]]]
+    logs: list[Path] = field(default_factory=list)
+
+    def tails(self, lines: int = 15) -> str:
+        """The end of every worker's stderr: what to read when the engine does not answer."""
+        out = []
+        for log in self.logs:
+            text = [
+                x for x in log.read_text(errors="replace").splitlines() if not x.startswith("%")
+            ]
+            out.append(f"== {log.name}\n" + "\n".join(text[-lines:]))
+        return "\n".join(out)
 
     def cpu_seconds(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -49,25 +62,31 @@ class Workers:
 def workers(bootstrap: str, latency_ms: int, instances: int = 1) -> Iterator[Workers]:
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     procs: dict[str, list[subprocess.Popen[bytes]]] = {}
+    logdir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
+    logs: list[Path] = []
     try:
         for role in ENGINE_ROLES:
-            procs[role] = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench.worker",
-                        role,
-                        bootstrap,
-                        str(latency_ms),
-                        f"bench-{i}",
-                    ],
-                    env=env,
-                    stderr=subprocess.DEVNULL,
-                )
-                for i in range(instances)
-            ]
-        yield Workers(procs)
+            procs[role] = []
+            for i in range(instances):
+                log = logdir / f"{role}-{i}.log"
+                logs.append(log)
+                with log.open("wb") as err:
+                    procs[role].append(
+                        subprocess.Popen(
+                            [
+                                sys.executable,
+                                "-m",
+                                "bench.worker",
+                                role,
+                                bootstrap,
+                                str(latency_ms),
+                                f"bench-{i}",
+                            ],
+                            env=env,
+                            stderr=err,
+                        )
+                    )
+        yield Workers(procs, logs)
     finally:
         for group in procs.values():
             for p in group:
@@ -177,7 +196,9 @@ def total_offsets(bootstrap: str) -> int:
         consumer.close()
 
 
-def warm_up(bootstrap: str, serde: Serde, timeout_s: float = 120) -> None:
+def warm_up(
+    bootstrap: str, serde: Serde, timeout_s: float = 180, running: Workers | None = None
+) -> None:
     """Until every worker has joined its group and a checkout goes all the way through."""
     with Tracker(bootstrap) as tracker:
         starter = Starter(bootstrap, serde)
@@ -186,7 +207,9 @@ def warm_up(bootstrap: str, serde: Serde, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
         while not all(tracker.done(c) for c in ids):
             if time.monotonic() > deadline:
-                raise RuntimeError("engine did not complete warm-up checkouts")
+                done = sum(1 for c in ids if tracker.done(c))
+                tails = running.tails() if running else ""
+                raise RuntimeError(f"engine completed {done}/20 warm-up checkouts\n{tails}")
             time.sleep(0.05)
 
 

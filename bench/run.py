@@ -6,12 +6,14 @@ Figures depend on the machine and on whatever else runs on it: compare ratios wi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,6 @@ class Plan:
 
 
 def engine_section(
-    bootstrap: str,
     latency_ms: int,
     plan: Plan,
     console: Console,
@@ -49,8 +50,15 @@ def engine_section(
 ) -> dict[str, Any]:
     serde = make_serde(None)
     window = plan.slow_window if latency_ms else plan.window
-    with engine.workers(bootstrap, latency_ms, instances) as running:
-        engine.warm_up(bootstrap, serde)
+    # A fresh broker per engine section: the embedded broker slows as its in-memory logs grow,
+    # and orchestrators rebuild from the whole log on every rebalance, so sections sharing one
+    # broker would measure the previous sections' leftovers.
+    with (
+        embedded_stack(load_settings({}), only=("kafka",)) as broker_only,
+        _workers_on(broker_only, latency_ms, instances) as (bootstrap, running),
+    ):
+        engine.warm_up(bootstrap, serde, running=running)
+        engine.closed_loop(bootstrap, serde, running, window=window, seconds=3)  # settle
         sat = engine.closed_loop(
             bootstrap, serde, running, window=window, seconds=plan.saturation_s
         )
@@ -73,6 +81,16 @@ def engine_section(
         "at_half_load": half,
         "curve": curve,
     }
+
+
+@contextlib.contextmanager
+def _workers_on(
+    stack: Any, latency_ms: int, instances: int
+) -> Iterator[tuple[str, engine.Workers]]:
+    bootstrap = stack.settings.kafka_bootstrap_servers
+    ensure_topics(bootstrap, stack.settings.partitions)
+    with engine.workers(bootstrap, latency_ms, instances) as running:
+        yield bootstrap, running
 
 
 def baseline_section(latency_ms: int, plan: Plan, rate: float) -> dict[str, Any]:
@@ -242,11 +260,11 @@ def run(console: Console, plan: Plan | None = None) -> dict[str, Any]:
         results["broker_ceiling"] = dataclasses.asdict(broker.measure(bootstrap, make_serde(None)))
         console.print("2/6 engine, zero-latency adapters")
         results["engine_zero_latency"] = engine_section(
-            bootstrap, 0, plan, console, load_points=plan.load_points
+            0, plan, console, load_points=plan.load_points
         )
         console.print(f"3/6 engine, {SLOW_MS} ms per external call")
         results["engine_100ms"] = engine_section(
-            bootstrap, SLOW_MS, plan, console, load_points=plan.load_points
+            SLOW_MS, plan, console, load_points=plan.load_points
         )
         console.print("4/6 sequential baseline")
         for key, ms in (("zero_latency", 0), ("100ms", SLOW_MS)):
@@ -255,7 +273,7 @@ def run(console: Console, plan: Plan | None = None) -> dict[str, Any]:
         console.print("5/6 API")
         results["api"] = api_section(settings, console)
         console.print("6/6 scale: 2 worker processes per role")
-        results["scale_two_instances"] = engine_section(bootstrap, 0, plan, console, instances=2)
+        results["scale_two_instances"] = engine_section(0, plan, console, instances=2)
     results["ratios"] = ratios(results)
     results["seconds"] = time.monotonic() - started
     print_table(results, console)
