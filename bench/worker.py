@@ -13,7 +13,11 @@ from infra.settings import load_settings
 
 def main(argv: list[str]) -> None:
     role, bootstrap, latency_ms, instance = argv[:4]
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
     services = bench_services(int(latency_ms) / 1000)
     processor = build_processor(role, settings, services=services, instance_id=instance)
