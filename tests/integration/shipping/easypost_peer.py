@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import uuid
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.http_peer import ScriptedPeer
 
 # carrier, service, base price, per-ounce price, delivery days
 SERVICES: list[tuple[str, str, Decimal, Decimal, int]] = [
@@ -48,40 +48,19 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
-class EasyPostPeer:
+class EasyPostPeer(ScriptedPeer):
     def __init__(self, api_key: str = "EZTK_test_key", *, price_offset: str = "0") -> None:
         self.api_key = api_key
         self.price_offset = Decimal(price_offset)  # lets tests run peers with different prices
         self.currency = "USD"
-        self.always: int | str | None = None  # status code or "hang"
-        self._scripted: deque[int | str] = deque()
-        self.release = threading.Event()
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.shipments: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__()
 
     @property
     def request_count(self) -> int:
         with self._lock:
             return len(self.requests)
-
-    def script(self, *outcomes: int | str) -> None:
-        with self._lock:
-            self._scripted.extend(outcomes)
-
-    def _next_outcome(self) -> int | str | None:
-        with self._lock:
-            return self._scripted.popleft() if self._scripted else self.always
 
     def _rates(self, shipment_id: str, ounces: Decimal) -> list[dict[str, Any]]:
         rates = []
@@ -270,15 +249,6 @@ class EasyPostPeer:
                 self._send(*answer)
 
         return Handler
-
-    def start(self) -> EasyPostPeer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def _error(status: int) -> dict[str, Any]:

@@ -15,13 +15,13 @@ hang, and read how many requests reached it.
 from __future__ import annotations
 
 import json
-import threading
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.http_peer import ScriptedPeer
 
 CENT = Decimal("0.01")
 
@@ -173,39 +173,17 @@ def _taxable(li: dict[str, Any]) -> Decimal:
     return int(li["quantity"]) * Decimal(li["unit_price"]) - Decimal(li.get("discount", 0))
 
 
-class TaxJarPeer:
+class TaxJarPeer(ScriptedPeer):
     def __init__(self, api_key: str = "test-taxjar-key") -> None:
         self.api_key = api_key
         self.bodies: list[dict[str, Any]] = []
         self.raw_bodies: list[str] = []
-        self._scripted: deque[int | str] = deque()
-        self.always: int | str | None = None  # status code, "hang" or "garbage"
-        self.release = threading.Event()  # set to let hanging requests finish
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__()
 
     @property
     def request_count(self) -> int:
         with self._lock:
             return len(self.raw_bodies)
-
-    def script(self, *outcomes: int | str) -> None:
-        """The next requests get these outcomes (status codes, "hang", "garbage") in order."""
-        with self._lock:
-            self._scripted.extend(outcomes)
-
-    def _next_outcome(self) -> int | str | None:
-        with self._lock:
-            return self._scripted.popleft() if self._scripted else self.always
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         peer = self
@@ -259,15 +237,6 @@ class TaxJarPeer:
                     self._error(400, f"Your request format is bad: {e!r}")
 
         return Handler
-
-    def start(self) -> TaxJarPeer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @contextmanager
