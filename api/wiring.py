@@ -21,6 +21,7 @@ from api.reads import ProjectionReads
 from api.redis_stores import RedisAcceptedCheckouts, RedisIdempotencyStore, RedisTokenBucket
 from events.serde import make_serde
 from infra.settings import Settings
+from projections.migrate import upgrade as upgrade_read_models
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ def _probes(
 
 def build_api_deps(settings: Settings) -> ApiDeps:
     bootstrap, database_url, redis_url = _require(settings)
+    # The API reads the projections: bring their schema up first (idempotent, serialised by an
+    # advisory lock) so a request never meets a missing table on a fresh database.
+    upgrade_read_models(database_url)
     if len(settings.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
         log.warning(
             "JWT_SECRET is shorter than %d bytes; set a long random one", MIN_JWT_SECRET_BYTES
