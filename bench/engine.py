@@ -26,6 +26,7 @@ from bench.services import start_command
 from events.envelope import Envelope
 from events.serde import Serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, MAIN_TOPICS
+from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
 from infra.processor import producer_config
 
 ENGINE_ROLES = ("orchestrator", "inventory", "tax", "shipping", "payment")
@@ -60,7 +61,11 @@ class Workers:
 
 @contextlib.contextmanager
 def workers(bootstrap: str, latency_ms: int, instances: int = 1) -> Iterator[Workers]:
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.getcwd(),
+        "KAFKA_ISOLATION_LEVEL": TANSU_ISOLATION_LEVEL,
+    }
     procs: dict[str, list[subprocess.Popen[bytes]]] = {}
     logdir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     logs: list[Path] = []
@@ -113,7 +118,8 @@ class Tracker:
             {
                 "bootstrap.servers": self.bootstrap,
                 "group.id": f"bench-{uuid.uuid4()}",
-                "isolation.level": "read_committed",
+                # Engine sections run on the embedded broker: read as its workers do (ADR 0009).
+                "isolation.level": TANSU_ISOLATION_LEVEL,
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 10,
             }

@@ -4,6 +4,7 @@ INSTANCE`. Real runtime and orchestrator; adapters from bench.services."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from bench.services import bench_services
@@ -18,7 +19,12 @@ def main(argv: list[str]) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    settings = load_settings(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "KAFKA_ISOLATION_LEVEL": os.environ.get("KAFKA_ISOLATION_LEVEL", "read_committed"),
+        }
+    )
     services = bench_services(int(latency_ms) / 1000)
     processor = build_processor(role, settings, services=services, instance_id=instance)
     processor.install_signal_handlers()

@@ -59,6 +59,7 @@ def build_processor(
         "batch_size": batch_size or settings.processor_batch_size,
         "max_attempts": settings.processor_max_attempts,
         "session_timeout_ms": settings.session_timeout_ms,
+        "isolation_level": settings.kafka_isolation_level,
     }
     if role == "orchestrator":
         config = ProcessorConfig(
@@ -69,7 +70,10 @@ def build_processor(
             tick_factory=tick,
             **common,
         )
-        return Processor(config, OrchestratorHandler(bootstrap, serde), serde)
+        handler = OrchestratorHandler(
+            bootstrap, serde, isolation_level=settings.kafka_isolation_level
+        )
+        return Processor(config, handler, serde)
     if role == "notifier":
         from infra.workers.notifier import notifier_handler
 

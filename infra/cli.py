@@ -49,6 +49,7 @@ def _print_urls(running: RunningStack) -> None:
     for name, url in running.urls().items():
         table.add_row(name, url, "embedded" if name in running.started else "environment")
     console.print(table)
+    console.print(f"kafka isolation level: {running.settings.kafka_isolation_level}")
 
 
 @app.command()
@@ -70,7 +71,8 @@ def up() -> None:
         _print_urls(running)
         console.print(
             "export these as KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL / "
-            "STRIPE_API_BASE to point workers at this stack. Ctrl-C stops it."
+            "STRIPE_API_BASE (and KAFKA_ISOLATION_LEVEL) to point workers at this stack. "
+            "Ctrl-C stops it."
         )
         stop.wait()
         console.print("stopping…")
@@ -136,7 +138,10 @@ def inspect(checkout_id: str) -> None:
         console.print("[red]KAFKA_BOOTSTRAP_SERVERS is not set[/red] (start one with `saga up`)")
         raise typer.Exit(2)
     history = read_history(
-        settings.kafka_bootstrap_servers, make_serde(settings.schema_registry_url), checkout_id
+        settings.kafka_bootstrap_servers,
+        make_serde(settings.schema_registry_url),
+        checkout_id,
+        isolation_level=settings.kafka_isolation_level,
     )
     if not history:
         console.print(f"no events for checkout {checkout_id}")

@@ -159,7 +159,7 @@ def wait_for_outcomes(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
             "group.id": f"demo-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
+            "isolation.level": settings.kafka_isolation_level,
             "enable.auto.commit": False,
         }
     )

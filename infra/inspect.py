@@ -35,7 +35,11 @@ class StepSummary:
 
 
 def read_history(
-    bootstrap: str, serde: Serde, checkout_id: str, timeout_s: float = 60
+    bootstrap: str,
+    serde: Serde,
+    checkout_id: str,
+    timeout_s: float = 60,
+    isolation_level: str = "read_committed",
 ) -> list[Envelope[Any]]:
     """Every event of `checkout_id`, deduplicated by message id, in log order."""
     found: dict[str, Envelope[Any]] = {}
@@ -57,7 +61,14 @@ def read_history(
         )
     finally:
         probe.close()
-    read_to_end(bootstrap, CHECKOUT_EVENTS, partitions, keep, timeout_s=timeout_s)
+    read_to_end(
+        bootstrap,
+        CHECKOUT_EVENTS,
+        partitions,
+        keep,
+        timeout_s=timeout_s,
+        isolation_level=isolation_level,
+    )
     return list(found.values())
 
 

@@ -28,13 +28,14 @@ def read_to_end(
     *,
     poll_s: float = 0.25,
     timeout_s: float = 300,
+    isolation_level: str = "read_committed",
 ) -> int:
     """Feed every committed record of `partitions` to `handle`, in order per partition."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"read-to-end-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
+            "isolation.level": isolation_level,
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 10,
         }

@@ -106,15 +106,21 @@ class ProcessorConfig:
     tick_interval_ms: int = 1000
     tick_factory: Callable[[int, int], Envelope[Any]] | None = None
     extra_consumer_config: dict[str, Any] = field(default_factory=dict)
+    isolation_level: str = "read_committed"  # Settings.kafka_isolation_level (ADR 0009)
 
 
-def consumer_config(bootstrap: str, group: str, session_timeout_ms: int = 6000) -> dict[str, Any]:
+def consumer_config(
+    bootstrap: str,
+    group: str,
+    session_timeout_ms: int = 6000,
+    isolation_level: str = "read_committed",
+) -> dict[str, Any]:
     return {
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
+        "isolation.level": isolation_level,
         "session.timeout.ms": session_timeout_ms,
         "heartbeat.interval.ms": max(500, session_timeout_ms // 4),
         # Range assignment co-partitions topics: partition p of checkout.commands and of
@@ -157,7 +163,12 @@ class Processor:
         self.processed = 0  # inputs committed, for tests and metrics
         self._consumer = Consumer(
             {
-                **consumer_config(config.bootstrap_servers, config.name, config.session_timeout_ms),
+                **consumer_config(
+                    config.bootstrap_servers,
+                    config.name,
+                    config.session_timeout_ms,
+                    config.isolation_level,
+                ),
                 **config.extra_consumer_config,
             }
         )
@@ -166,7 +177,10 @@ class Processor:
                 config.bootstrap_servers,
                 **{
                     "transactional.id": f"{config.name}-{config.instance_id}",
-                    "transaction.timeout.ms": 60_000,
+                    # Everything is handled before the transaction begins, so a transaction only
+                    # spans produce -> commit. A short timeout bounds how long a crashed
+                    # worker's open transaction holds back read_committed consumers.
+                    "transaction.timeout.ms": 10_000,
                 },
             )
         )
@@ -371,6 +385,13 @@ class Processor:
             self._handler.on_abort()
             self._rewind(inputs)
             return
+        except BaseException:
+            # Not the broker (an encode error, an interrupt): never leave the transaction open
+            # for consumers to wait on; abort it, then let the worker fail loudly.
+            with contextlib.suppress(KafkaException):
+                producer.abort_transaction(10)
+            self._handler.on_abort()
+            raise
         for record in inputs:
             self._failures.pop(where(record), None)
         self.processed += len(inputs)

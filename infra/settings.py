@@ -76,6 +76,9 @@ class Settings:
     partitions: int = 6
     replication_factor: int = 1
     session_timeout_ms: int = 6000
+    # read_committed for Kafka. The embedded Tansu broker sets read_uncommitted: its last stable
+    # offset can stick below committed records for tens of seconds (ADR 0009).
+    kafka_isolation_level: str = "read_committed"
     processor_batch_size: int = 500
     processor_max_attempts: int = 3
     tick_interval_ms: int = 1000
@@ -105,6 +108,10 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SAGA_PARTITIONS": ("partitions", _int(1, 1024)),
     "SAGA_REPLICATION_FACTOR": ("replication_factor", _int(1, 16)),
     "SAGA_SESSION_TIMEOUT_MS": ("session_timeout_ms", _int(1000, 300_000)),
+    "KAFKA_ISOLATION_LEVEL": (
+        "kafka_isolation_level",
+        _choice("read_committed", "read_uncommitted"),
+    ),
     "SAGA_BATCH_SIZE": ("processor_batch_size", _int(1, 100_000)),
     "SAGA_MAX_ATTEMPTS": ("processor_max_attempts", _int(1, 100)),
     "SAGA_TICK_INTERVAL_MS": ("tick_interval_ms", _int(10, 3_600_000)),

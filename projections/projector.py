@@ -58,6 +58,7 @@ class ProjectorConfig:
     partitions: Sequence[TopicPartitionKey] | None = None
     lag_interval_s: float = 5.0
     migrate: bool = True
+    isolation_level: str = "read_committed"  # Settings.kafka_isolation_level (ADR 0009)
 
 
 class _Reseek(Exception):
@@ -99,7 +100,9 @@ class Projector:
         # prepared statements: a replay renames schemas under us and plans must re-resolve.
         self._conn = psycopg.connect(cfg.database_url, autocommit=True, prepare_threshold=None)
         self._consumer = Consumer(
-            consumer_config(cfg.bootstrap_servers, cfg.group, cfg.session_timeout_ms)
+            consumer_config(
+                cfg.bootstrap_servers, cfg.group, cfg.session_timeout_ms, cfg.isolation_level
+            )
         )
         if cfg.partitions is not None:
             self._assign([TopicPartition(t, p) for t, p in cfg.partitions])

@@ -26,6 +26,7 @@ def build_projector(
         database_url=settings.database_url,
         batch_size=settings.processor_batch_size,
         session_timeout_ms=settings.session_timeout_ms,
+        isolation_level=settings.kafka_isolation_level,
     )
     for key, value in overrides.items():
         setattr(config, key, value)

@@ -19,6 +19,7 @@ from infra.embedded.localstripe import LocalStripe
 from infra.embedded.postgres import PostgresServer
 from infra.embedded.redis import RedisServer
 from infra.embedded.smtp import SmtpInbox
+from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
 from infra.embedded.tansu import TansuBroker
 from infra.settings import Settings
 
@@ -90,6 +91,8 @@ def embedded_stack(
             stack.callback(service.stop)
             service.start()
             filled[field] = service.url
+            if name == "kafka":
+                filled["kafka_isolation_level"] = TANSU_ISOLATION_LEVEL
             started.append(name)
         filled_settings = dataclasses.replace(settings, **filled)  # type: ignore[arg-type]
         yield RunningStack(filled_settings, tuple(started), root)

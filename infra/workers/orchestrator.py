@@ -40,8 +40,10 @@ class OrchestratorHandler(BaseHandler):
         serde: Serde,
         policy: Policy = DEFAULT_POLICY,
         events_topic: str = CHECKOUT_EVENTS,
+        isolation_level: str = "read_committed",
     ) -> None:
         self._events_topic = events_topic
+        self._isolation_level = isolation_level
         self._bootstrap = bootstrap
         self._serde = serde
         self._policy = policy
@@ -142,6 +144,7 @@ class OrchestratorHandler(BaseHandler):
             self._events_topic,
             partitions,
             lambda record: self._replay(record.value() or b"", where(record)[1], applied),
+            isolation_level=self._isolation_level,
         )
         for checkout_id, state in self._states.items():
             if self._partition_of.get(checkout_id) in partitions:

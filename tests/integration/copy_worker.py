@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from events import messages as m
 from events.serde import make_serde
+from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
 from infra.processor import BaseHandler, Incoming, Output, Processor, ProcessorConfig
 
 
@@ -30,7 +31,11 @@ def main(argv: list[str]) -> None:
     bootstrap, in_topic, out_topic, group, batch = argv[:5]
     processor = Processor(
         ProcessorConfig(
-            name=group, topics=[in_topic], bootstrap_servers=bootstrap, batch_size=int(batch)
+            name=group,
+            topics=[in_topic],
+            bootstrap_servers=bootstrap,
+            batch_size=int(batch),
+            isolation_level=TANSU_ISOLATION_LEVEL,
         ),
         CopyHandler(out_topic),
         make_serde(None),

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from events.envelope import Envelope
 from events.serde import Serde
+from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
 from infra.processor import producer_config
 from infra.topics import ensure_topics
 
@@ -52,7 +53,7 @@ def read_topic(
     *,
     until: Callable[[list[Seen]], bool],
     timeout_s: float = 30,
-    isolation: str = "read_committed",
+    isolation: str = TANSU_ISOLATION_LEVEL,  # as the suite's workers read (ADR 0009)
 ) -> list[Seen]:
     """Read `topic` from the beginning until `until(records)` holds; fail at the deadline."""
     consumer = Consumer(

@@ -67,6 +67,7 @@ def make(stack: RunningStack, in_topic: str, handler: Any, **cfg: Any) -> Proces
         topics=[in_topic],
         bootstrap_servers=bootstrap,
         batch_size=50,
+        isolation_level=stack.settings.kafka_isolation_level,
         **cfg,
     )
     return Processor(config, handler, SERDE)

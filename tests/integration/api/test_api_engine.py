@@ -36,6 +36,7 @@ from infra.topics import ensure_topics
 from projections.projector import Projector, ProjectorConfig
 from tests.integration.scripted_adapters import ScriptedWorld
 from tests.integration.workers import running
+from tests.unit.api.fakes import checkout_body as body
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +115,7 @@ def env(stack: RunningStack, api_database: str) -> Iterator[Env]:
             group=f"projector-api-{suffix}",
             poll_timeout_s=0.05,
             session_timeout_ms=settings.session_timeout_ms,
+            isolation_level=settings.kafka_isolation_level,
         ),
         make_serde(None),
     )
@@ -130,27 +132,6 @@ def env(stack: RunningStack, api_database: str) -> Iterator[Env]:
         finally:
             projector.stop()
             projector_thread.join(30)
-
-
-def body(**changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "customer": {"id": "cus-1", "email": "buyer@example.com"},
-        "currency": "EUR",
-        "items": [
-            {"sku": "SKU-1", "quantity": 2, "unit_amount": 1250},
-            {"sku": "SKU-2", "quantity": 1, "unit_amount": 500},
-        ],
-        "shipping_address": {
-            "line1": "1 Main St",
-            "city": "Berlin",
-            "state": "BE",
-            "postal_code": "10115",
-            "country": "DE",
-        },
-        "payment": {"provider": "stripe", "payment_method": "pm_card_visa"},
-    }
-    data.update(changes)
-    return data
 
 
 def poll(fetch: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float = 60) -> Any:
@@ -222,6 +203,7 @@ def test_a_checkout_through_the_api_completes_with_amounts(env: Env) -> None:
 def test_refund_and_over_refund(env: Env) -> None:
     checkout_id = start(env)
     done = finished(env, checkout_id)
+    assert done["status"] == "COMPLETED", done
     order_id = done["order_id"]
     url = f"/v1/orders/{order_id}/refunds"
     # Storefronts may not refund.

@@ -75,6 +75,7 @@ def notifier(settings: Settings, database_url: str, inbox: SmtpInbox) -> Iterato
         bootstrap_servers=bootstrap,
         max_attempts=3,
         session_timeout_ms=settings.session_timeout_ms,
+        isolation_level=settings.kafka_isolation_level,
     )
     processor = Processor(config, notifier_handler(wired), SERDE)
     with running(processor):

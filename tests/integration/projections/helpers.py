@@ -15,6 +15,7 @@ from psycopg import sql
 from events.envelope import Envelope
 from events.serde import Serde
 from events.topics import CHECKOUT_EVENTS
+from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
 from infra.processor import producer_config
 from projections.apply import Topics
 from projections.projector import Projector, ProjectorConfig
@@ -87,6 +88,7 @@ def projector_config(
     """Manual assignment unless `group`: a consumer group join costs seconds on the broker."""
     if not group:
         kw.setdefault("partitions", all_partitions(topics))
+    kw.setdefault("isolation_level", TANSU_ISOLATION_LEVEL)
     return ProjectorConfig(
         bootstrap_servers=bootstrap,
         database_url=database_url,

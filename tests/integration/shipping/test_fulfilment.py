@@ -16,6 +16,7 @@ from adapters.shipping.port import ShippingAddress
 from events import messages as m
 from events.envelope import Envelope
 from events.serde import make_serde
+from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
 from infra.processor import Processor, ProcessorConfig
 from infra.settings import Settings
 from infra.workers.fulfilment import LabelCarrier, fulfilment_handler
@@ -84,7 +85,7 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 10) -> list[Seen]:
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
+            "isolation.level": TANSU_ISOLATION_LEVEL,
             "enable.auto.commit": False,
         }
     )
@@ -130,6 +131,7 @@ def start(settings: Settings, database_url: str) -> Iterator[Callable[[LabelCarr
             bootstrap_servers=bootstrap,
             max_attempts=3,
             session_timeout_ms=settings.session_timeout_ms,
+            isolation_level=settings.kafka_isolation_level,
         )
         processor = Processor(config, fulfilment_handler(wired, carrier, output_topic=out), SERDE)
         run = running(processor)
