@@ -66,6 +66,8 @@ def test_saga_up_prints_every_url_and_ctrl_c_leaves_no_process() -> None:
         text = "".join(lines)
         for url in ("127.0.0.1:", "postgresql://", "redis://", "http://127.0.0.1:"):
             assert url in text
+        # The embedded broker's consumers must read uncommitted (ADR 0009); workers need to know.
+        assert "kafka isolation level: read_uncommitted" in text
         children = service_children(up.pid)
         assert len(children) == 4
         up.send_signal(signal.SIGINT)

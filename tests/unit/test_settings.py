@@ -11,6 +11,7 @@ def test_defaults_leave_every_service_to_the_embedded_stack() -> None:
     s = load_settings({})
     assert s.kafka_bootstrap_servers is None and s.database_url is None
     assert s.partitions == 6 and s.tax_fallback_policy == "fallback_rates"
+    assert s.kafka_isolation_level == "read_committed"  # what real Kafka wants (ADR 0009)
 
 
 def test_values_are_parsed_and_typed() -> None:
@@ -20,8 +21,10 @@ def test_values_are_parsed_and_typed() -> None:
             "SAGA_PARTITIONS": "12",
             "SAGA_TESTCONTAINERS": "yes",
             "TAX_FALLBACK_POLICY": "block",
+            "KAFKA_ISOLATION_LEVEL": "read_uncommitted",
         }
     )
+    assert s.kafka_isolation_level == "read_uncommitted"
     assert s.kafka_bootstrap_servers == "k1:9092,k2:9093"
     assert s.partitions == 12 and s.testcontainers is True and s.tax_fallback_policy == "block"
 
@@ -34,6 +37,7 @@ def test_values_are_parsed_and_typed() -> None:
         ("KAFKA_BOOTSTRAP_SERVERS", "localhost", "host:port"),
         ("TAX_FALLBACK_POLICY", "guess", "block, fallback_rates"),
         ("SAGA_TESTCONTAINERS", "maybe", "true/false"),
+        ("KAFKA_ISOLATION_LEVEL", "read_mostly", "read_committed, read_uncommitted"),
     ],
 )
 def test_a_malformed_value_is_one_line_naming_the_variable(var: str, value: str, says: str) -> None:
