@@ -67,6 +67,9 @@ class Settings:
     """Every knob of the engine. External services left unset are run by the embedded stack."""
 
     kafka_bootstrap_servers: str | None = None
+    # Which broker the embedded stack runs when KAFKA_BOOTSTRAP_SERVERS is unset: Apache Kafka
+    # (KRaft), or Tansu as a JVM-less quick loop with known gaps (docs/broker-conformance.md).
+    embedded_broker: str = "kafka"
     database_url: str | None = None
     redis_url: str | None = None
     stripe_api_base: str | None = None
@@ -75,9 +78,10 @@ class Settings:
     taxjar_api_key: str | None = None
     partitions: int = 6
     replication_factor: int = 1
+    min_insync_replicas: int = 1  # for real clusters; applied to topics when replication > 1
     session_timeout_ms: int = 6000
-    # read_committed for Kafka. The embedded Tansu broker sets read_uncommitted: its last stable
-    # offset can stick below committed records for tens of seconds (ADR 0009).
+    # read_committed everywhere; only the embedded Tansu broker sets read_uncommitted, as its
+    # last stable offset can stick below committed records (ADR 0009).
     kafka_isolation_level: str = "read_committed"
     processor_batch_size: int = 500
     processor_max_attempts: int = 3
@@ -99,6 +103,7 @@ class Settings:
 # env var -> (field, parser). The parser raises ValueError with a short reason.
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", _bootstrap),
+    "SAGA_BROKER": ("embedded_broker", _choice("kafka", "tansu")),
     "DATABASE_URL": ("database_url", _optional_str),
     "REDIS_URL": ("redis_url", _optional_str),
     "STRIPE_API_BASE": ("stripe_api_base", _optional_str),
@@ -107,6 +112,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TAXJAR_API_KEY": ("taxjar_api_key", _optional_str),
     "SAGA_PARTITIONS": ("partitions", _int(1, 1024)),
     "SAGA_REPLICATION_FACTOR": ("replication_factor", _int(1, 16)),
+    "SAGA_MIN_INSYNC_REPLICAS": ("min_insync_replicas", _int(1, 16)),
     "SAGA_SESSION_TIMEOUT_MS": ("session_timeout_ms", _int(1000, 300_000)),
     "KAFKA_ISOLATION_LEVEL": (
         "kafka_isolation_level",

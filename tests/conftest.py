@@ -24,6 +24,10 @@ def stack() -> Iterator[RunningStack]:
     # Not under pytest's tmp dir: that is private to root, and Postgres runs as its own user.
     with embedded_stack(settings) as running:
         yield running
+        # Warm helper producers go before the broker does, so none retries into a closed port.
+        from tests.integration import kafka_helpers
+
+        kafka_helpers.close_producers()
 
 
 @pytest.fixture(scope="session")

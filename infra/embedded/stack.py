@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from infra.embedded.kafka import ISOLATION_LEVEL as KAFKA_ISOLATION_LEVEL
+from infra.embedded.kafka import KafkaBroker
 from infra.embedded.localstripe import LocalStripe
 from infra.embedded.postgres import PostgresServer
 from infra.embedded.redis import RedisServer
@@ -42,6 +45,7 @@ class RunningStack:
     settings: Settings  # with every service URL filled in
     started: tuple[str, ...]  # names of the services this stack runs itself
     workdir: Path
+    pids: dict[str, int] = dataclasses.field(default_factory=dict)  # e.g. the broker's, for CPU
 
     def urls(self) -> dict[str, str]:
         s = self.settings
@@ -54,9 +58,15 @@ class RunningStack:
         }
 
 
-# service name -> (Settings field it fills, factory)
-_SERVICES: dict[str, tuple[str, type]] = {
-    "kafka": ("kafka_bootstrap_servers", TansuBroker),
+# The isolation level readers of each embedded broker use (Tansu: ADR 0009).
+_BROKERS: dict[str, tuple[type, str]] = {
+    "kafka": (KafkaBroker, KAFKA_ISOLATION_LEVEL),
+    "tansu": (TansuBroker, TANSU_ISOLATION_LEVEL),
+}
+
+# service name -> (Settings field it fills, factory); "kafka" is chosen by SAGA_BROKER
+_SERVICES: dict[str, tuple[str, type | None]] = {
+    "kafka": ("kafka_bootstrap_servers", None),
     "postgres": ("database_url", PostgresServer),
     "redis": ("redis_url", RedisServer),
     "stripe": ("stripe_api_base", LocalStripe),
@@ -71,28 +81,66 @@ def embedded_stack(
     only: tuple[str, ...] | None = None,
     workdir: Path | None = None,
     ports: dict[str, int] | None = None,
+    durable: bool = False,
 ) -> Iterator[RunningStack]:
-    """Run the services `settings` leaves unset (all of them, or those in `only`)."""
+    """Run the services `settings` leaves unset (all of them, or those in `only`).
+
+    `durable` keeps state in `workdir` across runs: Kafka's log, PostgreSQL's cluster and Redis'
+    append-only file, and the ports each service had, so URLs stay the same across restarts.
+    """
     own_dir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="saga-stack-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # the Postgres service user must traverse it
+    remembered = _remembered_ports(root) if durable else {}
+    chosen = {**remembered, **(ports or {})}
     filled: dict[str, str] = {}
     started: list[str] = []
+    pids: dict[str, int] = {}
     with contextlib.ExitStack() as stack:
         if own_dir:
             stack.callback(shutil.rmtree, root, ignore_errors=True)
         for name, (field, factory) in _SERVICES.items():
             if getattr(settings, field) or (only is not None and name not in only):
                 continue
-            kwargs = {"port": ports[name]} if ports and name in ports else {}
+            kwargs: dict[str, object] = {"port": chosen[name]} if name in chosen else {}
+            if name == "kafka":
+                factory, isolation = _BROKERS[settings.embedded_broker]
+                filled["kafka_isolation_level"] = isolation
+                if factory is KafkaBroker and "kafka_controller" in chosen:
+                    kwargs["controller_port"] = chosen["kafka_controller"]
+            if name == "redis":
+                kwargs["durable"] = durable
+            assert factory is not None
             service = factory(workdir=root / name, **kwargs)
             (root / name).mkdir(exist_ok=True)
             stack.callback(service.stop)
             service.start()
             filled[field] = service.url
-            if name == "kafka":
-                filled["kafka_isolation_level"] = TANSU_ISOLATION_LEVEL
             started.append(name)
+            proc = getattr(service, "_proc", None)
+            if proc is not None:
+                pids[name] = proc.pid
+            chosen[name] = service.port
+            if isinstance(service, KafkaBroker):
+                chosen["kafka_controller"] = service.controller_port
+                print(f"kafka: Apache Kafka (KRaft) ready in {service.startup_seconds:.1f}s")
+        if durable:
+            (root / "ports.json").write_text(json.dumps(chosen, indent=2, sort_keys=True))
         filled_settings = dataclasses.replace(settings, **filled)  # type: ignore[arg-type]
-        yield RunningStack(filled_settings, tuple(started), root)
+        yield RunningStack(filled_settings, tuple(started), root, pids)
+
+
+def _remembered_ports(root: Path) -> dict[str, int]:
+    try:
+        return {k: int(v) for k, v in json.loads((root / "ports.json").read_text()).items()}
+    except (FileNotFoundError, ValueError, AttributeError):
+        return {}
+
+
+def reader_isolation(settings: Settings) -> str:
+    """The isolation level readers use with these settings: the embedded broker's own when the
+    stack runs it (read_uncommitted only for Tansu, ADR 0009), else the configured one."""
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_isolation_level
+    return _BROKERS[settings.embedded_broker][1]

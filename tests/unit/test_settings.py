@@ -46,3 +46,10 @@ def test_a_malformed_value_is_one_line_naming_the_variable(var: str, value: str,
     message = str(caught.value)
     assert message.startswith(f"{var}={value!r} is invalid")
     assert says in message and "\n" not in message
+
+
+def test_the_embedded_broker_is_apache_kafka_unless_tansu_is_chosen() -> None:
+    assert load_settings({}).embedded_broker == "kafka"
+    assert load_settings({"SAGA_BROKER": "tansu"}).embedded_broker == "tansu"
+    with pytest.raises(ConfigError, match="SAGA_BROKER"):
+        load_settings({"SAGA_BROKER": "redpanda"})

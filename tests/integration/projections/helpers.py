@@ -15,8 +15,9 @@ from psycopg import sql
 from events.envelope import Envelope
 from events.serde import Serde
 from events.topics import CHECKOUT_EVENTS
-from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
+from infra.embedded.stack import reader_isolation
 from infra.processor import producer_config
+from infra.settings import load_settings
 from projections.apply import Topics
 from projections.projector import Projector, ProjectorConfig
 from tests.integration.kafka_helpers import fresh_topics
@@ -88,7 +89,7 @@ def projector_config(
     """Manual assignment unless `group`: a consumer group join costs seconds on the broker."""
     if not group:
         kw.setdefault("partitions", all_partitions(topics))
-    kw.setdefault("isolation_level", TANSU_ISOLATION_LEVEL)
+    kw.setdefault("isolation_level", reader_isolation(load_settings()))
     return ProjectorConfig(
         bootstrap_servers=bootstrap,
         database_url=database_url,

@@ -12,7 +12,8 @@ import time
 import uuid
 
 from events.serde import make_serde
-from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
+from infra.embedded.stack import reader_isolation
+from infra.settings import load_settings
 from projections import projector as projector_module
 from projections.apply import Topics
 from projections.projector import Projector, ProjectorConfig
@@ -37,7 +38,7 @@ def main() -> None:
         batch_size=3,
         partitions=[(t, p) for t in (checkout_events, orders_events) for p in range(3)],
         poll_timeout_s=0.05,
-        isolation_level=TANSU_ISOLATION_LEVEL,
+        isolation_level=reader_isolation(load_settings()),
     )
     projector = Projector(config, make_serde(None))
     projector.install_signal_handlers()

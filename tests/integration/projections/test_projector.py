@@ -61,7 +61,10 @@ def test_applies_a_recorded_stream_and_a_redelivery_changes_nothing(
     duplicates = registry.get_sample_value(
         "projection_events_total", {"projection": "checkouts", "outcome": "duplicates"}
     )
-    assert duplicates and duplicates > 0
+    if projector_config(bootstrap, database_url, topics).isolation_level == "read_committed":
+        assert not duplicates  # the broker hid the aborted copies
+    else:
+        assert duplicates and duplicates > 0  # they arrived and were deduplicated by id
 
     with psycopg.connect(database_url) as conn:
         view = get_checkout(conn, f"co-{unique_id}-0")

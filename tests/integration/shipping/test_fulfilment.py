@@ -16,9 +16,9 @@ from adapters.shipping.port import ShippingAddress
 from events import messages as m
 from events.envelope import Envelope
 from events.serde import make_serde
-from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
+from infra.embedded.stack import reader_isolation
 from infra.processor import Processor, ProcessorConfig
-from infra.settings import Settings
+from infra.settings import Settings, load_settings
 from infra.workers.fulfilment import LabelCarrier, fulfilment_handler
 from tests.integration.kafka_helpers import Seen, fresh_topics, produce, read_topic
 from tests.integration.shipping.easypost_peer import EasyPostPeer
@@ -85,7 +85,7 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 10) -> list[Seen]:
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{uuid.uuid4()}",
-            "isolation.level": TANSU_ISOLATION_LEVEL,
+            "isolation.level": reader_isolation(load_settings()),
             "enable.auto.commit": False,
         }
     )
