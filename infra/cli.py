@@ -8,6 +8,8 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +18,7 @@ from rich.table import Table
 from infra.embedded.process import ServiceError
 from infra.embedded.stack import RunningStack, embedded_stack
 from infra.settings import ConfigError, Settings, load_settings
+from infra.topics import TopicReport
 
 app = typer.Typer(help="Checkout saga engine", no_args_is_help=True, add_completion=False)
 topics_app = typer.Typer(help="Kafka topics", no_args_is_help=True)
@@ -32,9 +35,11 @@ def _settings() -> Settings:
 
 
 @contextlib.contextmanager
-def _stack(settings: Settings) -> Iterator[RunningStack]:
+def _stack(
+    settings: Settings, workdir: Path | None = None, durable: bool = False
+) -> Iterator[RunningStack]:
     try:
-        with embedded_stack(settings) as running:
+        with embedded_stack(settings, workdir=workdir, durable=durable) as running:
             yield running
     except ServiceError as e:
         console.print(f"[red]embedded stack failed:[/red] {e}")
@@ -52,23 +57,80 @@ def _print_urls(running: RunningStack) -> None:
     console.print(f"kafka isolation level: {running.settings.kafka_isolation_level}")
 
 
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".data"
+
+
+def _print_topic_report(report: TopicReport) -> None:
+    console.print(f"topics: created {len(report.created)}, already present {len(report.existing)}")
+    for d in report.fixed:
+        console.print(f"[green]fixed drift[/green] {d}")
+    for d in report.drift:
+        label = "[red]drift (error)[/red]" if d.error else "[yellow]drift[/yellow]"
+        console.print(f"{label} {d}")
+    if report.unchecked:
+        console.print(
+            f"[yellow]configs not described by the broker:[/yellow] {len(report.unchecked)}"
+        )
+
+
+def _ensure(settings: Settings, bootstrap: str, fix: bool = False) -> TopicReport:
+    from infra.topics import ensure_topics
+
+    return ensure_topics(
+        bootstrap,
+        settings.partitions,
+        settings.replication_factor,
+        min_insync_replicas=settings.min_insync_replicas,
+        fix_drift=fix,
+    )
+
+
+def _write_env_file(running: RunningStack, data_dir: Path) -> Path:
+    """Every URL a worker needs, as `export` lines; private to the user (it will hold secrets)."""
+    import shlex
+
+    s = running.settings
+    values = {
+        "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+        "KAFKA_ISOLATION_LEVEL": s.kafka_isolation_level,
+        "DATABASE_URL": s.database_url,
+        "REDIS_URL": s.redis_url,
+        "STRIPE_API_BASE": s.stripe_api_base,
+        "SMTP_URL": s.smtp_url,
+    }
+    path = data_dir / "saga.env"
+    text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items() if v)
+    path.touch(mode=0o600)
+    path.write_text(text)
+    return path
+
+
 @app.command()
-def up() -> None:
-    """Run the embedded stack in the foreground until Ctrl-C; print every URL."""
+def up(
+    data_dir: Annotated[
+        Path, typer.Option(help="where Kafka, PostgreSQL and Redis keep their data")
+    ] = DEFAULT_DATA_DIR,
+    fresh: bool = typer.Option(False, "--fresh", help="wipe the data directory first"),
+) -> None:
+    """Run the embedded stack in the foreground until Ctrl-C; data survives restarts."""
+    import shutil
+
     settings = _settings()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with _stack(settings) as running:
-        from infra.topics import ensure_topics
-
+    data_dir = data_dir.resolve()
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+        console.print(f"wiped {data_dir}")
+    with _stack(settings, workdir=data_dir, durable=True) as running:
         assert running.settings.kafka_bootstrap_servers
-        ensure_topics(
-            running.settings.kafka_bootstrap_servers,
-            settings.partitions,
-            settings.replication_factor,
-        )
+        report = _ensure(settings, running.settings.kafka_bootstrap_servers)
         _print_urls(running)
+        _print_topic_report(report)
+        env_file = _write_env_file(running, data_dir)
+        console.print(f"data directory: {data_dir}")
+        console.print(f'environment for workers: eval "$(cat {env_file})"')
         console.print(
             "export these as KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL / "
             "STRIPE_API_BASE (and KAFKA_ISOLATION_LEVEL) to point workers at this stack. "
@@ -80,19 +142,22 @@ def up() -> None:
 
 
 @topics_app.command("ensure")
-def topics_ensure() -> None:
-    """Create the engine's topics (ARCHITECTURE.md §4) with the configured partition count."""
-    from infra.topics import ensure_topics
-
+def topics_ensure(
+    fix: bool = typer.Option(False, "--fix", help="set drifted configs to the contract's values"),
+) -> None:
+    """Create the engine's topics (ARCHITECTURE.md §4) with their retention; report drift."""
     settings = _settings()
     if not settings.kafka_bootstrap_servers:
         console.print("[red]KAFKA_BOOTSTRAP_SERVERS is not set[/red] (or use `saga up`)")
         raise typer.Exit(2)
-    report = ensure_topics(
-        settings.kafka_bootstrap_servers, settings.partitions, settings.replication_factor
-    )
-    console.print(f"created {len(report.created)}: {', '.join(report.created) or '-'}")
-    console.print(f"already present {len(report.existing)}")
+    report = _ensure(settings, settings.kafka_bootstrap_servers, fix)
+    _print_topic_report(report)
+    if report.has_errors:
+        console.print(
+            "[red]the event log or a DLQ would delete records;[/red] "
+            "run `saga topics ensure --fix` or correct the topic configs"
+        )
+        raise typer.Exit(1)
 
 
 @app.command()

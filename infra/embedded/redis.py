@@ -14,6 +14,7 @@ class RedisServer:
     workdir: Path
     port: int = field(default_factory=free_port)
     name: str = "redis"
+    durable: bool = False
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -27,7 +28,15 @@ class RedisServer:
         if port_open("127.0.0.1", self.port):
             raise ServiceError(f"redis: port {self.port} already in use")
         log = self.workdir / "redis.log"
-        # No persistence: the embedded stack is for dev and tests; real deployments set REDIS_URL.
+        # Tests run without persistence; `saga up` keeps an append-only file in its data dir.
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"]
+            if self.durable
+            else [
+                "--appendonly",
+                "no",
+            ]
+        )
         self._proc = spawn(
             [
                 str(binary),
@@ -37,8 +46,7 @@ class RedisServer:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *persistence,
                 "--dir",
                 str(self.workdir),
             ],

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
 from infra.embedded.process import ServiceError, free_port
-from infra.embedded.stack import embedded_stack
+from infra.embedded.stack import embedded_stack, reader_isolation
 from infra.settings import load_settings
 
 pytestmark = pytest.mark.integration
-SERVICE_MARKERS = ("tansu", "pginstall/bin/postgres", "redis-server", "localstripe")
+SERVICE_MARKERS = ("tansu", "kafka.Kafka", "bin/postgres", "redis-server", "localstripe")
 
 
 def service_children(pid: int) -> list[psutil.Process]:
@@ -43,12 +45,12 @@ def test_a_port_in_use_is_a_clear_error_and_nothing_started_stays_running() -> N
     assert {p.pid for p in service_children(os.getpid())} == before
 
 
-def test_saga_up_prints_every_url_and_ctrl_c_leaves_no_process() -> None:
+def test_saga_up_prints_every_url_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
     env = {**os.environ}
     for var in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "STRIPE_API_BASE"):
         env.pop(var, None)
     up = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up"],
+        [sys.executable, "-m", "infra.cli", "up", "--data-dir", f"/tmp/saga-up-{tmp_path.name}"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -66,8 +68,9 @@ def test_saga_up_prints_every_url_and_ctrl_c_leaves_no_process() -> None:
         text = "".join(lines)
         for url in ("127.0.0.1:", "postgresql://", "redis://", "http://127.0.0.1:"):
             assert url in text
-        # The embedded broker's consumers must read uncommitted (ADR 0009); workers need to know.
-        assert "kafka isolation level: read_uncommitted" in text
+        # Workers must read as the broker allows: read_committed, unless Tansu runs (ADR 0009).
+        expected = reader_isolation(load_settings())
+        assert f"kafka isolation level: {expected}" in text
         children = service_children(up.pid)
         assert len(children) == 4
         up.send_signal(signal.SIGINT)
@@ -78,6 +81,7 @@ def test_saga_up_prints_every_url_and_ctrl_c_leaves_no_process() -> None:
         if up.poll() is None:
             up.kill()
             up.wait(10)
+        shutil.rmtree(f"/tmp/saga-up-{tmp_path.name}", ignore_errors=True)
 
 
 def test_free_port_is_bindable() -> None:
