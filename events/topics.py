@@ -60,3 +60,23 @@ def topic_for(message: m.Message) -> str:
 
 
 _REPLY_NAMES = frozenset(t.__name__ for t in m.AdapterReply.__args__)
+
+
+# Retention is part of the contract (ARCHITECTURE.md §4). The record never deletes; work topics
+# keep a week, long enough to re-drive or debug any in-flight step; dead letters stay until an
+# operator acts on them.
+FOREVER = "-1"
+WORK_RETENTION_MS = str(7 * 24 * 3600 * 1000)
+RECORD_TOPICS: frozenset[str] = frozenset({CHECKOUT_EVENTS, ORDERS_EVENTS})
+
+
+def keeps_forever(topic: str) -> bool:
+    return topic in RECORD_TOPICS or topic.endswith(".dlq")
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """The configs a topic must have. `cleanup.policy=delete` on the record too: compaction
+    would keep one event per checkout and lose the history."""
+    if keeps_forever(topic):
+        return {"cleanup.policy": "delete", "retention.ms": FOREVER, "retention.bytes": FOREVER}
+    return {"cleanup.policy": "delete", "retention.ms": WORK_RETENTION_MS}
