@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up test test-unit lint typecheck check bench lock clean
+.PHONY: install demo up test test-unit lint typecheck check bench broker-report lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	$(BIN)/saga bench
+
+# Runs the broker conformance suite on Tansu and Apache Kafka; writes docs/broker-conformance.md.
+broker-report: $(STAMP)
+	$(BIN)/python -m tests.integration.broker.report
 
 # Re-resolve pinned versions after editing pyproject.toml dependencies.
 lock:
