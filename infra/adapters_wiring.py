@@ -70,19 +70,23 @@ def tax_service(settings: Settings) -> Callable[[Any], Any]:
     return TaxService(build_tax_calculator(settings, redis_client=client)).handle
 
 
-def inventory_service(settings: Settings, *, seed: bool = True) -> Callable[[Any], Any]:
+def stock_store(settings: Settings) -> Any:
+    """The PostgreSQL stock tables, for the inventory adapter and for `saga stock`."""
     from adapters.inventory import postgres
-    from adapters.inventory.seed import seed_stock
-    from adapters.inventory.service import InventoryService
 
     assert settings.database_url
     connect = _connect(settings.database_url)
     with connect() as conn:
         postgres.ensure_schema(conn)
-    provider = postgres.PostgresInventory(connect)
-    if seed:
-        seed_stock(provider)
-    return InventoryService(provider).handle
+    return postgres.PostgresInventory(connect)
+
+
+def inventory_service(settings: Settings) -> Callable[[Any], Any]:
+    """Never touches stock levels: a worker that (re)starts must not put sold units back on
+    sale. Levels change only by an explicit act (`saga stock set|load`)."""
+    from adapters.inventory.service import InventoryService
+
+    return InventoryService(stock_store(settings)).handle
 
 
 def shipping_service(settings: Settings) -> Callable[[Any], Any]:

@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,6 +23,8 @@ from infra.topics import TopicReport
 app = typer.Typer(help="Checkout saga engine", no_args_is_help=True, add_completion=False)
 topics_app = typer.Typer(help="Kafka topics", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+stock_app = typer.Typer(help="Stock levels (the only way they change)", no_args_is_help=True)
+app.add_typer(stock_app, name="stock")
 console = Console(width=max(Console().width, 140))
 
 
@@ -158,6 +160,65 @@ def topics_ensure(
             "run `saga topics ensure --fix` or correct the topic configs"
         )
         raise typer.Exit(1)
+
+
+def _stock_store(settings: Settings) -> Any:
+    from infra.adapters_wiring import stock_store
+
+    if not settings.database_url:
+        console.print("[red]DATABASE_URL is not set[/red] (start one with `saga up`)")
+        raise typer.Exit(2)
+    return stock_store(settings)
+
+
+def _set_levels(levels: dict[str, int]) -> None:
+    store = _stock_store(_settings())
+    try:
+        store.set_stock(levels)
+    except ValueError as e:  # below what is reserved: the database's own check refused it
+        console.print(f"[red]refused:[/red] {e} (a level cannot go below the units reserved)")
+        raise typer.Exit(1) from e
+    for sku, units in sorted(levels.items()):
+        console.print(f"{sku}: on hand {units}")
+
+
+@stock_app.command("set")
+def stock_set(sku: str, units: int) -> None:
+    """Set SKU's units on hand (refused below what is reserved)."""
+    if units < 0:
+        console.print("[red]refused:[/red] units must be >= 0")
+        raise typer.Exit(2)
+    _set_levels({sku: units})
+
+
+@stock_app.command("load")
+def stock_load(file: Path) -> None:
+    """Set levels from a JSON ({"SKU": n} or [{"sku","on_hand"}]) or CSV (sku,on_hand) file."""
+    from adapters.inventory.seed import load_stock_file
+
+    try:
+        levels = load_stock_file(file)
+    except (OSError, ValueError) as e:
+        console.print(f"[red]cannot load {file}:[/red] {e}")
+        raise typer.Exit(2) from e
+    _set_levels(levels)
+
+
+@stock_app.command("show")
+def stock_show(sku: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Units on hand, reserved and available, for one SKU or all."""
+    levels = _stock_store(_settings()).stock_levels()
+    if sku is not None:
+        if sku not in levels:
+            console.print(f"[red]unknown SKU[/red] {sku}")
+            raise typer.Exit(1)
+        levels = {sku: levels[sku]}
+    table = Table(title="stock")
+    for column in ("sku", "on hand", "reserved", "available"):
+        table.add_column(column)
+    for name, (on_hand, reserved) in levels.items():
+        table.add_row(name, str(on_hand), str(reserved), str(on_hand - reserved))
+    console.print(table)
 
 
 @app.command()

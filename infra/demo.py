@@ -191,6 +191,11 @@ def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 12
     console.print(f"topics: {len(report.created)} created, {len(report.existing)} present")
     serde = make_serde(settings.schema_registry_url)
     plan = scenarios(n)
+    # The shop stocks its SKUs the way an operator does (`saga stock load`); workers never do.
+    from adapters.inventory.seed import seed_stock
+    from infra.adapters_wiring import stock_store
+
+    seed_stock(stock_store(settings))
     with engine(settings), api_server(settings) as (base_url, key):
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=base_url, headers=headers, timeout=30) as api:

@@ -154,6 +154,15 @@ class PostgresInventory:
         except pg_errors.CheckViolation as e:
             raise ValueError(f"stock level rejected: {e.diag.message_primary}") from e
 
+    def stock_levels(self) -> dict[str, tuple[int, int]]:
+        """SKU -> (on_hand, reserved), for every SKU."""
+
+        def work(conn: Connection) -> dict[str, tuple[int, int]]:
+            rows = conn.execute("SELECT sku, on_hand, reserved FROM stock ORDER BY sku")
+            return {str(r[0]): (int(r[1]), int(r[2])) for r in rows.fetchall()}
+
+        return self._tx(work)
+
     def stock_level(self, sku: str) -> tuple[int, int]:
         """(on_hand, reserved)."""
 
