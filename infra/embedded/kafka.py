@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.embedded.kafka_runtime import find_java, kafka_classpath
-from infra.embedded.process import ServiceError, free_port, port_open, spawn, stop, wait_until
+from infra.embedded.process import (
+    ServiceError,
+    free_port,
+    port_open,
+    run_tool,
+    spawn,
+    stop,
+    wait_until,
+)
 
 ISOLATION_LEVEL = "read_committed"
 _NODE_ID = 1
@@ -106,7 +114,7 @@ class KafkaBroker:
         if (self.data_dir / "meta.properties").exists():
             return  # formatted on an earlier start: keep every record
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
+        run_tool(
             [
                 java,
                 "-cp",
@@ -120,13 +128,8 @@ class KafkaBroker:
                 str(config),
                 "--ignore-formatted",
             ],
-            capture_output=True,
-            text=True,
-            check=False,
+            failure="kafka: formatting the KRaft storage failed",
         )
-        if result.returncode != 0:
-            tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
-            raise ServiceError(f"kafka: formatting the KRaft storage failed: {tail}")
 
     def start(self) -> None:
         began = time.monotonic()

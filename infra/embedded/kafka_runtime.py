@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.embedded.process import ServiceError
+from infra.embedded.process import ServiceError, run_tool
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LOCK_FILE = PROJECT_ROOT / "kafka.lock"
@@ -111,7 +111,7 @@ def _fetch(artifacts: list[Artifact], target: Path) -> None:
         (work / "pom.xml").write_text(_pom(artifacts))
         out = work / "jars"
         # Every jar is listed explicitly: transitive resolution must not pick other versions.
-        result = subprocess.run(
+        run_tool(
             [
                 mvn,
                 "-B",
@@ -123,13 +123,8 @@ def _fetch(artifacts: list[Artifact], target: Path) -> None:
                 "-DincludeScope=runtime",
                 f"-DoutputDirectory={out}",
             ],
-            capture_output=True,
-            text=True,
-            check=False,
+            failure="kafka: fetching the broker's jars with Maven failed",
         )
-        if result.returncode != 0:
-            tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
-            raise ServiceError(f"kafka: fetching the broker's jars with Maven failed: {tail}")
         _verified(artifacts, out)  # check before anything lands in the cache
         target.mkdir(parents=True, exist_ok=True)
         for a in artifacts:

@@ -58,6 +58,14 @@ def _tail(log: Path | None, lines: int = 5) -> str:
     return " | ".join(text) or "(empty log)"
 
 
+def run_tool(argv: Sequence[str], *, failure: str) -> None:
+    """Run a one-shot set-up command; on failure raise `failure: <last lines of its output>`."""
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
+        raise ServiceError(f"{failure}: {tail}")
+
+
 def _die_with_parent(uid: int | None) -> Callable[[], None]:
     def preexec() -> None:
         # Linux: SIGTERM the child when the parent dies, even by SIGKILL, so no orphan survives.
