@@ -437,6 +437,33 @@ class StepTimedOut:
 
 
 @dataclass(frozen=True, slots=True)
+class StepSucceeded:
+    """decide accepted the answer to a forward step's outstanding attempt (a reply, or the
+    provider's signal after 3-D Secure). `amount` is the tax or shipping quoted, `reference` the
+    reservation or payment the saga now uses. Recorded so a rebuild never re-judges the reply."""
+
+    checkout_id: str
+    step: Step
+    attempt: int
+    amount: int | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepAttemptFailed:
+    """decide judged an attempt of a step failed: the adapter said so, the answer did not match
+    what was asked, the customer's payment action failed, or the deadline passed. `retryable`
+    is the verdict decide acts on; the retry or compensation that follows is its own event."""
+
+    checkout_id: str
+    step: Step
+    attempt: int
+    reason: str
+    retryable: bool
+    reference: str | None = None  # the payment the attempt created, when one exists
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentSignalRecorded:
     """A webhook signal the saga accepted (kept so a duplicate is recognised after a rebuild)."""
 
@@ -613,6 +640,8 @@ SagaEvent = (
     | StepStarted
     | StepRetryScheduled
     | StepTimedOut
+    | StepSucceeded
+    | StepAttemptFailed
     | PaymentSignalRecorded
     | PaymentActionAwaited
     | CompensationStarted

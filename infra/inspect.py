@@ -13,8 +13,8 @@ from events.envelope import Envelope
 from events.serde import DecodeError, Serde
 from events.topics import CHECKOUT_EVENTS
 from infra.log_reader import read_to_end
-from saga.checkout import fold
 from saga.evolve import REPLY_STEP, FailureReply  # reply type -> the step it answers
+from saga.upcast import replay_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +97,10 @@ def step_summaries(history: list[Envelope[Any]]) -> list[StepSummary]:
         if isinstance(msg, m.StepStarted):
             started.setdefault(msg.step, e.occurred_at)
             attempts[msg.step] = max(attempts.get(msg.step, 0), msg.attempt)
+        elif isinstance(msg, m.StepSucceeded | m.StepAttemptFailed):
+            # The verdict decide recorded overrides what the reply alone suggests.
+            outcome = "succeeded" if isinstance(msg, m.StepSucceeded) else "failed"
+            finished[msg.step] = (outcome, e.occurred_at)
         elif (step := REPLY_STEP.get(type(msg))) is not None:
             outcome = (
                 "failed"
@@ -118,7 +122,7 @@ def step_summaries(history: list[Envelope[Any]]) -> list[StepSummary]:
 
 
 def status_of(history: list[Envelope[Any]]) -> str:
-    state = fold(e.message for e in history)
+    state = replay_all((e.message, e.schema_version) for e in history)
     return "UNKNOWN" if state is None else str(state.status)
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from events import messages as m
 from events.messages import AdapterCommand, Step
+from saga import verdicts
 from saga.commands import compensation_command, forward_command
 from saga.evolve import CheckoutEvent, evolve, fold
 from saga.ids import idempotency_key, order_id_for
@@ -189,37 +190,30 @@ def _why_not_refundable(state: SagaState, command: m.RequestRefund) -> str | Non
 def _payment_signal(draft: _Draft, signal: m.RecordPaymentSignal) -> None:
     if signal.provider_event_id in draft.state.seen_provider_event_ids:
         return  # webhook redelivery
-    draft.record(
-        m.PaymentSignalRecorded(
-            signal.checkout_id,
-            signal.provider_event_id,
-            signal.signal,
-            signal.payment_id,
-            signal.amount,
-        )
+    recorded = m.PaymentSignalRecorded(
+        signal.checkout_id,
+        signal.provider_event_id,
+        signal.signal,
+        signal.payment_id,
+        signal.amount,
     )
+    draft.record(recorded)
+    for verdict in verdicts.of_signal(draft.state, recorded):
+        draft.record(verdict)
 
 
 def _adapter_reply(draft: _Draft, reply: m.AdapterReply) -> None:
     before = draft.state
-    if evolve(before, reply) == before:
+    noted = evolve(before, reply)
+    action_deadline = draft.now + draft.policy.payment_action_wait_ms
+    judged = verdicts.of_reply(noted, reply, action_deadline)
+    if not judged and noted == before:
         return  # duplicate, or a superseded reply that holds nothing new
     draft.record(reply)
-    entered_action_wait = before.status is not Status.AWAITING_PAYMENT_ACTION
-    if entered_action_wait and draft.state.status is Status.AWAITING_PAYMENT_ACTION:
-        _await_payment_action(draft)
+    for verdict in judged:
+        draft.record(verdict)
     if isinstance(reply, m.PaymentRefunded):
         _publish_refund(draft, before, reply)
-
-
-def _await_payment_action(draft: _Draft) -> None:
-    """3-D Secure: the customer gets the policy's wait, recorded so that a rebuild knows it."""
-    state = draft.state
-    auth = state.step(Step.AUTHORIZE_PAYMENT)
-    deadline = draft.now + draft.policy.payment_action_wait_ms
-    draft.record(
-        m.PaymentActionAwaited(state.checkout_id, auth.attempt, state.payment_id or "", deadline)
-    )
 
 
 def _publish_refund(draft: _Draft, before: SagaState, reply: m.PaymentRefunded) -> None:
@@ -326,7 +320,7 @@ def _fire_deadlines(draft: _Draft) -> bool:
             current = state.step(step)
             waiting = current.phase in (Phase.IN_FLIGHT, Phase.AWAITING_ACTION)
             if waiting and current.deadline_at is not None and now >= current.deadline_at:
-                draft.record(m.StepTimedOut(state.checkout_id, step, current.attempt))
+                _time_out(draft, m.StepTimedOut(state.checkout_id, step, current.attempt))
                 return True
     task = state.compensation
     if (
@@ -335,9 +329,16 @@ def _fire_deadlines(draft: _Draft) -> bool:
         and task.deadline_at is not None
         and now >= task.deadline_at
     ):
-        draft.record(m.StepTimedOut(state.checkout_id, task.step, task.attempt))
+        _time_out(draft, m.StepTimedOut(state.checkout_id, task.step, task.attempt))
         return True
     return False
+
+
+def _time_out(draft: _Draft, timed_out: m.StepTimedOut) -> None:
+    judged = verdicts.of_timeout(draft.state, timed_out)
+    draft.record(timed_out)
+    for verdict in judged:
+        draft.record(verdict)
 
 
 def _fail_lapsed_reservation(draft: _Draft) -> bool:

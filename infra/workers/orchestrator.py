@@ -21,9 +21,10 @@ from events.serde import DecodeError, Serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, ORDERS_EVENTS, topic_for
 from infra.log_reader import read_to_end
 from infra.processor import BaseHandler, Incoming, Output, PermanentFailure, where
-from saga.checkout import UnknownCheckout, decide, evolve, next_wakeup
+from saga.checkout import UnknownCheckout, decide, next_wakeup
 from saga.policy import DEFAULT_POLICY, Policy
 from saga.state import SagaState
+from saga.upcast import replay
 
 log = logging.getLogger(__name__)
 PRODUCER = "orchestrator"
@@ -170,5 +171,7 @@ class OrchestratorHandler(BaseHandler):
         if envelope.message_id in seen:  # an aborted copy the broker showed us (decision 0006)
             return
         seen.add(envelope.message_id)
-        self._states[checkout_id] = evolve(self._states.get(checkout_id), envelope.message)
+        self._states[checkout_id] = replay(
+            self._states.get(checkout_id), envelope.message, envelope.schema_version
+        )
         self._partition_of[checkout_id] = partition
