@@ -4,7 +4,7 @@ An adapter reply, a provider's webhook or a passed deadline is a fact; whether i
 step the saga waits for — and whether a failure is worth retrying — is a rule. decide records
 the verdicts these functions return next to the fact (StepSucceeded, StepAttemptFailed,
 PaymentActionAwaited), so `evolve` only applies what was decided and a later change to a rule
-never changes the meaning of history already written (docs/decisions/0011-facts-and-verdicts.md).
+never changes the meaning of history already written (docs/decisions/0012-facts-and-verdicts.md).
 
 History written before verdicts were recorded (history version 1) is read through
 `saga.upcast`, which asks these same functions; the recorded v1 histories in
