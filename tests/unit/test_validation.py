@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from saga_harness import cancel, refund_request, start
 
 from events import messages as m
 from events import validation as v
 from events.envelope import Envelope
 from events.serde import SingleObjectSerde
-from tests.unit.saga_harness import cancel, refund_request, start
 
 
 def _encoded_size(command: m.StartCheckout) -> int:
