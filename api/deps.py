@@ -18,6 +18,7 @@ from api.ports import (
     RateLimiter,
     WebhookIngest,
 )
+from events.validation import MAX_COMMAND_BYTES
 from infra.settings import Settings
 
 
@@ -34,7 +35,7 @@ class ApiDeps:
     webhook_ingest: WebhookIngest
     probes: Mapping[str, Probe] = field(default_factory=dict)  # name -> readiness check
     clock: Callable[[], float] = time.time  # epoch seconds
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = MAX_COMMAND_BYTES  # the orchestrator refuses bigger commands too
     # How long a request waits for a concurrent twin (same Idempotency-Key and body) to finish.
     idempotency_wait_s: float = 5.0
     close: Callable[[], None] = lambda: None  # releases what the wiring opened

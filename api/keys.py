@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from api.ports import ApiKey
+from events.validation import TENANT
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 """A connection factory, e.g. `psycopg_pool.ConnectionPool.connection`."""
@@ -65,8 +66,10 @@ def hash_key(plaintext: str) -> bytes:
 
 def create_api_key(conn: psycopg.Connection[Any], tenant: str, name: str) -> str:
     """A new key for `tenant`. The plaintext is returned once and never stored."""
-    if not tenant.strip():
-        raise ValueError("tenant must not be empty")
+    # The tenant goes into every StartCheckout of this key, and the orchestrator refuses a
+    # command whose tenant breaks the limits: refuse such a tenant here, where it is named.
+    if (reason := TENANT.check(tenant)) is not None:
+        raise ValueError(f"tenant {reason}")
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     with conn.transaction():
         conn.execute(

@@ -541,6 +541,18 @@ class RefundRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandRejected:
+    """A known checkout refused a command that has no rejection of its own (CancelCheckout has
+    CancellationRejected, RequestRefund has RefundRejected): e.g. a second StartCheckout with
+    this checkout_id and another body. Recorded so the refusal has a trace an operator can
+    read; the envelope's causation_id is the refused command's message id."""
+
+    checkout_id: str
+    command: str  # the refused command's type, e.g. "StartCheckout"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CheckoutNeedsAttention:
     """Parked for an operator: a compensation kept failing. Never a silently dead saga."""
 
@@ -651,6 +663,7 @@ SagaEvent = (
     | CancellationRejected
     | RefundRequested
     | RefundRejected
+    | CommandRejected
     | CheckoutNeedsAttention
 )
 

@@ -81,15 +81,13 @@ def decide(
     if state is None:
         if isinstance(message, m.StartCheckout):
             return _start(message, now, policy)
-        if isinstance(message, m.RecordPaymentSignal):
-            # Money moved for a checkout this partition does not know. It cannot be remembered
-            # here (a stream starts with CheckoutStarted), and dropping it would lose a payment
-            # fact: the processor dead-letters it with this reason, for an operator to redrive.
-            raise UnknownCheckout(
-                f"payment signal {message.provider_event_id} ({message.signal} of "
-                f"{message.payment_id}) for unknown checkout {message.checkout_id}"
-            )
-        return NOTHING  # nothing to cancel, refund or apply a reply to
+        if isinstance(message, m.Tick):
+            return NOTHING  # a tick is about a partition's clock, not about any checkout
+        # A cancel, refund, reply or payment signal for a checkout this partition does not
+        # know. It cannot be remembered here (a stream starts with CheckoutStarted), and the
+        # API may already have answered 202 for it: the processor dead-letters it with this
+        # reason, for an operator to redrive once the history is found.
+        raise UnknownCheckout(_unknown_checkout(message))
     draft = _Draft(state, now, policy, tick=isinstance(message, m.Tick))
     match message:
         case m.CancelCheckout():
@@ -102,8 +100,10 @@ def decide(
             pass
         case _ if isinstance(message, m.AdapterReply):
             _adapter_reply(draft, message)
+        case m.StartCheckout():
+            _start_again(draft, message)
         case _:
-            return NOTHING  # a duplicate StartCheckout, or not an input of the saga
+            return NOTHING  # not an input of the saga (the processor refuses it by topic)
     if not draft.events and not draft.tick:
         return NOTHING  # nothing new: duplicates and superseded failures change nothing
     _advance(draft)
@@ -111,6 +111,54 @@ def decide(
 
 
 # --- inputs --------------------------------------------------------------------------------
+
+
+def _unknown_checkout(message: m.Message) -> str:
+    """The dead-letter reason for an input naming a checkout with no history: the checkout and
+    enough of the message to find it (the envelope's message id is added by the processor)."""
+    checkout_id = getattr(message, "checkout_id", "?")
+    match message:
+        case m.RecordPaymentSignal():
+            what = (
+                f"payment signal {message.provider_event_id} ({message.signal} of "
+                f"{message.payment_id})"
+            )
+        case m.RequestRefund():
+            what = (
+                f"RequestRefund {message.refund_request_id} of {message.amount} {message.currency}"
+            )
+        case m.CancelCheckout():
+            what = "CancelCheckout"
+        case _ if isinstance(message, m.AdapterReply):
+            what = f"{type(message).__name__} (attempt {message.attempt})"
+        case _:
+            what = type(message).__name__
+    return f"{what} for unknown checkout {checkout_id}"
+
+
+# What a StartCheckout says; a second one for the same checkout_id must say the same.
+_START_FIELDS = (
+    "tenant_id",
+    "customer_id",
+    "customer_email",
+    "currency",
+    "items",
+    "shipping_address",
+    "payment_provider",
+    "payment_method",
+)
+
+
+def _start_again(draft: _Draft, command: m.StartCheckout) -> None:
+    """A StartCheckout for a checkout that has started. The same body is a redelivery (nothing
+    to do); another body is a different checkout reusing the id, which must not be silently
+    folded into this one, nor silently dropped."""
+    started = draft.state.order
+    differ = [f for f in _START_FIELDS if getattr(command, f) != getattr(started, f)]
+    if not differ:
+        return
+    reason = f"checkout already started with another body (differs in {', '.join(differ)})"
+    draft.record(m.CommandRejected(command.checkout_id, "StartCheckout", reason))
 
 
 def _start(command: m.StartCheckout, now: int, policy: Policy) -> Decision:

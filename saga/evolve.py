@@ -79,8 +79,8 @@ def evolve(state: SagaState | None, event: CheckoutEvent) -> SagaState:
             return replace(state, status=Status.FAILED)
         case m.CheckoutCancelled():
             return replace(state, status=Status.CANCELLED)
-        case m.CancellationRejected():
-            return state
+        case m.CancellationRejected() | m.CommandRejected():
+            return state  # a refusal changes nothing; it is recorded for the operator
         case m.RefundRequested():
             request = RefundRequest(event.refund_request_id, event.amount, RefundStatus.PENDING)
             return replace(state, refund_requests=(*state.refund_requests, request))

@@ -19,6 +19,7 @@ from events import messages as m
 from events.envelope import Envelope
 from events.serde import DecodeError, Serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, ORDERS_EVENTS, topic_for
+from events.validation import refusal
 from infra.log_reader import read_to_end
 from infra.processor import BaseHandler, Incoming, Output, PermanentFailure, where
 from saga.checkout import UnknownCheckout, decide, next_wakeup
@@ -60,6 +61,10 @@ class OrchestratorHandler(BaseHandler):
         msg = message.envelope.message
         if isinstance(msg, m.Tick):
             return self._on_tick(message, msg)
+        refused = refusal(msg, message.size)
+        if refused is not None:
+            # Anyone with produce rights can skip the API: the same limits hold here (issue 12).
+            raise PermanentFailure(f"{refused} (message {message.envelope.message_id})")
         checkout_id = message.envelope.checkout_id
         self._partition_of.setdefault(checkout_id, message.partition)
         return self._decide(message, checkout_id, msg, now=message.envelope.occurred_at)
@@ -96,7 +101,7 @@ class OrchestratorHandler(BaseHandler):
             decision = decide(self.state_of(checkout_id), msg, now, self._policy)
         except UnknownCheckout as e:
             # Redelivery cannot create the history it lacks: dead-letter at once for an operator.
-            raise PermanentFailure(str(e)) from e
+            raise PermanentFailure(f"{e} (message {message.envelope.message_id})") from e
         if decision.state is not None:
             self._staged[checkout_id] = decision.state
         # Every decision event goes to checkout.events — accepted replies too, whatever their
