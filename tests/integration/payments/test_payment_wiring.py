@@ -17,7 +17,6 @@ from adapters.payments.registry import (
     ProviderAccount,
     RoutingRule,
     Secret,
-    main,
     register_provider,
     stored_providers,
 )
@@ -30,6 +29,7 @@ from events.messages import (
     RefundPayment,
 )
 from infra.adapters_wiring import payment_service
+from infra.providers_cli import main
 from infra.settings import Settings
 from tests.integration.payments.razorpay_peer import RazorpayPeer, token_for
 
@@ -53,8 +53,8 @@ def db_settings(settings: Settings, database_url: str) -> Settings:
 @pytest.fixture
 def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> PostgresProviderStore:
     key = Fernet.generate_key().decode()
-    monkeypatch.setenv(KEY_ENV, key)
-    return PostgresProviderStore.from_environment(lambda: psycopg.connect(database_url))
+    monkeypatch.setenv(KEY_ENV, key)  # for the CLI, which reads it through Settings
+    return PostgresProviderStore.from_key(lambda: psycopg.connect(database_url), key)
 
 
 def razorpay_account(peer: RazorpayPeer, tenant: str = "shop-in") -> ProviderAccount:
