@@ -181,7 +181,10 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYMENT_PROVIDER_SECRET": ("payment_provider_secret", _optional_str),
     "SAGA_PROJECTOR_METRICS_PORT": ("projector_metrics_port", _optional_port),
     "EASYPOST_API_KEY": ("easypost_api_key", _optional_str),
-    "EASYPOST_API_BASE": ("easypost_api_base", lambda raw: raw.strip() or "https://api.easypost.com"),
+    "EASYPOST_API_BASE": (
+        "easypost_api_base",
+        lambda raw: raw.strip() or "https://api.easypost.com",
+    ),
     "EASYPOST_CARRIER": ("easypost_carrier", lambda raw: raw.strip() or "USPS"),
     "SHIP_FROM_LINE1": ("ship_from_line1", _optional_str),
     "SHIP_FROM_CITY": ("ship_from_city", _optional_str),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,14 +65,19 @@ class LocalStripe:
         self._proc = None
 
 
-def register_webhook(stripe_base: str, url: str, secret: str, endpoint_id: str = "saga") -> None:
-    """localstripe's `/_config/webhooks/{id}`: events signed with `secret` go to `url`."""
+def register_webhook(
+    stripe_base: str,
+    url: str,
+    secret: str,
+    endpoint_id: str = "saga",
+    events: Sequence[str] | None = None,
+) -> None:
+    """localstripe's `/_config/webhooks/{id}`: events (all, or those named) signed with
+    `secret` go to `url`. Registering the same id again replaces the endpoint."""
     import httpx
 
-    response = httpx.post(
-        f"{stripe_base}/_config/webhooks/{endpoint_id}",
-        data={"url": url, "secret": secret},
-        timeout=5,
-    )
+    data = {"url": url, "secret": secret}
+    data.update({f"events[{i}]": name for i, name in enumerate(events or ())})
+    response = httpx.post(f"{stripe_base}/_config/webhooks/{endpoint_id}", data=data, timeout=5)
     if response.status_code != 200:
         raise ServiceError(f"stripe: registering the webhook failed: HTTP {response.status_code}")

@@ -81,7 +81,7 @@ def test_one_webhook_secret_or_a_rotation_list_or_both() -> None:
         {"STRIPE_WEBHOOK_SECRET": "whsec_a", "STRIPE_WEBHOOK_SECRETS": "whsec_b,whsec_a"}
     )
     assert both.stripe_webhook_secrets == ("whsec_a", "whsec_b")
-    with pytest.raises(ConfigError, match="^STRIPE_WEBHOOK_SECRET=<hidden> is invalid"):
+    with pytest.raises(ConfigError, match=r"^STRIPE_WEBHOOK_SECRET=<hidden> is invalid"):
         load_settings({"STRIPE_WEBHOOK_SECRET": " "})
 
 
