@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -99,9 +99,9 @@ class Settings:
     redis_url: str | None = None
     stripe_api_base: str | None = None
     # No default: the embedded stack generates one for its localstripe; a real Stripe needs its own.
-    stripe_api_key: str | None = None
+    stripe_api_key: str | None = field(default=None, repr=False)
     schema_registry_url: str | None = None
-    taxjar_api_key: str | None = None
+    taxjar_api_key: str | None = field(default=None, repr=False)
     partitions: int = 6
     replication_factor: int = 1
     min_insync_replicas: int = 1  # for real clusters; applied to topics when replication > 1
@@ -120,20 +120,21 @@ class Settings:
     api_port: int = 8080
     # Secrets have no usable default: a deployment that forgets them must not start and accept
     # tokens or webhooks anyone could forge. The embedded stack generates them per data dir.
-    jwt_secret: str | None = None  # HS256, >= 32 bytes
+    jwt_secret: str | None = field(default=None, repr=False)  # HS256, >= 32 bytes
     rate_limit_per_minute: int = 600  # per API key and per IP, on checkout and auth routes
-    stripe_webhook_secrets: tuple[str, ...] = ()  # several during rotation, newest first
+    # several during rotation, newest first
+    stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     # Email: an SMTP URL (smtp://host:port) or unset for the embedded demo inbox
     smtp_url: str | None = None
     email_from: str = "orders@shop.example"
     # Fernet key that decrypts the payment_providers table's credentials
-    payment_providers_key: str | None = None
+    payment_providers_key: str | None = field(default=None, repr=False)
     # Only `saga provider register` reads it: a credential never goes on the command line.
-    payment_provider_secret: str | None = None
+    payment_provider_secret: str | None = field(default=None, repr=False)
     projector_metrics_port: int | None = None  # unset: the projector serves no /metrics
     # Fulfilment labels: the built-in rate table unless EASYPOST_API_KEY is set (then the
     # ship-from address is required).
-    easypost_api_key: str | None = None
+    easypost_api_key: str | None = field(default=None, repr=False)
     easypost_api_base: str = "https://api.easypost.com"
     easypost_carrier: str = "USPS"
     ship_from_line1: str | None = None

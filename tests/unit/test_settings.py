@@ -123,3 +123,16 @@ def test_an_env_file_fills_only_what_the_environment_leaves_unset(tmp_path: Path
     s = load_settings({"SAGA_PARTITIONS": "9"}, env_file=env_file)
     assert s.jwt_secret == "f" * 40 and s.partitions == 9
     assert load_settings({}, env_file=tmp_path / "missing.env") == load_settings({})
+
+
+def test_secrets_never_show_in_the_settings_repr() -> None:
+    s = load_settings(
+        {
+            "JWT_SECRET": "jwt-" + "q" * 40,
+            "STRIPE_WEBHOOK_SECRET": "whsec_visible",
+            "STRIPE_API_KEY": "sk_live_visible",
+            "TAXJAR_API_KEY": "taxjar-visible",
+        }
+    )
+    shown = repr(s)
+    assert "q" * 40 not in shown and "visible" not in shown
