@@ -136,3 +136,7 @@ def test_secrets_never_show_in_the_settings_repr() -> None:
     )
     shown = repr(s)
     assert "q" * 40 not in shown and "visible" not in shown
+
+
+def test_the_api_binds_loopback_unless_told_otherwise() -> None:
+    assert load_settings({}).api_host == "127.0.0.1"
