@@ -19,12 +19,11 @@ from api.ports import (
     WebhookIngest,
 )
 from events.validation import MAX_COMMAND_BYTES
-from infra.settings import Settings
 
 
 @dataclass
 class ApiDeps:
-    settings: Settings
+    jwt_secret: str = field(repr=False)  # HS256 key that operator/admin tokens are signed with
     bus: CommandBus  # the Kafka producer wrapper (acknowledged writes)
     reads: CheckoutReads  # projections (PostgreSQL)
     accepted: AcceptedCheckouts  # Redis: checkouts accepted, maybe not projected yet

@@ -87,23 +87,25 @@ def _ensure(settings: Settings, bootstrap: str, fix: bool = False) -> TopicRepor
     )
 
 
+ENV_FILE = "saga.env"
+
+
 def _write_env_file(running: RunningStack, data_dir: Path) -> Path:
-    """Every URL a worker needs, as `export` lines; private to the user (it will hold secrets)."""
+    """Every URL and secret a worker or the API needs, as `export` lines; private to the user
+    (0600 from creation: it holds the JWT and webhook secrets)."""
+    import os
     import shlex
 
-    s = running.settings
-    values = {
-        "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
-        "KAFKA_ISOLATION_LEVEL": s.kafka_isolation_level,
-        "DATABASE_URL": s.database_url,
-        "REDIS_URL": s.redis_url,
-        "STRIPE_API_BASE": s.stripe_api_base,
-        "SMTP_URL": s.smtp_url,
-    }
-    path = data_dir / "saga.env"
-    text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items() if v)
-    path.touch(mode=0o600)
-    path.write_text(text)
+    from infra.settings import to_environ
+
+    values = to_environ(running.settings)
+    values.setdefault("KAFKA_ISOLATION_LEVEL", running.settings.kafka_isolation_level)
+    path = data_dir / ENV_FILE
+    text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(values.items()))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file may have been created with wider permissions
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     return path
 
 
@@ -134,9 +136,10 @@ def up(
         console.print(f"data directory: {data_dir}")
         console.print(f'environment for workers: eval "$(cat {env_file})"')
         console.print(
-            "export these as KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL / "
-            "STRIPE_API_BASE (and KAFKA_ISOLATION_LEVEL) to point workers at this stack. "
-            "Ctrl-C stops it."
+            "it sets KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL / STRIPE_API_BASE, "
+            "KAFKA_ISOLATION_LEVEL and this directory's generated secrets (JWT_SECRET, "
+            "STRIPE_WEBHOOK_SECRETS, STRIPE_API_KEY) to point workers and the API at this "
+            "stack. Ctrl-C stops it."
         )
         stop.wait()
         console.print("stopping…")
@@ -240,7 +243,7 @@ def worker(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     if role == "projector":  # a sink into PostgreSQL, not a Kafka->Kafka processor
-        from projections.worker import run_projector
+        from infra.workers.projector import run_projector
 
         run_projector(settings)
         return
@@ -312,8 +315,8 @@ def bench() -> None:
 
 
 def _register_projections() -> None:
-    """`saga replay`, `saga status`, `saga db upgrade` (projections/cli.py)."""
-    from projections.cli import register
+    """`saga replay`, `saga status`, `saga db upgrade` (infra/projections_cli.py)."""
+    from infra.projections_cli import register
 
     register(app, console)
 
@@ -327,16 +330,83 @@ def api_command() -> None:
     import uvicorn
 
     from api.app import create_app
-    from api.wiring import MissingServiceError, build_api_deps
+    from infra.api_wiring import MissingServiceError, build_api_deps
 
     settings = _settings()
     logging.basicConfig(level=settings.log_level, stream=sys.stderr)
     try:
         deps = build_api_deps(settings)
-    except MissingServiceError as e:
-        console.print(f"[red]{e}[/red]")
+    except (MissingServiceError, ConfigError) as e:
+        console.print(f"[red]{e}[/red]", soft_wrap=True)
         raise typer.Exit(2) from e
     uvicorn.run(create_app(deps), host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+token_app = typer.Typer(help="JWTs for operators and admins", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from `90`, `90s`, `15m`, `12h` or `7d`."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    raw = text.strip().lower()
+    factor = units.get(raw[-1:], 0)
+    number = raw[:-1] if factor else raw
+    if not factor:
+        factor = 1
+    if not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"expected a positive duration like 900, 15m, 12h or 7d, got {text!r}")
+    return int(number) * factor
+
+
+MAX_TOKEN_TTL_S = 30 * 86400  # a token cannot be revoked: keep its lifetime bounded
+
+
+@token_app.command("create")
+def token_create(
+    role: str = typer.Option(..., help="operator | admin | storefront"),
+    tenant: str | None = typer.Option(None, help="the tenant (required for a storefront token)"),
+    ttl: str = typer.Option("1h", help="lifetime: 900, 15m, 12h, 7d (at most 30d)"),
+    subject: str | None = typer.Option(None, "--sub", help="who the token is for (audit log)"),
+    env_file: Annotated[
+        Path,
+        typer.Option(help="`saga up`'s env file, read when the environment sets no JWT_SECRET"),
+    ] = DEFAULT_DATA_DIR / ENV_FILE,
+) -> None:
+    """Mint an HS256 token the API accepts, signed with JWT_SECRET; prints only the token."""
+    import getpass
+    import time
+
+    from api.auth import ROLES, make_token
+    from infra.settings import require
+
+    errors = Console(stderr=True)
+    try:
+        if role not in ROLES:
+            raise ValueError(f"--role must be one of {', '.join(ROLES)}")
+        if role == "storefront" and not tenant:
+            raise ValueError("a storefront token needs --tenant")
+        seconds = parse_duration(ttl)
+        if seconds > MAX_TOKEN_TTL_S:
+            raise ValueError(f"--ttl {ttl!r} is longer than 30d")
+        # The environment first; without JWT_SECRET there, the data directory's env file (what
+        # `saga up` wrote) fills it, so an operator on the same machine needs no export.
+        settings = load_settings()
+        if not settings.jwt_secret:
+            settings = load_settings(env_file=env_file)
+        require(settings, "jwt_secret", who="`saga token create`")
+    except (ValueError, OSError) as e:  # ConfigError is a ValueError
+        errors.print(f"[red]{e}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from e
+    assert settings.jwt_secret
+    token = make_token(
+        settings.jwt_secret,
+        sub=subject or f"{getpass.getuser()}-cli",
+        role=role,
+        exp=int(time.time()) + seconds,
+        tenant=tenant,
+    )
+    print(token)
 
 
 api_key_app = typer.Typer(help="Storefront API keys", no_args_is_help=True)

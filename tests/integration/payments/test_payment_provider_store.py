@@ -20,7 +20,7 @@ def test_secret_is_encrypted_at_rest_and_round_trips_with_the_key(database_url: 
     def connect() -> psycopg.Connection:
         return psycopg.connect(database_url)
 
-    store = PostgresProviderStore.from_environment(connect, {"PAYMENT_PROVIDERS_KEY": key})
+    store = PostgresProviderStore.from_key(connect, key)
     store.ensure_schema()
     account = ProviderAccount(
         "shop-in/razorpay", "shop-in", "razorpay", "rzp_key", Secret(secret), {"api_base": "x"}
@@ -43,4 +43,4 @@ def test_secret_is_encrypted_at_rest_and_round_trips_with_the_key(database_url: 
         wrong.load()
     assert secret not in str(info.value)
     with pytest.raises(RuntimeError, match="PAYMENT_PROVIDERS_KEY"):
-        PostgresProviderStore.from_environment(connect, {})
+        PostgresProviderStore.from_key(connect, None)
