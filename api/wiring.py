@@ -15,13 +15,13 @@ from adapters.payments.webhook_ingest import WebhookIngest
 from adapters.payments.webhooks import RedisEventStore, StripeWebhookHandler
 from api.bus import KafkaCommandBus
 from api.deps import ApiDeps
-from api.keys import PostgresAuditLog, PostgresKeyStore, ensure_schema
+from api.keys import PostgresAuditLog, PostgresKeyStore
 from api.ports import Probe
 from api.reads import ProjectionReads
 from api.redis_stores import RedisAcceptedCheckouts, RedisIdempotencyStore, RedisTokenBucket
+from db.migrate import upgrade as upgrade_schema
 from events.serde import make_serde
 from infra.settings import Settings
-from projections.migrate import upgrade as upgrade_read_models
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ def _probes(
 
 def build_api_deps(settings: Settings) -> ApiDeps:
     bootstrap, database_url, redis_url = _require(settings)
-    # The API reads the projections: bring their schema up first (idempotent, serialised by an
-    # advisory lock) so a request never meets a missing table on a fresh database.
-    upgrade_read_models(database_url)
+    # The API reads the projections and writes api_keys/audit_log: bring the schema up first
+    # (idempotent, serialised by an advisory lock) so a request never meets a missing table.
+    upgrade_schema(database_url)
     if len(settings.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
         log.warning(
             "JWT_SECRET is shorter than %d bytes; set a long random one", MIN_JWT_SECRET_BYTES
@@ -87,8 +87,6 @@ def build_api_deps(settings: Settings) -> ApiDeps:
             database_url, min_size=1, max_size=20, open=True, name="api"
         )
         opened.callback(pool.close)
-        with pool.connection() as conn:
-            ensure_schema(conn)
         client = redis.Redis.from_url(
             redis_url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S
         )

@@ -195,28 +195,6 @@ def build_gateway(account: ProviderAccount) -> PaymentGateway:
 
 # --- encrypted storage ----------------------------------------------------------------------
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS payment_providers (
-    key               text PRIMARY KEY,
-    tenant_id         text NOT NULL,
-    kind              text NOT NULL,
-    key_id            text NOT NULL,
-    secret_ciphertext bytea NOT NULL,
-    options           jsonb NOT NULL DEFAULT '{}'::jsonb,
-    updated_at        timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS payment_providers_tenant ON payment_providers (tenant_id);
-CREATE TABLE IF NOT EXISTS payment_routes (
-    tenant_id  text NOT NULL,
-    position   integer NOT NULL,
-    provider   text NOT NULL REFERENCES payment_providers (key) ON DELETE CASCADE,
-    currencies text[] NOT NULL DEFAULT '{}',
-    countries  text[] NOT NULL DEFAULT '{}',
-    fallbacks  text[] NOT NULL DEFAULT '{}',
-    PRIMARY KEY (tenant_id, position)
-);
-"""
-
 
 class PostgresProviderStore:
     """Accounts at rest: the secret column holds a Fernet token, never the secret."""
@@ -237,10 +215,6 @@ class PostgresProviderStore:
 
     def __repr__(self) -> str:
         return "PostgresProviderStore(key=Secret('********'))"
-
-    def ensure_schema(self) -> None:
-        with self._connect() as conn:
-            conn.execute(SCHEMA)
 
     def put(self, account: ProviderAccount) -> None:
         from psycopg.types.json import Jsonb
@@ -362,9 +336,9 @@ def register_provider(
             [RoutingRule("shop-in", "shop-in/razorpay", currencies=frozenset({"INR"}))],
         )
 
-    or from a shell: `python -m adapters.payments.registry register --help`.
+    or from a shell: `python -m adapters.payments.registry register --help`. The tables come
+    from the schema history (`saga db upgrade`, db/migrations).
     """
-    store.ensure_schema()
     build_gateway(account)  # refuse an account we could not use (unknown kind, no key_id)
     store.put(account)
     if routes is not None:
@@ -391,7 +365,6 @@ def stored_providers(
     if not count or not count[0]:
         return [], []
     store = PostgresProviderStore.from_environment(connect, environ)
-    store.ensure_schema()  # payment_routes may be newer than the table
     return store.load(), store.load_routes()
 
 
@@ -422,8 +395,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not url:
         print("DATABASE_URL is not set", file=sys.stderr)
         return 2
+    from db.migrate import upgrade
+
+    upgrade(url)
     store = PostgresProviderStore.from_environment(lambda: psycopg.connect(url))
-    store.ensure_schema()
     if args.command == "list":
         for account in store.load():
             print(repr(account))

@@ -51,7 +51,8 @@ def db_settings(settings: Settings, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> PostgresProviderStore:
+def store(migrated_database_url: str, monkeypatch: pytest.MonkeyPatch) -> PostgresProviderStore:
+    database_url = migrated_database_url
     key = Fernet.generate_key().decode()
     monkeypatch.setenv(KEY_ENV, key)
     return PostgresProviderStore.from_environment(lambda: psycopg.connect(database_url))
