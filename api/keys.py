@@ -27,38 +27,6 @@ Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 
 KEY_PREFIX = "sk_"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id      text PRIMARY KEY,
-    tenant_id   text NOT NULL,
-    name        text NOT NULL,
-    key_hash    bytea NOT NULL UNIQUE,
-    key_hint    text NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    revoked_at  timestamptz
-);
-CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant_id);
-CREATE TABLE IF NOT EXISTS audit_log (
-    id          bigserial PRIMARY KEY,
-    actor       text NOT NULL,
-    action      text NOT NULL,
-    object      text NOT NULL,
-    before      jsonb,
-    after       jsonb,
-    request_id  text,
-    at          timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS audit_log_object ON audit_log (object, at);
-"""
-
-
-def ensure_schema(conn: psycopg.Connection[Any]) -> None:
-    """Create `api_keys` and `audit_log` if missing (idempotent; safe on every start)."""
-    with conn.transaction():
-        # Two replicas starting together would race on CREATE ... IF NOT EXISTS.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('api.ensure_schema'))")
-        conn.execute(SCHEMA)
-
 
 def hash_key(plaintext: str) -> bytes:
     return hashlib.sha256(plaintext.encode()).digest()

@@ -40,10 +40,11 @@ def body() -> dict[str, Any]:
 
 
 def measure(settings: Any, console: Console) -> dict[str, Any]:
-    from api.keys import create_api_key, ensure_schema
+    from api.keys import create_api_key
+    from db.migrate import upgrade
 
+    upgrade(settings.database_url)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        ensure_schema(conn)
         key = create_api_key(conn, "bench", f"bench-{uuid.uuid4().hex[:6]}")
     port = free_port()
     # Every URL and the stack's generated secrets, as `saga api` reads them.

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import redis
 
+from db.migrate import upgrade
 from infra.settings import Settings, require
 
 
@@ -27,7 +28,6 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
     register`), those accounts and their `payment_routes` rules are added; they need
     PAYMENT_PROVIDERS_KEY to decrypt, and starting without it fails rather than misroutes.
     """
-    from adapters.payments import refund_ledger
     from adapters.payments.refund_ledger import LedgerGuardedGateway, RefundLedger
     from adapters.payments.registry import (
         ANY_TENANT,
@@ -43,9 +43,8 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
     # No default key: the embedded stack generates one for its localstripe.
     require(settings, "stripe_api_key", who="the payment worker")
     assert settings.stripe_api_key
+    upgrade(settings.database_url)
     connect = _connect(settings.database_url)
-    with connect() as conn:
-        refund_ledger.ensure_schema(conn)
     ledger = RefundLedger(connect)
     # Refunds must pass the ledger: it is what stops concurrent refunds exceeding the capture.
     registry = ProviderRegistry(
@@ -81,10 +80,8 @@ def stock_store(settings: Settings) -> Any:
     from adapters.inventory import postgres
 
     assert settings.database_url
-    connect = _connect(settings.database_url)
-    with connect() as conn:
-        postgres.ensure_schema(conn)
-    return postgres.PostgresInventory(connect)
+    upgrade(settings.database_url)
+    return postgres.PostgresInventory(_connect(settings.database_url))
 
 
 def inventory_service(settings: Settings) -> Callable[[Any], Any]:

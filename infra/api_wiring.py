@@ -16,14 +16,14 @@ from adapters.payments.webhook_ingest import WebhookIngest
 from adapters.payments.webhooks import RedisEventStore, StripeWebhookHandler
 from api.bus import DEFAULT_ACK_TIMEOUT_S, KafkaCommandBus
 from api.deps import ApiDeps
-from api.keys import PostgresAuditLog, PostgresKeyStore, ensure_schema
+from api.keys import PostgresAuditLog, PostgresKeyStore
 from api.ports import Probe
 from api.reads import ProjectionReads
 from api.redis_stores import RedisAcceptedCheckouts, RedisIdempotencyStore, RedisTokenBucket
+from db.migrate import upgrade as upgrade_schema
 from events.serde import make_serde
 from infra.processor import producer_config
 from infra.settings import Settings, require
-from projections.migrate import upgrade as upgrade_read_models
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,14 @@ def build_api_deps(settings: Settings) -> ApiDeps:
     require(settings, "jwt_secret", "stripe_webhook_secrets", who="the API")
     assert settings.jwt_secret
     bootstrap, database_url, redis_url = _require(settings)
-    # The API reads the projections: bring their schema up first (idempotent, serialised by an
-    # advisory lock) so a request never meets a missing table on a fresh database.
-    upgrade_read_models(database_url)
+    # The API reads the projections and writes api_keys/audit_log: bring the schema up first
+    # (idempotent, serialised by an advisory lock) so a request never meets a missing table.
+    upgrade_schema(database_url)
     with contextlib.ExitStack() as opened:
         pool: ConnectionPool[Any] = ConnectionPool(
             database_url, min_size=1, max_size=20, open=True, name="api"
         )
         opened.callback(pool.close)
-        with pool.connection() as conn:
-            ensure_schema(conn)
         client = redis.Redis.from_url(
             redis_url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S
         )

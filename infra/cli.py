@@ -25,6 +25,8 @@ topics_app = typer.Typer(help="Kafka topics", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 stock_app = typer.Typer(help="Stock levels (the only way they change)", no_args_is_help=True)
 app.add_typer(stock_app, name="stock")
+db_app = typer.Typer(help="The database schema (one Alembic history)", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 console = Console(width=max(Console().width, 140))
 
 
@@ -165,6 +167,47 @@ def topics_ensure(
         raise typer.Exit(1)
 
 
+def _database_url() -> str:
+    settings = _settings()
+    if not settings.database_url:
+        console.print("[red]DATABASE_URL is not set[/red] (start one with `saga up`)")
+        raise typer.Exit(2)
+    return settings.database_url
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: str = typer.Argument("head", help="target revision"),
+) -> None:
+    """Apply the migrations: every owned table and the read models (idempotent; every service
+    also runs them at start, under the same advisory lock)."""
+    from db.migrate import owned_revision, upgrade
+
+    url = _database_url()
+    before = owned_revision(url)
+    after = upgrade(url, revision)
+    if before == after:
+        console.print(f"at revision {after} (nothing to do)")
+    else:
+        console.print(f"upgraded {before or 'an empty database'} -> {after}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The revision the owned tables and the read models are at, and the newest this code
+    knows (exit 1 if either is behind)."""
+    from db.migrate import current_revision, head_revision, owned_revision
+
+    url = _database_url()
+    owned, read_models, head = owned_revision(url), current_revision(url), head_revision()
+    console.print(
+        f"owned tables: {owned or 'none'}  read models: {read_models or 'none'}  head: {head}"
+    )
+    if owned != head or read_models != head:
+        console.print("[yellow]behind:[/yellow] run `saga db upgrade`")
+        raise typer.Exit(1)
+
+
 def _stock_store(settings: Settings) -> Any:
     from infra.adapters_wiring import stock_store
 
@@ -174,37 +217,96 @@ def _stock_store(settings: Settings) -> Any:
     return stock_store(settings)
 
 
-def _set_levels(levels: dict[str, int]) -> None:
+def _os_user() -> str:
+    """The account running the command, from the OS (not $USER, which anyone can set)."""
+    import os
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no passwd entry (containers)
+        return f"uid:{os.getuid()}"
+
+
+ActorOption = Annotated[
+    str | None, typer.Option("--actor", help="who makes the change (default: the OS user)")
+]
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="why, kept in the audit trail (saga stock history)")
+]
+
+
+def _set_levels(levels: dict[str, int], change: Any) -> None:
     store = _stock_store(_settings())
     try:
-        store.set_stock(levels)
-    except ValueError as e:  # below what is reserved: the database's own check refused it
+        store.set_stock(levels, change)
+    except ValueError as e:  # below what is reserved: refused, nothing changed
         console.print(f"[red]refused:[/red] {e} (a level cannot go below the units reserved)")
         raise typer.Exit(1) from e
     for sku, units in sorted(levels.items()):
         console.print(f"{sku}: on hand {units}")
+    console.print(f"audited as {change.actor}" + (f": {change.reason}" if change.reason else ""))
 
 
 @stock_app.command("set")
-def stock_set(sku: str, units: int) -> None:
-    """Set SKU's units on hand (refused below what is reserved)."""
+def stock_set(sku: str, units: int, actor: ActorOption = None, reason: ReasonOption = None) -> None:
+    """Set SKU's units on hand (refused below what is reserved); audited."""
+    from adapters.inventory.seed import StockChange
+
     if units < 0:
         console.print("[red]refused:[/red] units must be >= 0")
         raise typer.Exit(2)
-    _set_levels({sku: units})
+    _set_levels({sku: units}, StockChange(actor or _os_user(), "set", reason))
 
 
 @stock_app.command("load")
-def stock_load(file: Path) -> None:
-    """Set levels from a JSON ({"SKU": n} or [{"sku","on_hand"}]) or CSV (sku,on_hand) file."""
-    from adapters.inventory.seed import load_stock_file
+def stock_load(file: Path, actor: ActorOption = None, reason: ReasonOption = None) -> None:
+    """Set levels from a JSON ({"SKU": n} or [{"sku","on_hand"}]) or CSV (sku,on_hand) file;
+    all or nothing, audited with the file's path."""
+    from adapters.inventory.seed import StockChange, load_stock_file
 
     try:
         levels = load_stock_file(file)
     except (OSError, ValueError) as e:
         console.print(f"[red]cannot load {file}:[/red] {e}")
         raise typer.Exit(2) from e
-    _set_levels(levels)
+    change = StockChange(actor or _os_user(), "load", reason, str(file.resolve()))
+    _set_levels(levels, change)
+
+
+@stock_app.command("history")
+def stock_history(
+    sku: Annotated[str | None, typer.Argument()] = None,
+    limit: int = typer.Option(50, help="newest N changes"),
+) -> None:
+    """Operator changes of on-hand levels, newest first: who, when, before -> after, reserved
+    at that moment, reason and source file."""
+    from datetime import UTC, datetime
+
+    entries = _stock_store(_settings()).stock_history(sku, limit)
+    if not entries:
+        console.print(f"no stock changes recorded{f' for {sku}' if sku else ''}")
+        raise typer.Exit(1 if sku else 0)
+    table = Table(title="stock history")
+    for column in ("at (UTC)", "actor", "command", "sku", "before", "after", "reserved"):
+        table.add_column(column)
+    table.add_column("reason")
+    table.add_column("source", overflow="fold")
+    for e in entries:
+        at = datetime.fromtimestamp(e.at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        before = "new" if e.on_hand_before is None else str(e.on_hand_before)
+        table.add_row(
+            at,
+            e.actor,
+            e.command,
+            e.sku,
+            before,
+            str(e.on_hand_after),
+            str(e.reserved),
+            e.reason or "",
+            e.source or "",
+        )
+    console.print(table)
 
 
 @stock_app.command("show")
@@ -315,7 +417,7 @@ def bench() -> None:
 
 
 def _register_projections() -> None:
-    """`saga replay`, `saga status`, `saga db upgrade` (infra/projections_cli.py)."""
+    """`saga replay`, `saga status` (infra/projections_cli.py)."""
     from infra.projections_cli import register
 
     register(app, console)
@@ -421,14 +523,15 @@ def api_key_create(
     """Create a storefront API key; the key is printed once and stored only as a hash."""
     import psycopg
 
-    from api.keys import create_api_key, ensure_schema
+    from api.keys import create_api_key
+    from db.migrate import upgrade
 
     settings = _settings()
     if not settings.database_url:
         console.print("[red]DATABASE_URL is not set[/red] (start one with `saga up`)")
         raise typer.Exit(2)
+    upgrade(settings.database_url)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        ensure_schema(conn)
         key = create_api_key(conn, tenant, name)
     console.print(f"API key for tenant {tenant!r} (shown once, store it now):")
     print(key)

@@ -196,7 +196,7 @@ def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 12
     from adapters.inventory.seed import seed_stock
     from infra.adapters_wiring import stock_store
 
-    seed_stock(stock_store(settings))
+    seed_stock(stock_store(settings), actor="demo", reason="demo shop")
     with engine(settings), api_server(settings) as (base_url, key):
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=base_url, headers=headers, timeout=30) as api:

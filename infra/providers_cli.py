@@ -48,10 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not url:
         print("DATABASE_URL is not set", file=sys.stderr)
         return 2
+    from db.migrate import upgrade
+
+    upgrade(url)
     store = PostgresProviderStore.from_key(
         lambda: psycopg.connect(url), settings.payment_providers_key
     )
-    store.ensure_schema()
     if args.command == "list":
         for account in store.load():
             print(repr(account))

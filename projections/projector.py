@@ -29,8 +29,9 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from db import migrate
 from events.serde import Serde
-from projections import migrate, store
+from projections import store
 from projections.apply import ApplyResult, Record, Topics, apply_records
 from projections.metrics import ProjectorMetrics
 from projections.model import CheckoutProjection
@@ -98,7 +99,7 @@ class Projector:
     def start(self) -> None:
         cfg = self.config
         if cfg.migrate:
-            migrate.upgrade(cfg.database_url, cfg.schema)
+            migrate.upgrade(cfg.database_url, schema=cfg.schema)
         # autocommit: every unit of work is an explicit `transaction()` block. No server-side
         # prepared statements: a replay renames schemas under us and plans must re-resolve.
         self._conn = psycopg.connect(cfg.database_url, autocommit=True, prepare_threshold=None)

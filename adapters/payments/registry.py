@@ -195,28 +195,6 @@ def build_gateway(account: ProviderAccount) -> PaymentGateway:
 
 # --- encrypted storage ----------------------------------------------------------------------
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS payment_providers (
-    key               text PRIMARY KEY,
-    tenant_id         text NOT NULL,
-    kind              text NOT NULL,
-    key_id            text NOT NULL,
-    secret_ciphertext bytea NOT NULL,
-    options           jsonb NOT NULL DEFAULT '{}'::jsonb,
-    updated_at        timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS payment_providers_tenant ON payment_providers (tenant_id);
-CREATE TABLE IF NOT EXISTS payment_routes (
-    tenant_id  text NOT NULL,
-    position   integer NOT NULL,
-    provider   text NOT NULL REFERENCES payment_providers (key) ON DELETE CASCADE,
-    currencies text[] NOT NULL DEFAULT '{}',
-    countries  text[] NOT NULL DEFAULT '{}',
-    fallbacks  text[] NOT NULL DEFAULT '{}',
-    PRIMARY KEY (tenant_id, position)
-);
-"""
-
 
 class PostgresProviderStore:
     """Accounts at rest: the secret column holds a Fernet token, never the secret."""
@@ -235,10 +213,6 @@ class PostgresProviderStore:
 
     def __repr__(self) -> str:
         return "PostgresProviderStore(key=Secret('********'))"
-
-    def ensure_schema(self) -> None:
-        with self._connect() as conn:
-            conn.execute(SCHEMA)
 
     def put(self, account: ProviderAccount) -> None:
         from psycopg.types.json import Jsonb
@@ -360,9 +334,9 @@ def register_provider(
             [RoutingRule("shop-in", "shop-in/razorpay", currencies=frozenset({"INR"}))],
         )
 
-    or from a shell: `python -m infra.providers_cli register --help`.
+    or from a shell: `python -m infra.providers_cli register --help`. The tables come
+    from the schema history (`saga db upgrade`, db/migrations).
     """
-    store.ensure_schema()
     build_gateway(account)  # refuse an account we could not use (unknown kind, no key_id)
     store.put(account)
     if routes is not None:
@@ -389,5 +363,4 @@ def stored_providers(
     if not count or not count[0]:
         return [], []
     store = PostgresProviderStore.from_key(connect, encryption_key)
-    store.ensure_schema()  # payment_routes may be newer than the table
     return store.load(), store.load_routes()

@@ -43,6 +43,7 @@ from adapters.shipping.quoted_levels import PostgresQuotedLevels, QuotedLevels
 from adapters.shipping.rate_table_carrier import RateTableCarrier
 from adapters.shipping.service import DEFAULT_ITEM_WEIGHT_GRAMS
 from adapters.shipping.shipments import LabelProvider, ShipmentLedger, TrackedShipments
+from db.migrate import upgrade
 from events import messages as m
 from events.topics import ORDERS_EVENTS
 from infra.processor import BaseHandler, Incoming, Output, PermanentFailure
@@ -195,10 +196,9 @@ def fulfilment_handler(
     def connect() -> psycopg.Connection[Any]:
         return psycopg.connect(url, connect_timeout=5, autocommit=True)
 
+    upgrade(url)
     ledger = ShipmentLedger(connect)
-    ledger.ensure_schema()
     quoted = PostgresQuotedLevels(connect)
-    quoted.ensure_schema()
     provider, carrier_name = (carrier or LabelCarrier.from_settings(settings)).build()
     return FulfilmentHandler(
         TrackedShipments(provider, ledger), quoted, carrier=carrier_name, output_topic=output_topic

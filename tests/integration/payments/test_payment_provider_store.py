@@ -13,7 +13,10 @@ from adapters.payments.registry import PostgresProviderStore, ProviderAccount, S
 pytestmark = pytest.mark.integration
 
 
-def test_secret_is_encrypted_at_rest_and_round_trips_with_the_key(database_url: str) -> None:
+def test_secret_is_encrypted_at_rest_and_round_trips_with_the_key(
+    migrated_database_url: str,
+) -> None:
+    database_url = migrated_database_url
     secret = f"rzp_live_{uuid.uuid4().hex}"
     key = Fernet.generate_key().decode()
 
@@ -21,7 +24,6 @@ def test_secret_is_encrypted_at_rest_and_round_trips_with_the_key(database_url: 
         return psycopg.connect(database_url)
 
     store = PostgresProviderStore.from_key(connect, key)
-    store.ensure_schema()
     account = ProviderAccount(
         "shop-in/razorpay", "shop-in", "razorpay", "rzp_key", Secret(secret), {"api_base": "x"}
     )

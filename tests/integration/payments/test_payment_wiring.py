@@ -60,8 +60,10 @@ def db_settings(settings: Settings, database_url: str, provider_key: str) -> Set
 
 
 @pytest.fixture
-def store(database_url: str, provider_key: str) -> PostgresProviderStore:
-    return PostgresProviderStore.from_key(lambda: psycopg.connect(database_url), provider_key)
+def store(migrated_database_url: str, provider_key: str) -> PostgresProviderStore:
+    return PostgresProviderStore.from_key(
+        lambda: psycopg.connect(migrated_database_url), provider_key
+    )
 
 
 def razorpay_account(peer: RazorpayPeer, tenant: str = "shop-in") -> ProviderAccount:
