@@ -25,7 +25,7 @@ from saga import verdicts
 from saga.commands import compensation_command, forward_command
 from saga.evolve import CheckoutEvent, evolve, fold
 from saga.ids import idempotency_key, order_id_for
-from saga.ledger import compensation_plan
+from saga.ledger import compensation_plan, due_compensations
 from saga.policy import DEFAULT_POLICY, Policy, backoff_ms
 from saga.state import (
     FORWARD_STEPS,
@@ -517,7 +517,7 @@ def _start_next_compensation(draft: _Draft) -> bool:
     state = draft.state
     if state.status is Status.NEEDS_ATTENTION or state.compensation is not None:
         return False
-    plan = compensation_plan(state)
+    plan = due_compensations(state)
     if not plan:
         return False
     step = plan[0].step

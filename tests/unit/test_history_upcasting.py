@@ -67,16 +67,16 @@ def test_version_1_history_rebuilds_the_state_it_had(index: int) -> None:
 
 
 @pytest.mark.parametrize("index", range(len(SCENARIOS)))
-def test_todays_decide_gives_the_same_inputs_the_same_meaning(index: int) -> None:
-    """Same inputs, same states; and today's events alone rebuild them."""
+def test_todays_decide_on_the_same_inputs_is_rebuilt_by_its_own_events(index: int) -> None:
+    """The rules may have changed since version 1 (ADR 0012 lists how), so the states may differ
+    from the recording; what may not differ is the log's power to rebuild them."""
     live: SagaState | None = None
     log: list[CheckoutEvent] = []
-    for message, now, _, recorded in _steps(SCENARIOS[index]):
+    for message, now, _, _ in _steps(SCENARIOS[index]):
         decision = decide(live, message, now)
         if decision.events:
             live = decision.state
             log.extend(decision.events)
-        assert digest(live) == recorded, message
     rebuilt: SagaState | None = None
     for event in log:
         rebuilt = evolve(rebuilt, event)
@@ -91,10 +91,10 @@ def test_a_history_half_version_1_half_today_rebuilds_the_live_state(index: int)
             (event, 1) for _, _, events, _ in steps[:cut] for event in events
         ]
         live = replay_all(recorded)  # what an orchestrator rebuilt after the upgrade
-        for message, now, _, expected in steps[cut:]:
+        assert digest(live) == steps[cut - 1][3]
+        for message, now, _, _ in steps[cut:]:
             decision = decide(live, message, now)
             if decision.events:
                 live = decision.state
                 recorded.extend((event, HISTORY_VERSION) for event in decision.events)
-            assert digest(live) == expected, (cut, message)
-        assert replay_all(recorded) == live
+            assert replay_all(recorded) == live, (cut, message)

@@ -362,6 +362,26 @@ def test_late_authorization_of_a_superseded_attempt_is_voided_once() -> None:
     given(*outcome.before_and_after()).when(authorized(1, pid="pi-late")).then_nothing()
 
 
+def test_a_late_reservation_waits_while_the_retry_may_answer_with_it() -> None:
+    """The inventory adapter keeps one active reservation per checkout, so the retry of a
+    timed-out reservation answers with the same one: releasing the late reply's reservation
+    at once would free the stock the saga is about to commit (found by the restart test)."""
+    retrying = given(
+        *h_started(),
+        *timed_out(RESERVE),
+        retry(RESERVE, 2, T0, "no reply before the deadline"),
+        step_started(RESERVE, 2),
+    )
+    late = retrying.when(reserved(1)).then(reserved(1))  # recorded, nothing released
+    adopted = given(*late.before_and_after()).when(reserved(2))
+    adopted.then(*ok(reserved(2)))
+    assert adopted.state.reservation_id == RESERVATION
+    assert not any(isinstance(c, m.ReleaseInventory) for c in adopted.decision.commands)
+    # Had the retry brought another reservation, the late one is a stray and goes back.
+    other = given(*late.before_and_after()).when(reserved(2, rid="res-2"))
+    other.then(*ok(reserved(2, rid="res-2")), step_started(RELEASE), commands=(release_cmd(),))
+
+
 def test_late_reservation_of_a_superseded_attempt_is_released() -> None:
     history = given(
         *h_started(),
