@@ -55,8 +55,13 @@ _JVM_OPTS = [
 
 
 def _cluster_id() -> str:
-    # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding. Like Kafka's
+    own Uuid.randomUuid, never one starting with '-': the storage tool's argument parser takes
+    it for an option (1 start in 64 failed with "--cluster-id: expected one argument")."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 @dataclass
