@@ -13,24 +13,29 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
 QUIET_POLLS = 2  # consecutive empty polls, after the lower bound, that mean "the end"
+STALL_S = 60.0  # no record for this long while still below the lower bound: the broker is stuck
 
 
-def read_to_end(
+def read_batches(
     bootstrap: str,
     topic: str,
     partitions: Sequence[int],
-    handle: Callable[[Message], None],
     *,
+    start: Mapping[int, int] | None = None,
     poll_s: float = 0.25,
-    timeout_s: float = 300,
+    stall_s: float = STALL_S,
     isolation_level: str = "read_committed",
-) -> int:
-    """Feed every committed record of `partitions` to `handle`, in order per partition."""
+    batch: int = 2000,
+) -> Iterator[list[Message]]:
+    """The committed records of `partitions` from `start` (default: the beginning) to their end,
+    a batch at a time, in order per partition. Bounded by work, not by a wall-clock cap: a long
+    read goes on as long as it makes progress and fails only when it stalls for `stall_s`.
+    The caller decides what to do between batches (yield to a poll loop, log progress)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -40,27 +45,64 @@ def read_to_end(
             "fetch.wait.max.ms": 10,
         }
     )
-    count = 0
     try:
         lower = {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
             for p in partitions
         }
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        deadline = time.monotonic() + timeout_s
+        begin = {p: (start or {}).get(p, 0) for p in partitions}
+        consumer.assign([TopicPartition(topic, p, begin[p]) for p in partitions])
+        progressed = time.monotonic()
         quiet = 0
         while quiet < QUIET_POLLS:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}{list(partitions)} not read to the end in {timeout_s}s")
-            records = [r for r in consumer.consume(1000, poll_s) if not r.error()]
-            for record in records:
-                handle(record)
-            count += len(records)
+            records = [r for r in consumer.consume(batch, poll_s) if not r.error()]
+            if records:
+                progressed = time.monotonic()
+                yield records
             reached = _positions(consumer, topic, partitions)
-            below = any(reached.get(p, 0) < lower[p] for p in partitions)
+            below = any(reached.get(p, begin[p]) < lower[p] for p in partitions)
+            if below and not records and time.monotonic() - progressed > stall_s:
+                raise TimeoutError(f"{topic}{list(partitions)}: no progress for {stall_s}s")
             quiet = 0 if records or below else quiet + 1
     finally:
         consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+    """The high watermark of each partition (a lower bound of the end; see above)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{uuid.uuid4()}"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+def read_to_end(
+    bootstrap: str,
+    topic: str,
+    partitions: Sequence[int],
+    handle: Callable[[Message], None],
+    *,
+    poll_s: float = 0.25,
+    stall_s: float = STALL_S,
+    isolation_level: str = "read_committed",
+) -> int:
+    """Feed every committed record of `partitions` to `handle`, in order per partition."""
+    count = 0
+    for records in read_batches(
+        bootstrap,
+        topic,
+        partitions,
+        poll_s=poll_s,
+        stall_s=stall_s,
+        isolation_level=isolation_level,
+    ):
+        for record in records:
+            handle(record)
+        count += len(records)
     return count
 
 
