@@ -84,4 +84,4 @@ def test_the_evicted_index_keeps_the_last_offset_of_each_key_and_forgets_reopene
         index.put(f"co-more-{i}".encode(), 200_000 + i)
     assert index.get(keys[7]) is None and index.get(b"co-new") == 5
     assert index.get(b"co-more-17") == 200_017
-    assert index.nbytes() < 16 * (len(index) + 10)
+    assert index.nbytes() <= 16 * len(index) + 1_000  # 16 bytes a saga, not a dict entry
