@@ -111,6 +111,7 @@ class OrchestratorHandler(BaseHandler):
         self._ready: list[int] = []
         self._loader: Consumer | None = None
         self.reloads = 0  # evicted sagas read back, for tests and metrics
+        self.refolded: list[int] = []  # partitions the last rebuild refolded from the events
 
     # --- the processor contract ----------------------------------------------------------
 
@@ -244,6 +245,18 @@ class OrchestratorHandler(BaseHandler):
     def in_memory(self) -> int:
         return len(self._states)
 
+    def lookup(self, checkout_id: str, partition: int) -> SagaState | None:
+        """The saga's state, reloading it if it was evicted (and evicting it again after)."""
+        state = self.state_of(checkout_id)
+        if state is None and self.snapshots:
+            state = self._reload(checkout_id, partition)
+            self._forget_reloaded(checkout_id)
+        return state
+
+    def _forget_reloaded(self, checkout_id: str) -> None:
+        for held in (self._states, self._staged_last, self._last_event, self._partition_of):
+            held.pop(checkout_id, None)
+
     def evicted(self) -> int:
         return sum(len(i) for i in self._evicted.values())
 
@@ -261,7 +274,7 @@ class OrchestratorHandler(BaseHandler):
         if decision.state is not None:
             self._staged[checkout_id] = decision.state
         elif reloaded:
-            self._states.pop(checkout_id, None)  # nothing changed: it stays evicted
+            self._forget_reloaded(checkout_id)  # nothing changed: it stays evicted
         # Every decision event goes to checkout.events — accepted replies too, whatever their
         # type — because that log alone is the saga's truth.
         produced: list[tuple[str, Any]] = [
@@ -413,6 +426,7 @@ class OrchestratorHandler(BaseHandler):
         if self.snapshots:
             covered = yield from self._from_snapshots(partitions)
             refold = [p for p in partitions if p not in covered]
+        self.refolded = refold
         if refold:
             yield from self._refold(refold)
         for checkout_id, state in self._states.items():
@@ -433,7 +447,8 @@ class OrchestratorHandler(BaseHandler):
         hashes: dict[int, list[np.ndarray]] = {p: [] for p in partitions}
         offsets: dict[int, list[np.ndarray]] = {p: [] for p in partitions}
         covered: set[int] = set()
-        foreign: dict[int, int] = dict.fromkeys(partitions, 0)
+        # Keys whose latest snapshot has another shape: a superseded one does not count.
+        foreign: dict[int, set[bytes]] = {p: set() for p in partitions}
         progress = _Progress(f"{self._snapshots_topic}{partitions}")
         for records in read_batches(
             self._bootstrap,
@@ -456,12 +471,16 @@ class OrchestratorHandler(BaseHandler):
                     else:
                         covered.discard(partition)
                 elif not fingerprint_matches(value):
-                    foreign[partition] += 1
+                    foreign[partition].add(key)
+                    live[partition].pop(key, None)
                 elif kind == TERMINAL:
+                    foreign[partition].discard(key)
+                    live[partition].pop(key, None)
                     hs, os_ = terminal.setdefault(partition, ([], []))
                     hs.append(key_hash(key))
                     os_.append(offset)
                 elif kind == LIVE:
+                    foreign[partition].discard(key)
                     live[partition][key] = (offset, value)
             for partition, (hs, os_) in terminal.items():
                 hashes[partition].append(np.array(hs, dtype=np.uint64))
@@ -476,7 +495,7 @@ class OrchestratorHandler(BaseHandler):
                     "refolding from %s",
                     p,
                     "ok" if p in covered else "missing",
-                    foreign[p],
+                    len(foreign[p]),
                     self._events_topic,
                 )
                 continue
