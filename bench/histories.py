@@ -33,6 +33,7 @@ class Built:
     # The state after each orchestrator transaction (one input = one transaction here): what
     # the engine writes to checkout.snapshots, in order.
     snapshots: list[SagaState]
+    outputs: int = 0  # every message the orchestrator wrote for it: events, commands, public
 
     @property
     def state(self) -> SagaState:
@@ -58,6 +59,7 @@ def build(checkout_id: str, kind: Kind, t0: int = T0) -> Built:
     events: list[CheckoutEvent] = []
     snapshots: list[SagaState] = []
     state: SagaState | None = None
+    outputs = 0
     inbox: list[Any] = [start_command(checkout_id)]
     while inbox:
         msg = inbox.pop(0)
@@ -67,6 +69,7 @@ def build(checkout_id: str, kind: Kind, t0: int = T0) -> Built:
             continue
         state = decision.state
         events.extend(decision.events)
+        outputs += len(decision.events) + len(decision.commands) + len(decision.public)
         snapshots.append(state)
         for command in decision.commands:
             reply = _answer(command, kind, now)
@@ -79,7 +82,7 @@ def build(checkout_id: str, kind: Kind, t0: int = T0) -> Built:
         done = any(isinstance(e, m.CheckoutCompleted) for e in decision.events)
         if kind is Kind.REFUNDED and done:
             inbox.append(m.RequestRefund(checkout_id, f"rr-{checkout_id}", 500, "EUR", "damaged"))
-    return Built(checkout_id, events, snapshots)
+    return Built(checkout_id, events, snapshots, outputs)
 
 
 def _answer(command: Any, kind: Kind, now: int) -> Any | None:

@@ -53,12 +53,19 @@ def decode_snapshot(value: bytes) -> Snapshot:
     return Snapshot(decode_state(body), last.decode())
 
 
-def encode_coverage(events_end: int) -> bytes:
-    return b"C" + current_fingerprint() + json.dumps({"events_end": events_end}).encode()
+def encode_coverage(events_topic: str, events_end: int) -> bytes:
+    body = {"events_topic": events_topic, "events_end": events_end}
+    return b"C" + current_fingerprint() + json.dumps(body).encode()
 
 
-def coverage_matches(value: bytes) -> bool:
-    return bool(value) and value[0] == COVERAGE and fingerprint_matches(value)
+def coverage_matches(value: bytes, events_topic: str) -> bool:
+    """A marker of today's shape, for snapshots of `events_topic` (not of another log)."""
+    if not value or value[0] != COVERAGE or not fingerprint_matches(value):
+        return False
+    try:
+        return bool(json.loads(value[17:]).get("events_topic") == events_topic)
+    except ValueError:
+        return False
 
 
 def key_hash(key: bytes) -> int:

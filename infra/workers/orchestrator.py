@@ -27,7 +27,7 @@ from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from events import messages as m
 from events.envelope import Envelope
@@ -147,7 +147,7 @@ class OrchestratorHandler(BaseHandler):
                     RawOutput(
                         self._snapshots_topic,
                         COVERAGE_KEY,
-                        encode_coverage(self._coverage_owed[partition]),
+                        encode_coverage(self._events_topic, self._coverage_owed[partition]),
                         partition,
                     )
                 )
@@ -450,43 +450,28 @@ class OrchestratorHandler(BaseHandler):
         # Keys whose latest snapshot has another shape: a superseded one does not count.
         foreign: dict[int, set[bytes]] = {p: set() for p in partitions}
         progress = _Progress(f"{self._snapshots_topic}{partitions}")
-        for records in read_batches(
-            self._bootstrap,
-            self._snapshots_topic,
-            partitions,
-            isolation_level=self._isolation_level,
-        ):
-            terminal: dict[int, tuple[list[int], list[int]]] = {}
-            for record in records:
-                value = record.value()
-                key = record.key()
-                partition = record.partition()
-                offset = record.offset()
-                if not value or key is None or partition is None or offset is None:
-                    continue
-                kind = value[0]
-                if kind == COVERAGE and key == COVERAGE_KEY:
-                    if coverage_matches(value):
-                        covered.add(partition)
-                    else:
-                        covered.discard(partition)
-                elif not fingerprint_matches(value):
-                    foreign[partition].add(key)
-                    live[partition].pop(key, None)
-                elif kind == TERMINAL:
-                    foreign[partition].discard(key)
-                    live[partition].pop(key, None)
-                    hs, os_ = terminal.setdefault(partition, ([], []))
-                    hs.append(key_hash(key))
-                    os_.append(offset)
-                elif kind == LIVE:
-                    foreign[partition].discard(key)
-                    live[partition][key] = (offset, value)
-            for partition, (hs, os_) in terminal.items():
-                hashes[partition].append(np.array(hs, dtype=np.uint64))
-                offsets[partition].append(np.array(os_, dtype=np.int64))
-            progress.add(len(records))
-            yield
+        try:
+            batches = read_batches(
+                self._bootstrap,
+                self._snapshots_topic,
+                partitions,
+                isolation_level=self._isolation_level,
+            )
+            for records in batches:
+                self._index_batch(records, live, hashes, offsets, covered, foreign)
+                progress.add(len(records))
+                yield
+        except KafkaException as e:
+            # No snapshots topic (`saga topics ensure` not run since the upgrade): the events
+            # still have it all, and writing snapshots would fail every transaction, so this
+            # instance runs without them, as before snapshots existed.
+            log.error(
+                "%s unreadable (%s): running without snapshots; run `saga topics ensure`",
+                self._snapshots_topic,
+                e,
+            )
+            self.snapshots = False
+            return set()
         trusted = []
         for p in partitions:
             if p not in covered or foreign[p]:
@@ -516,6 +501,47 @@ class OrchestratorHandler(BaseHandler):
                 self._partition_of[checkout_id] = p
             self._evicted[p] = index
         return set(trusted)
+
+    def _index_batch(
+        self,
+        records: list[Message],
+        live: dict[int, dict[bytes, tuple[int, bytes]]],
+        hashes: dict[int, list[np.ndarray]],
+        offsets: dict[int, list[np.ndarray]],
+        covered: set[int],
+        foreign: dict[int, set[bytes]],
+    ) -> None:
+        """One batch of snapshot records: live ones kept undecoded (the last of a key wins),
+        terminal ones reduced to (key hash, offset), markers noted."""
+        terminal: dict[int, tuple[list[int], list[int]]] = {}
+        for record in records:
+            value = record.value()
+            key = record.key()
+            partition = record.partition()
+            offset = record.offset()
+            if not value or key is None or partition is None or offset is None:
+                continue
+            kind = value[0]
+            if kind == COVERAGE and key == COVERAGE_KEY:
+                if coverage_matches(value, self._events_topic):
+                    covered.add(partition)
+                else:
+                    covered.discard(partition)
+            elif not fingerprint_matches(value):
+                foreign[partition].add(key)
+                live[partition].pop(key, None)
+            elif kind == TERMINAL:
+                foreign[partition].discard(key)
+                live[partition].pop(key, None)
+                hs, os_ = terminal.setdefault(partition, ([], []))
+                hs.append(key_hash(key))
+                os_.append(offset)
+            elif kind == LIVE:
+                foreign[partition].discard(key)
+                live[partition][key] = (offset, value)
+        for partition, (hs, os_) in terminal.items():
+            hashes[partition].append(np.array(hs, dtype=np.uint64))
+            offsets[partition].append(np.array(os_, dtype=np.int64))
 
     def _refold(self, partitions: list[int]) -> Iterator[None]:
         applied: dict[str, set[str]] = {}
