@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 QUIET_POLLS = 2  # consecutive empty polls, after the lower bound, that mean "the end"
 STALL_S = 60.0  # no record for this long while still below the lower bound: the broker is stuck
@@ -31,11 +31,17 @@ def read_batches(
     stall_s: float = STALL_S,
     isolation_level: str = "read_committed",
     batch: int = 2000,
+    trust_eof: bool | None = None,
 ) -> Iterator[list[Message]]:
     """The committed records of `partitions` from `start` (default: the beginning) to their end,
     a batch at a time, in order per partition. Bounded by work, not by a wall-clock cap: a long
     read goes on as long as it makes progress and fails only when it stalls for `stall_s`.
-    The caller decides what to do between batches (yield to a poll loop, log progress)."""
+    The caller decides what to do between batches (yield to a poll loop, log progress).
+
+    Apache Kafka (read_committed) says where the end is: the end-of-partition event arrives at
+    the last stable offset, so the read stops there without waiting. Only where the broker
+    under-reports the end (Tansu, read uncommitted) does "quiet after the lower bound" decide."""
+    eof_is_end = isolation_level == "read_committed" if trust_eof is None else trust_eof
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -43,6 +49,7 @@ def read_batches(
             "isolation.level": isolation_level,
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 10,
+            "enable.partition.eof": eof_is_end,
         }
     )
     try:
@@ -54,8 +61,16 @@ def read_batches(
         consumer.assign([TopicPartition(topic, p, begin[p]) for p in partitions])
         progressed = time.monotonic()
         quiet = 0
+        at_end: set[int] = set()
         while quiet < QUIET_POLLS:
-            records = [r for r in consumer.consume(batch, poll_s) if not r.error()]
+            polled = consumer.consume(batch, poll_s)
+            records = [r for r in polled if not r.error()]
+            for r in polled:
+                error = r.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(r.partition() or 0)
+                elif error is None and r.partition() in at_end:
+                    at_end.discard(r.partition() or 0)  # more arrived after the end we saw
             if records:
                 progressed = time.monotonic()
                 yield records
@@ -63,6 +78,8 @@ def read_batches(
             below = any(reached.get(p, begin[p]) < lower[p] for p in partitions)
             if below and not records and time.monotonic() - progressed > stall_s:
                 raise TimeoutError(f"{topic}{list(partitions)}: no progress for {stall_s}s")
+            if eof_is_end and at_end >= set(partitions) and not below:
+                return
             quiet = 0 if records or below else quiet + 1
     finally:
         consumer.close()
