@@ -27,9 +27,9 @@ from confluent_kafka import Producer
 from bench.histories import Built, Kind, build, mixed
 from events.envelope import Envelope
 from events.serde import make_serde
-from events.topics import CHECKOUT_EVENTS, CHECKOUT_SNAPSHOTS
+from events.topics import CHECKOUT_EVENTS, CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL
 from infra.processor import producer_config
-from infra.snapshots import COVERAGE_KEY, encode_coverage, encode_snapshot
+from infra.snapshots import COVERAGE_KEY, encode_coverage, encode_pointer, encode_snapshot
 from infra.workers.orchestrator import evictable
 
 SERDE = make_serde(None)
@@ -67,21 +67,41 @@ class Templates:
         return data.replace(TEMPLATE.encode(), cid.encode())
 
 
-def write_history(bootstrap: str, start: int, count: int, templates: Templates) -> Counter[Kind]:
-    producer = Producer(
-        producer_config(bootstrap, **{"linger.ms": 20, "batch.num.messages": 10000})
-    )
-    kinds: Counter[Kind] = Counter()
-    for i, (_, kind) in enumerate(mixed("bench", count)):
-        cid = checkout_id(start + i)
-        key = cid.encode()
-        kinds[kind] += 1
-        for value in templates.events[kind]:
-            _produce(producer, CHECKOUT_EVENTS, key, templates.rekey(value, cid))
-        _produce(producer, CHECKOUT_SNAPSHOTS, key, templates.rekey(templates.snapshot[kind], cid))
-    _produce(producer, CHECKOUT_SNAPSHOTS, COVERAGE_KEY, encode_coverage(CHECKOUT_EVENTS, 0))
-    assert producer.flush(120) == 0
-    return kinds
+class History:
+    """Writes checkouts as the engine leaves them once the cleaner has compacted the snapshots:
+    the events; for a live saga its last snapshot; for a terminal one its final snapshot on
+    the final topic and a pointer to it (a one-partition topic written only here, so the
+    final record's offset is its position)."""
+
+    def __init__(self, bootstrap: str, templates: Templates) -> None:
+        self.producer = Producer(
+            producer_config(bootstrap, **{"linger.ms": 20, "batch.num.messages": 10000})
+        )
+        self.templates = templates
+        self.written = 0
+        self.finals = 0
+
+    def write(self, count: int, live_every: int) -> Counter[Kind]:
+        kinds: Counter[Kind] = Counter()
+        t = self.templates
+        for i, (_, kind) in enumerate(mixed("bench", count, live_every=live_every)):
+            cid = checkout_id(self.written + i)
+            key = cid.encode()
+            kinds[kind] += 1
+            for value in t.events[kind]:
+                _produce(self.producer, CHECKOUT_EVENTS, key, t.rekey(value, cid))
+            snapshot = t.rekey(t.snapshot[kind], cid)
+            if kind is Kind.LIVE:
+                _produce(self.producer, CHECKOUT_SNAPSHOTS, key, snapshot)
+            else:
+                _produce(self.producer, CHECKOUT_SNAPSHOTS_FINAL, key, snapshot)
+                _produce(self.producer, CHECKOUT_SNAPSHOTS, key, encode_pointer(self.finals))
+                self.finals += 1
+        self.written += count
+        coverage = encode_coverage(CHECKOUT_EVENTS, 0)
+        _produce(self.producer, CHECKOUT_SNAPSHOTS, COVERAGE_KEY, coverage)
+        assert self.producer.flush(120) == 0
+        return kinds
 
 
 def _produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
@@ -178,12 +198,14 @@ def run(counts: list[int]) -> dict[str, Any]:
     with embedded_stack(load_settings({"SAGA_BROKER": "kafka"}), only=("kafka",)) as stack:
         bootstrap = stack.settings.kafka_bootstrap_servers
         assert bootstrap
-        ensure_topics(bootstrap, 1, topics=(CHECKOUT_EVENTS, CHECKOUT_SNAPSHOTS))
-        written = 0
-        for total in counts:
+        ensure_topics(
+            bootstrap, 1, topics=(CHECKOUT_EVENTS, CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL)
+        )
+        history = History(bootstrap, templates)
+        for n, total in enumerate(counts):
             started = time.perf_counter()
-            kinds = write_history(bootstrap, written, total - written, templates)
-            written = total
+            # Live sagas are the ones in flight: as many after 100k checkouts as after 10k.
+            kinds = history.write(total - history.written, live_every=50 if n == 0 else 0)
             write_s = time.perf_counter() - started
             probe = checkout_id(0)  # a completed checkout: evicted, reloaded on demand
             fast = _measure_in_child(bootstrap, "snapshots", probe)
@@ -226,6 +248,10 @@ def _message_costs(templates: Templates) -> dict[str, float]:
         "events": avg(lambda k: len(templates.built[k].events)),
         "orchestrator_outputs": avg(lambda k: templates.built[k].outputs),
         "snapshots": avg(lambda k: len(templates.built[k].snapshots)),
+        # + the final snapshot and the pointer to it, once, when the saga ends
+        "snapshot_records": avg(
+            lambda k: len(templates.built[k].snapshots) + (0 if k is Kind.LIVE else 2)
+        ),
         "snapshot_bytes": avg(lambda k: len(templates.snapshot[k])),
     }
 

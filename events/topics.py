@@ -11,6 +11,9 @@ ORDERS_EVENTS = "orders.events"
 # The latest snapshot of each saga's state (docs/decisions/0011): an optimisation of the rebuild,
 # never the truth, so compacted and without a DLQ.
 CHECKOUT_SNAPSHOTS = "checkout.snapshots"
+# The final snapshot of each terminal saga, read one record at a time (by offset) when a late
+# input arrives for it; checkout.snapshots then holds only a pointer to it.
+CHECKOUT_SNAPSHOTS_FINAL = "checkout.snapshots.final"
 ADAPTERS = ("inventory", "tax", "shipping", "payment", "notification")
 
 
@@ -30,7 +33,9 @@ MAIN_TOPICS: tuple[str, ...] = (
     ORDERS_EVENTS,
 )
 ALL_TOPICS: tuple[str, ...] = (
-    MAIN_TOPICS + tuple(dlq(t) for t in MAIN_TOPICS) + (CHECKOUT_SNAPSHOTS,)
+    MAIN_TOPICS
+    + tuple(dlq(t) for t in MAIN_TOPICS)
+    + (CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL)
 )
 
 _ADAPTER_OF: dict[type, str] = {
@@ -94,7 +99,7 @@ SNAPSHOT_TOPIC_CONFIG: dict[str, str] = {
 def topic_config(topic: str) -> dict[str, str]:
     """The configs a topic must have. `cleanup.policy=delete` on the record too: compaction
     would keep one event per checkout and lose the history."""
-    if topic == CHECKOUT_SNAPSHOTS:
+    if topic in (CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL):
         return dict(SNAPSHOT_TOPIC_CONFIG)
     if keeps_forever(topic):
         return {"cleanup.policy": "delete", "retention.ms": FOREVER, "retention.bytes": FOREVER}

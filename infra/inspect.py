@@ -13,10 +13,16 @@ from confluent_kafka import Consumer, Message
 from events import messages as m
 from events.envelope import Envelope
 from events.serde import DecodeError, Serde
-from events.topics import CHECKOUT_EVENTS, CHECKOUT_SNAPSHOTS
-from infra.log_reader import read_to_end
+from events.topics import CHECKOUT_EVENTS, CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL
+from infra.log_reader import read_batches, read_to_end
 from infra.partitioner import partition_for
-from infra.snapshots import Snapshot, decode_snapshot
+from infra.snapshots import (
+    POINTER,
+    Snapshot,
+    decode_snapshot,
+    fingerprint_matches,
+    pointer_offset,
+)
 from saga.checkout import fold
 from saga.evolve import REPLY_STEP, FailureReply  # reply type -> the step it answers
 from saga.state import SagaState
@@ -55,7 +61,8 @@ def inspect_checkout(
     isolation_level: str = "read_committed",
 ) -> Inspection:
     """One checkout, from the one partition its key maps to (murmur2, as every producer
-    partitions it): its snapshot there, if any, and its events there. Nothing else is read."""
+    partitions it): its snapshot there (for a terminal saga, the one final record it points
+    to), and its events there. No other partition is read."""
     key = checkout_id.encode()
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"inspect-{uuid.uuid4()}"})
     try:
@@ -99,6 +106,20 @@ def inspect_checkout(
         )
     read_to_end(bootstrap, CHECKOUT_EVENTS, [partition], keep, isolation_level=isolation_level)
     snapshot: Snapshot | None = None
+    if latest and latest[0][0] == POINTER and fingerprint_matches(latest[0]):
+        # Terminal: its final snapshot is one record of the same partition of the final topic.
+        read.append(f"{CHECKOUT_SNAPSHOTS_FINAL}[{partition}]")
+        start = {partition: pointer_offset(latest[0])}
+        for records in read_batches(
+            bootstrap,
+            CHECKOUT_SNAPSHOTS_FINAL,
+            [partition],
+            start=start,
+            isolation_level=isolation_level,
+        ):
+            mine = [r for r in records if r.key() == key]
+            latest[:] = [mine[0].value() or b""] if mine else []
+            break
     if latest:
         try:
             snapshot = decode_snapshot(latest[0])

@@ -4,6 +4,10 @@ A record's value is `kind (1 byte) + fingerprint (16 ascii) + body`:
 - `L` a live saga, `T` a terminal one (no wakeup, nothing to compensate): body is
   `last_event_message_id + "\\n" + state JSON` (saga/snapshot.py). The kind byte lets a rebuild
   index a terminal saga without decoding it.
+- `P` a pointer: the saga is terminal and its final snapshot is the record at `offset` of the
+  same partition of checkout.snapshots.final. Written in the transaction after the final
+  snapshot (whose offset the delivery report gave); until then the `T` record stands. A rebuild
+  reads ~40 bytes for each terminal saga instead of its whole state.
 - `C` the partition's coverage marker (key `COVERAGE_KEY`, explicit partition): written once a
   full refold has written a snapshot of every saga of the partition with this fingerprint. A
   partition without a matching marker is refolded from checkout.events.
@@ -21,6 +25,7 @@ from saga.state import SagaState
 
 LIVE = ord("L")
 TERMINAL = ord("T")
+POINTER = ord("P")
 COVERAGE = ord("C")
 COVERAGE_KEY = b"\x00coverage"
 _FP = slice(1, 17)
@@ -51,6 +56,14 @@ def decode_snapshot(value: bytes) -> Snapshot:
         raise ValueError("not a snapshot of this code's state shape")
     last, _, body = value[17:].partition(b"\n")
     return Snapshot(decode_state(body), last.decode())
+
+
+def encode_pointer(offset: int) -> bytes:
+    return b"P" + current_fingerprint() + str(offset).encode()
+
+
+def pointer_offset(value: bytes) -> int:
+    return int(value[17:])
 
 
 def encode_coverage(events_topic: str, events_end: int) -> bytes:

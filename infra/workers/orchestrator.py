@@ -37,6 +37,7 @@ from events.topics import (
     CHECKOUT_EVENTS,
     CHECKOUT_REPLIES,
     CHECKOUT_SNAPSHOTS,
+    CHECKOUT_SNAPSHOTS_FINAL,
     ORDERS_EVENTS,
     topic_for,
 )
@@ -46,14 +47,17 @@ from infra.snapshots import (
     COVERAGE,
     COVERAGE_KEY,
     LIVE,
+    POINTER,
     TERMINAL,
     EvictedIndex,
     coverage_matches,
     decode_snapshot,
     encode_coverage,
+    encode_pointer,
     encode_snapshot,
     fingerprint_matches,
     key_hash,
+    pointer_offset,
 )
 from saga.checkout import UnknownCheckout, decide, evolve, next_wakeup
 from saga.policy import DEFAULT_POLICY, Policy
@@ -84,9 +88,11 @@ class OrchestratorHandler(BaseHandler):
         isolation_level: str = "read_committed",
         snapshots_topic: str = CHECKOUT_SNAPSHOTS,
         snapshots: bool | None = None,
+        final_topic: str = CHECKOUT_SNAPSHOTS_FINAL,
     ) -> None:
         self._events_topic = events_topic
         self._snapshots_topic = snapshots_topic
+        self._final_topic = final_topic
         self._isolation_level = isolation_level
         # Trusted only where aborted records stay hidden (see the module docstring).
         self.snapshots = isolation_level == "read_committed" if snapshots is None else snapshots
@@ -102,7 +108,11 @@ class OrchestratorHandler(BaseHandler):
         self._partition_of: dict[str, int] = {}
         self._wakeups: dict[int, dict[str, int]] = {}
         self._evicted: dict[int, EvictedIndex] = {}
-        self._delivered: dict[bytes, int] = {}  # snapshot offsets of the open transaction
+        # offsets of the final snapshots of the open transaction, from the delivery reports
+        self._delivered: dict[bytes, int] = {}
+        # pointers owed: checkout -> (partition, final offset), written in the next transaction
+        self._pointers: dict[str, tuple[int, int]] = {}
+        self._rearchive: set[str] = set()  # terminal sagas rebuilt from a T record
         self._pending: dict[int, list[str]] = {}  # partition -> sagas whose snapshot is owed
         self._pending_sent: dict[int, int] = {}
         self._coverage_owed: dict[int, int] = {}  # partition -> events end of its refold
@@ -127,19 +137,25 @@ class OrchestratorHandler(BaseHandler):
         if not self.snapshots:
             return []
         self._delivered = {}
+        # Pointers first: a saga this batch reopened gets its newer snapshot after them.
         outputs = [
-            self._snapshot_output(c, state, self._staged_last[c])
-            for c, state in self._staged.items()
-            if c in self._staged_last
+            RawOutput(self._snapshots_topic, c.encode(), encode_pointer(offset), partition)
+            for c, (partition, offset) in self._pointers.items()
         ]
+        for c, state in self._staged.items():
+            if c in self._staged_last:
+                outputs.extend(self._snapshot_outputs(c, state, self._staged_last[c]))
+        for c in self._rearchive:
+            rebuilt = self._states.get(c)
+            if rebuilt is not None and c not in self._staged:
+                outputs.extend(self._snapshot_outputs(c, rebuilt, self._last_event[c]))
         for partition, owed in self._pending.items():
             sent = self._pending_sent.get(partition, 0)
             for checkout_id in owed[sent : sent + PENDING_PER_TRANSACTION]:
-                state = self._states.get(checkout_id)
-                if state is not None and checkout_id not in self._staged:
-                    outputs.append(
-                        self._snapshot_output(checkout_id, state, self._last_event[checkout_id])
-                    )
+                folded = self._states.get(checkout_id)
+                if folded is not None and checkout_id not in self._staged:
+                    last = self._last_event[checkout_id]
+                    outputs.extend(self._snapshot_outputs(checkout_id, folded, last))
             self._pending_sent[partition] = sent + PENDING_PER_TRANSACTION
             if sent + PENDING_PER_TRANSACTION >= len(owed):
                 # The last slice: with it, every saga of the partition has a snapshot.
@@ -159,9 +175,11 @@ class OrchestratorHandler(BaseHandler):
             if checkout_id in self._staged_last:
                 self._last_event[checkout_id] = self._staged_last[checkout_id]
             self._track_wakeup(checkout_id, state)
-        touched = list(self._staged)
+        touched = [*self._staged, *self._rearchive]
         self._staged.clear()
         self._staged_last.clear()
+        self._rearchive.clear()
+        self._pointers.clear()  # written by this transaction
         for partition in list(self._pending):
             owed = self._pending[partition]
             sent = self._pending_sent.get(partition, 0)
@@ -223,6 +241,10 @@ class OrchestratorHandler(BaseHandler):
             self._states.pop(checkout_id, None)
             self._last_event.pop(checkout_id, None)
             del self._partition_of[checkout_id]
+        # A pointer for a partition another instance now owns could land after that owner's
+        # newer snapshot of the saga: never write one.
+        self._pointers = {c: v for c, v in self._pointers.items() if v[0] not in lost}
+        self._rearchive.clear()
         for p in lost:
             self._wakeups.pop(p, None)
             self._evicted.pop(p, None)
@@ -317,15 +339,19 @@ class OrchestratorHandler(BaseHandler):
 
     # --- snapshots and eviction ----------------------------------------------------------
 
-    def _snapshot_output(self, checkout_id: str, state: SagaState, last: str) -> RawOutput:
+    def _snapshot_outputs(self, checkout_id: str, state: SagaState, last: str) -> list[RawOutput]:
+        """The saga's snapshot; a terminal one also goes to the final topic, where its offset
+        (learned from the delivery report) is what the eviction index and the pointer keep."""
         key = checkout_id.encode()
-        return RawOutput(
-            self._snapshots_topic,
-            key,
-            encode_snapshot(state, last, terminal=evictable(state)),
-            self._partition_of[checkout_id],
-            on_delivery=self._on_delivery,
-        )
+        partition = self._partition_of[checkout_id]
+        done = evictable(state)
+        value = encode_snapshot(state, last, terminal=done)
+        outputs = [RawOutput(self._snapshots_topic, key, value, partition)]
+        if done:
+            outputs.append(
+                RawOutput(self._final_topic, key, value, partition, on_delivery=self._on_delivery)
+            )
+        return outputs
 
     def _on_delivery(self, error: Any, record: Message) -> None:
         offset = record.offset()
@@ -346,6 +372,7 @@ class OrchestratorHandler(BaseHandler):
         if offset is None:
             return  # its snapshot is not known to be written: keep it in memory
         index.put(key, offset)
+        self._pointers[checkout_id] = (partition, offset)
         del self._states[checkout_id]
         self._last_event.pop(checkout_id, None)
         del self._partition_of[checkout_id]
@@ -388,7 +415,7 @@ class OrchestratorHandler(BaseHandler):
                     "fetch.wait.max.ms": 10,
                 }
             )
-        self._loader.assign([TopicPartition(self._snapshots_topic, partition, offset)])
+        self._loader.assign([TopicPartition(self._final_topic, partition, offset)])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             for record in self._loader.consume(1, 0.5):
@@ -489,16 +516,18 @@ class OrchestratorHandler(BaseHandler):
                 np.concatenate(hashes[p]) if hashes[p] else np.empty(0, dtype=np.uint64),
                 np.concatenate(offsets[p]) if offsets[p] else np.empty(0, dtype=np.int64),
             )
-            for key, (offset, value) in live[p].items():
-                terminal_at = index.get(key)
-                if terminal_at is not None and terminal_at > offset:
-                    continue  # it became terminal after this snapshot
+            # A live (or not yet pointed-to terminal) record in `live` is newer than any
+            # pointer of its key: a later pointer would have removed it.
+            for key, (_, value) in live[p].items():
                 index.discard(key)
                 snapshot = decode_snapshot(value)
                 checkout_id = key.decode()
                 self._states[checkout_id] = snapshot.state
                 self._last_event[checkout_id] = snapshot.last_event_id
                 self._partition_of[checkout_id] = p
+                if value[0] == TERMINAL:
+                    # Its transaction committed but its pointer's did not: write it again.
+                    self._rearchive.add(checkout_id)
             self._evicted[p] = index
         return set(trusted)
 
@@ -530,13 +559,13 @@ class OrchestratorHandler(BaseHandler):
             elif not fingerprint_matches(value):
                 foreign[partition].add(key)
                 live[partition].pop(key, None)
-            elif kind == TERMINAL:
+            elif kind == POINTER:
                 foreign[partition].discard(key)
                 live[partition].pop(key, None)
                 hs, os_ = terminal.setdefault(partition, ([], []))
                 hs.append(key_hash(key))
-                os_.append(offset)
-            elif kind == LIVE:
+                os_.append(pointer_offset(value))
+            elif kind in (LIVE, TERMINAL):
                 foreign[partition].discard(key)
                 live[partition][key] = (offset, value)
         for partition, (hs, os_) in terminal.items():

@@ -11,7 +11,12 @@ from confluent_kafka import Producer
 
 from events import messages as m
 from events.envelope import Envelope
-from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, CHECKOUT_SNAPSHOTS
+from events.topics import (
+    CHECKOUT_COMMANDS,
+    CHECKOUT_EVENTS,
+    CHECKOUT_SNAPSHOTS,
+    CHECKOUT_SNAPSHOTS_FINAL,
+)
 from infra.bootstrap import build_processor
 from infra.inspect import inspect_checkout
 from infra.partitioner import partition_for
@@ -177,7 +182,11 @@ def test_inspect_reads_only_the_partition_of_the_key(
     p = partition_for(checkout_id.encode(), engine_settings.partitions)
     found = inspect_checkout(engine_settings.kafka_bootstrap_servers, SERDE, checkout_id)
     assert found.partition == p
-    assert found.read == (f"{CHECKOUT_EVENTS}[{p}]", f"{CHECKOUT_SNAPSHOTS}[{p}]")
+    assert found.read == (
+        f"{CHECKOUT_EVENTS}[{p}]",
+        f"{CHECKOUT_SNAPSHOTS}[{p}]",
+        f"{CHECKOUT_SNAPSHOTS_FINAL}[{p}]",  # a terminal saga: the one record its pointer names
+    )
     assert any(isinstance(e.message, m.CheckoutCompleted) for e in found.history)
     assert found.snapshot is not None and found.snapshot.status is Status.COMPLETED
     assert found.snapshot_last_event == found.history[-1].message_id
