@@ -27,7 +27,9 @@ def read_batches(
     partitions: Sequence[int],
     *,
     start: Mapping[int, int] | None = None,
-    poll_s: float = 0.25,
+    # consume() waits this long whenever fewer than `batch` records are left: the tail of
+    # every read pays it once, so it is short.
+    poll_s: float = 0.05,
     stall_s: float = STALL_S,
     isolation_level: str = "read_committed",
     batch: int = 2000,

@@ -19,7 +19,7 @@ import hashlib
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
 from functools import cache
 from typing import Any, TypeGuard, get_args, get_origin, get_type_hints
@@ -69,76 +69,121 @@ def _union_args(tp: Any) -> tuple[Any, ...] | None:
 
 
 def _encode(value: Any, tp: Any) -> Any:
-    if value is None:
-        return None
-    options = _union_args(tp)
-    if options is not None:
-        real = [o for o in options if o is not type(None)]
-        if len(real) == 1:
-            return _encode(value, real[0])
-        # Several possible types: tag the value with the one it is.
-        chosen = next(o for o in real if isinstance(value, get_origin(o) or o))
-        return [_name(chosen), _encode(value, chosen)]
-    origin = get_origin(tp) or tp
-    if _is_dataclass(origin):
-        return [_encode(getattr(value, name), hint) for name, hint in _hints(origin)]
-    if isinstance(origin, type) and issubclass(origin, Enum):
-        return value.value
-    if origin in (tuple, frozenset, set, list):
-        args = get_args(tp)
-        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            return [_encode(v, a) for v, a in zip(value, args, strict=True)]
-        item = args[0] if args else Any
-        items = [_encode(v, item) for v in value]
-        return sorted(items, key=json.dumps) if origin in (frozenset, set) else items
-    if origin in (Mapping, dict, types.MappingProxyType) or origin is typing.Mapping:
-        key_tp, value_tp = get_args(tp)
-        return [[_encode(k, key_tp), _encode(v, value_tp)] for k, v in value.items()]
-    if origin in (str, int, bool, float) or tp is Any:
-        return value
-    raise TypeError(f"cannot snapshot a {tp!r}")
+    return _encoder(tp)(value)
 
 
 def _decode(value: Any, tp: Any) -> Any:
-    if value is None:
-        return None
+    return _decoder(tp)(value)
+
+
+# Each type's encoder and decoder is built once from its hints and cached: walking the hints
+# for every value would cost a millisecond per state, paid at every rebuild and transaction.
+
+Coder = Callable[[Any], Any]
+
+
+@cache
+def _encoder(tp: Any) -> Coder:
     options = _union_args(tp)
     if options is not None:
         real = [o for o in options if o is not type(None)]
         if len(real) == 1:
-            return _decode(value, real[0])
-        name, inner = value
-        chosen = next(o for o in real if _name(o) == name)
-        return _decode(inner, chosen)
+            inner = _encoder(real[0])
+            return lambda v: None if v is None else inner(v)
+        # Several possible types: tag the value with the one it is.
+        tagged = [(get_origin(o) or o, _name(o), _encoder(o)) for o in real]
+
+        def union(v: Any) -> Any:
+            if v is None:
+                return None
+            _, name, enc = next(t for t in tagged if isinstance(v, t[0]))
+            return [name, enc(v)]
+
+        return union
     origin = get_origin(tp) or tp
     if _is_dataclass(origin):
-        hints = _hints(origin)
-        if len(value) != len(hints):
-            raise SnapshotMismatch(f"{origin.__name__}: {len(value)} fields, expected {len(hints)}")
-        return origin(**{n: _decode(v, h) for (n, h), v in zip(hints, value, strict=True)})
+        fields = [(n, _encoder(h)) for n, h in _hints(origin)]
+        return lambda v: None if v is None else [enc(getattr(v, n)) for n, enc in fields]
     if isinstance(origin, type) and issubclass(origin, Enum):
-        return origin(value)
+        return lambda v: None if v is None else v.value
     if origin in (tuple, frozenset, set, list):
         args = get_args(tp)
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            return tuple(_decode(v, a) for v, a in zip(value, args, strict=True))
-        item = args[0] if args else Any
-        return origin(_decode(v, item) for v in value)
+            encs = [_encoder(a) for a in args]
+            return lambda v: [e(x) for e, x in zip(encs, v, strict=True)]
+        item = _encoder(args[0] if args else Any)
+        if origin in (frozenset, set):
+            return lambda v: sorted((item(x) for x in v), key=json.dumps)
+        return lambda v: [item(x) for x in v]
     if origin in (Mapping, dict, types.MappingProxyType) or origin is typing.Mapping:
-        key_tp, value_tp = get_args(tp)
-        decoded = {_decode(k, key_tp): _decode(v, value_tp) for k, v in value}
-        return decoded if origin is dict else types.MappingProxyType(decoded)
-    if origin is bool:
-        if not isinstance(value, bool):
-            raise SnapshotMismatch(f"expected bool, got {value!r}")
-        return value
-    if origin in (str, int, float):
-        if not isinstance(value, origin) or isinstance(value, bool):
-            raise SnapshotMismatch(f"expected {origin.__name__}, got {value!r}")
-        return value
+        key_enc, value_enc = (_encoder(a) for a in get_args(tp))
+        return lambda v: [[key_enc(k), value_enc(x)] for k, x in v.items()]
+    if origin in (str, int, bool, float) or tp is Any:
+        return lambda v: v
+    raise TypeError(f"cannot snapshot a {tp!r}")
+
+
+@cache
+def _decoder(tp: Any) -> Coder:
+    options = _union_args(tp)
+    if options is not None:
+        real = [o for o in options if o is not type(None)]
+        if len(real) == 1:
+            inner = _decoder(real[0])
+            return lambda v: None if v is None else inner(v)
+        by_name = {_name(o): _decoder(o) for o in real}
+        return lambda v: None if v is None else by_name[v[0]](v[1])
+    origin = get_origin(tp) or tp
+    if _is_dataclass(origin):
+        fields = [(n, _decoder(h)) for n, h in _hints(origin)]
+        cls = origin
+
+        def dataclass_(v: Any) -> Any:
+            if v is None:
+                return None
+            if len(v) != len(fields):
+                raise SnapshotMismatch(f"{cls.__name__}: {len(v)} fields, expected {len(fields)}")
+            return cls(**{n: dec(x) for (n, dec), x in zip(fields, v, strict=True)})
+
+        return dataclass_
+    if isinstance(origin, type) and issubclass(origin, Enum):
+        enum = origin
+        return lambda v: None if v is None else enum(v)
+    if origin in (tuple, frozenset, set, list):
+        args = get_args(tp)
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            decs = [_decoder(a) for a in args]
+            return lambda v: tuple(d(x) for d, x in zip(decs, v, strict=True))
+        item = _decoder(args[0] if args else Any)
+        collection = origin
+        return lambda v: collection(item(x) for x in v)
+    if origin in (Mapping, dict, types.MappingProxyType) or origin is typing.Mapping:
+        key_dec, value_dec = (_decoder(a) for a in get_args(tp))
+        plain = origin is dict
+
+        def mapping(v: Any) -> Any:
+            decoded = {key_dec(k): value_dec(x) for k, x in v}
+            return decoded if plain else types.MappingProxyType(decoded)
+
+        return mapping
     if tp is Any:
-        return value
+        return lambda v: v
+    if origin is bool:
+        return _checked(bool)
+    if origin in (str, int, float):
+        return _checked(origin)
     raise TypeError(f"cannot restore a {tp!r}")
+
+
+def _checked(kind: type) -> Coder:
+    def check(v: Any) -> Any:
+        if v is None:
+            return None
+        if not isinstance(v, kind) or (kind is not bool and isinstance(v, bool)):
+            raise SnapshotMismatch(f"expected {kind.__name__}, got {v!r}")
+        return v
+
+    return check
 
 
 def _is_dataclass(tp: Any) -> TypeGuard[type]:

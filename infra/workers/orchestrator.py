@@ -51,13 +51,11 @@ from infra.snapshots import (
     TERMINAL,
     EvictedIndex,
     coverage_matches,
+    current_fingerprint,
     decode_snapshot,
     encode_coverage,
     encode_pointer,
     encode_snapshot,
-    fingerprint_matches,
-    key_hash,
-    pointer_offset,
 )
 from saga.checkout import UnknownCheckout, decide, evolve, next_wakeup
 from saga.policy import DEFAULT_POLICY, Policy
@@ -543,33 +541,40 @@ class OrchestratorHandler(BaseHandler):
         """One batch of snapshot records: live ones kept undecoded (the last of a key wins),
         terminal ones reduced to (key hash, offset), markers noted."""
         terminal: dict[int, tuple[list[int], list[int]]] = {}
+        fp = current_fingerprint()
+        # The hot loop of a rebuild (one pass per record ever kept): plain byte compares only.
         for record in records:
             value = record.value()
             key = record.key()
             partition = record.partition()
-            offset = record.offset()
-            if not value or key is None or partition is None or offset is None:
+            if not value or key is None or partition is None:
                 continue
             kind = value[0]
-            if kind == COVERAGE and key == COVERAGE_KEY:
+            if value[1:17] != fp:
+                if kind == COVERAGE and key == COVERAGE_KEY:
+                    covered.discard(partition)
+                else:
+                    foreign[partition].add(key)
+                    live[partition].pop(key, None)
+            elif kind == POINTER:
+                if foreign[partition]:
+                    foreign[partition].discard(key)
+                live[partition].pop(key, None)
+                hs, os_ = terminal.setdefault(partition, ([], []))
+                hs.append(hash(key))
+                os_.append(int(value[17:]))
+            elif kind in (LIVE, TERMINAL):
+                if foreign[partition]:
+                    foreign[partition].discard(key)
+                live[partition][key] = (record.offset() or 0, value)
+            elif kind == COVERAGE and key == COVERAGE_KEY:
                 if coverage_matches(value, self._events_topic):
                     covered.add(partition)
                 else:
                     covered.discard(partition)
-            elif not fingerprint_matches(value):
-                foreign[partition].add(key)
-                live[partition].pop(key, None)
-            elif kind == POINTER:
-                foreign[partition].discard(key)
-                live[partition].pop(key, None)
-                hs, os_ = terminal.setdefault(partition, ([], []))
-                hs.append(key_hash(key))
-                os_.append(pointer_offset(value))
-            elif kind in (LIVE, TERMINAL):
-                foreign[partition].discard(key)
-                live[partition][key] = (offset, value)
         for partition, (hs, os_) in terminal.items():
-            hashes[partition].append(np.array(hs, dtype=np.uint64))
+            # key_hash(): Python's hash masked to 64 bits, done here on the whole array.
+            hashes[partition].append(np.array(hs, dtype=np.int64).view(np.uint64))
             offsets[partition].append(np.array(os_, dtype=np.int64))
 
     def _refold(self, partitions: list[int]) -> Iterator[None]:
