@@ -7,13 +7,15 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicPartition
 
+from bench.histories import Kind, build
 from events import messages as m
 from events.envelope import Envelope
 from events.topics import (
     CHECKOUT_COMMANDS,
     CHECKOUT_EVENTS,
+    CHECKOUT_REPLIES,
     CHECKOUT_SNAPSHOTS,
     CHECKOUT_SNAPSHOTS_FINAL,
 )
@@ -22,6 +24,7 @@ from infra.inspect import inspect_checkout
 from infra.partitioner import partition_for
 from infra.processor import producer_config
 from infra.settings import Settings
+from infra.snapshots import COVERAGE_KEY, encode_coverage, encode_snapshot
 from infra.workers.orchestrator import OrchestratorHandler
 from saga.state import Status, is_terminal
 from tests.integration.kafka_helpers import Seen, fresh_topics, produce, read_topic
@@ -211,3 +214,82 @@ def test_librdkafka_murmur2_random_puts_keys_where_partition_for_says(
     assert producer.flush(30) == 0
     assert {k: partition_for(k, 7) for k in keys} == landed
     assert len(set(landed.values())) == 7
+
+
+def _fresh_handler(settings: Settings, n_events: int = 0) -> tuple[OrchestratorHandler, Any]:
+    bootstrap = settings.kafka_bootstrap_servers
+    assert bootstrap
+    events, snaps, final = fresh_topics(bootstrap, "events", "snapshots", "final", partitions=1)
+    handler = OrchestratorHandler(
+        bootstrap, SERDE, events_topic=events, snapshots_topic=snaps, final_topic=final
+    )
+    return handler, (bootstrap, events, snaps, final)
+
+
+def test_the_rebuild_runs_in_slices_so_the_consumer_keeps_polling(
+    engine_settings: Settings,  # noqa: F811
+) -> None:
+    handler, (bootstrap, events, _, _) = _fresh_handler(engine_settings)
+    producer = Producer(producer_config(bootstrap, **{"linger.ms": 20}))
+    for i in range(1500):
+        for event in build(f"slice-{i:05d}", Kind.COMPLETED).events:
+            envelope = Envelope.new(event, occurred_at=1, producer="test")
+            producer.produce(
+                events, key=envelope.key.encode(), value=SERDE.encode(envelope, events)
+            )
+    assert producer.flush(60) == 0
+    handler.on_assign([TopicPartition(CHECKOUT_COMMANDS, 0)])
+    assert [tp.partition for tp in handler.held()] == [0, 0]  # commands and replies paused
+    slices = 0
+    while True:
+        started = time.monotonic()
+        ready = handler.background(0.05)
+        assert time.monotonic() - started < 1.0  # a slice, never the whole rebuild
+        slices += 1
+        if ready:
+            break
+    assert slices > 3  # ~21k events: the rebuild really was spread over many polls
+    assert {(tp.topic, tp.partition) for tp in ready} == {
+        (CHECKOUT_COMMANDS, 0),
+        (CHECKOUT_REPLIES, 0),
+    }
+    assert handler.refolded == [0]  # nothing covered these topics: refolded
+    assert handler.in_memory() == 1500  # until their snapshots are written
+    outputs = handler.batch_outputs()
+    finals = [o for o in outputs if o.topic.startswith("final")]
+    assert len(finals) == 1500 and outputs[-1].key == COVERAGE_KEY
+
+
+def test_a_terminal_snapshot_without_its_pointer_is_rebuilt_and_written_again(
+    engine_settings: Settings,  # noqa: F811
+) -> None:
+    """A crash between the final snapshot's transaction and its pointer's."""
+    handler, (bootstrap, events, snaps, final) = _fresh_handler(engine_settings)
+    built = build("crash-window", Kind.COMPLETED)
+    producer = Producer(producer_config(bootstrap))
+    envelopes = [Envelope.new(e, occurred_at=1, producer="test") for e in built.events]
+    for envelope in envelopes:
+        producer.produce(events, key=b"crash-window", value=SERDE.encode(envelope, events))
+    value = encode_snapshot(built.state, envelopes[-1].message_id, terminal=True)
+    producer.produce(snaps, key=b"crash-window", value=value, partition=0)
+    producer.produce(snaps, key=COVERAGE_KEY, value=encode_coverage(events, 0), partition=0)
+    assert producer.flush(30) == 0
+
+    handler.rebuild_now([0])
+    assert handler.refolded == []
+    assert handler.state_of("crash-window") == built.state  # from the T record, in memory
+    outputs = handler.batch_outputs()
+    assert {o.topic for o in outputs} == {snaps, final}  # final snapshot again, pointer to follow
+
+
+def test_on_tansu_snapshots_are_neither_written_nor_trusted(
+    engine_settings: Settings,  # noqa: F811
+) -> None:
+    assert engine_settings.kafka_bootstrap_servers
+    handler = OrchestratorHandler(
+        engine_settings.kafka_bootstrap_servers, SERDE, isolation_level="read_uncommitted"
+    )
+    assert handler.snapshots is False
+    handler.rebuild_now([0])
+    assert handler.refolded == [0]
+    assert handler.evicted() == 0 and handler.batch_outputs() == []
