@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
@@ -33,6 +34,8 @@ from infra.snapshots import COVERAGE_KEY, encode_coverage, encode_pointer, encod
 from infra.workers.orchestrator import evictable
 
 SERDE = make_serde(None)
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
 ID_WIDTH = 18  # every checkout id has this length, so templates can be re-keyed in place
 TEMPLATE = "T" * ID_WIDTH
 
@@ -181,6 +184,7 @@ def _child(bootstrap: str, mode: str, probe: str, limit: float | None) -> dict[s
         text=True,
         check=True,
         timeout=limit,
+        cwd=ROOT,
         env={**os.environ, "LOG_LEVEL": "WARNING"},
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -266,8 +270,11 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, args.mode, args.probe)))
         return
-    report = run([int(c) for c in args.counts.split(",")])
-    s = report["summary"]
+    report(run([int(c) for c in args.counts.split(",")]))
+
+
+def report(results: dict[str, Any]) -> None:
+    s = results["summary"]
     print()
     print(
         f"rebuild from snapshots: {s['rebuild_s']} s, RSS {s['rss_mb']} MB, ratio {s['rss_ratio']}"
@@ -276,9 +283,8 @@ def main() -> None:
         f"full refold (previous design): {s['full_refold_s']} s, RSS {s['full_refold_rss_mb']} MB, "
         f"ratio {s['full_refold_rss_ratio']}"
     )
-    os.makedirs("bench/results", exist_ok=True)
-    with open("bench/results/rebuild.json", "w") as f:
-        json.dump(report, f, indent=2)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "rebuild.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

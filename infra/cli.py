@@ -310,11 +310,23 @@ def demo(checkouts: int = typer.Option(5, help="how many checkouts to run")) -> 
 
 
 @app.command()
-def bench() -> None:
+def bench(
+    only: str = typer.Option(
+        "", help="run one section alone: rebuild (orchestrator rebuild time and RSS, ADR 0011)"
+    ),
+) -> None:
     """Every benchmark section in one run on the embedded stack; table + bench/results/."""
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    if only == "rebuild":
+        from bench import rebuild
+
+        rebuild.report(rebuild.run([10_000, 100_000]))
+        return
+    if only:
+        console.print(f"[red]unknown section {only!r}[/red] (known: rebuild)")
+        raise typer.Exit(2)
     from bench.run import run
 
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     run(console)
 
 
