@@ -52,6 +52,10 @@ def read_batches(
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 10,
             "enable.partition.eof": eof_is_end,
+            # librdkafka prefetches up to 64 MB per partition by default; a rebuild reads its
+            # partitions once, in order, and 4 MB ahead keeps it as fast without the memory
+            # staying with the process after the read.
+            "queued.max.messages.kbytes": 4096,
         }
     )
     try:
