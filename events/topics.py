@@ -8,7 +8,7 @@ CHECKOUT_COMMANDS = "checkout.commands"
 CHECKOUT_EVENTS = "checkout.events"
 CHECKOUT_REPLIES = "checkout.replies"
 ORDERS_EVENTS = "orders.events"
-# The latest snapshot of each saga's state (docs/decisions/0011): an optimisation of the rebuild,
+# The latest snapshot of each saga's state (docs/decisions/0014): an optimisation of the rebuild,
 # never the truth, so compacted and without a DLQ.
 CHECKOUT_SNAPSHOTS = "checkout.snapshots"
 # The final snapshot of each terminal saga, read one record at a time (by offset) when a late

@@ -312,7 +312,7 @@ def demo(checkouts: int = typer.Option(5, help="how many checkouts to run")) -> 
 @app.command()
 def bench(
     only: str = typer.Option(
-        "", help="run one section alone: rebuild (orchestrator rebuild time and RSS, ADR 0011)"
+        "", help="run one section alone: rebuild (orchestrator rebuild time and RSS, ADR 0014)"
     ),
 ) -> None:
     """Every benchmark section in one run on the embedded stack; table + bench/results/."""

@@ -94,7 +94,7 @@ def inspect_checkout(
         if record.key() == key and value:
             latest[:] = [value]
 
-    # Snapshots are trusted only where aborted records stay hidden (ADR 0009, 0011).
+    # Snapshots are trusted only where aborted records stay hidden (ADR 0009, 0014).
     if has_snapshots and isolation_level == "read_committed":
         read.append(f"{CHECKOUT_SNAPSHOTS}[{partition}]")
         read_to_end(

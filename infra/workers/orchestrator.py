@@ -3,7 +3,7 @@
 Consumes checkout.commands (storefront commands, webhook signals, per-partition ticks) and
 checkout.replies; writes saga events, adapter commands and public order events in the same
 transaction as the input offsets. State per checkout is the fold of checkout.events; memory and
-checkout.snapshots are caches (docs/decisions/0011):
+checkout.snapshots are caches (docs/decisions/0014):
 
 - every transaction also writes one snapshot per saga it changed, so under read_committed a
   snapshot never runs ahead of its events;
