@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy saga events adapters projections api infra bench
+	$(BIN)/mypy saga events adapters projections api infra bench db
 
 test: $(STAMP)
 	$(BIN)/pytest

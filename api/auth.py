@@ -2,7 +2,7 @@
 
 Storefronts authenticate with `Authorization: Bearer sk_...` or `X-API-Key: sk_...`; the key
 names their tenant. People (operators, admins) and storefront back-ends that prefer tokens use
-HS256 JWTs signed with `settings.jwt_secret`, with `sub`, `role` and `exp` required (a
+HS256 JWTs signed with the configured `JWT_SECRET`, with `sub`, `role` and `exp` required (a
 storefront token must also carry `tenant`). RBAC is a role check per route, plus tenant
 scoping: a storefront only ever sees its own tenant's checkouts.
 """

@@ -1,14 +1,16 @@
 """`KafkaCommandBus`: produce a command and return only once the broker acknowledged it.
 
-One confluent-kafka producer per process (thread-safe), configured by `producer_config` so keys
-are hashed with murmur2 exactly like every other producer (a checkout's commands share its
-partition). A background thread serves delivery callbacks; each request waits on its own future.
+One confluent-kafka producer per process (thread-safe), configured by the composition root
+(`infra.processor.producer_config`) so keys are hashed with murmur2 exactly like every other
+producer (a checkout's commands share its partition). A background thread serves delivery
+callbacks; each request waits on its own future.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
@@ -17,25 +19,21 @@ from api.ports import BrokerUnavailable
 from events.envelope import Envelope
 from events.serde import Serde
 from events.topics import topic_for
-from infra.processor import producer_config
 
 DEFAULT_ACK_TIMEOUT_S = 10.0
 
 
 class KafkaCommandBus:
     def __init__(
-        self, bootstrap: str, serde: Serde, *, ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S
+        self,
+        producer_config: Mapping[str, Any],
+        serde: Serde,
+        *,
+        ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
     ) -> None:
         self._serde = serde
         self._ack_timeout = ack_timeout_s
-        self.producer = Producer(
-            producer_config(
-                bootstrap,
-                # The broker must answer (ack or error) before we give up waiting, so a
-                # 503 means "not written" as far as librdkafka can tell.
-                **{"message.timeout.ms": int(ack_timeout_s * 1000), "acks": "all"},
-            )
-        )
+        self.producer = Producer(dict(producer_config))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="api-producer-poll", daemon=True)
         self._poller.start()

@@ -18,12 +18,12 @@ from api.ports import (
     RateLimiter,
     WebhookIngest,
 )
-from infra.settings import Settings
+from events.validation import MAX_COMMAND_BYTES
 
 
 @dataclass
 class ApiDeps:
-    settings: Settings
+    jwt_secret: str = field(repr=False)  # HS256 key that operator/admin tokens are signed with
     bus: CommandBus  # the Kafka producer wrapper (acknowledged writes)
     reads: CheckoutReads  # projections (PostgreSQL)
     accepted: AcceptedCheckouts  # Redis: checkouts accepted, maybe not projected yet
@@ -34,7 +34,7 @@ class ApiDeps:
     webhook_ingest: WebhookIngest
     probes: Mapping[str, Probe] = field(default_factory=dict)  # name -> readiness check
     clock: Callable[[], float] = time.time  # epoch seconds
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = MAX_COMMAND_BYTES  # the orchestrator refuses bigger commands too
     # How long a request waits for a concurrent twin (same Idempotency-Key and body) to finish.
     idempotency_wait_s: float = 5.0
     close: Callable[[], None] = lambda: None  # releases what the wiring opened

@@ -20,43 +20,12 @@ from typing import Any
 import psycopg
 
 from api.ports import ApiKey
+from events.validation import TENANT
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 """A connection factory, e.g. `psycopg_pool.ConnectionPool.connection`."""
 
 KEY_PREFIX = "sk_"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id      text PRIMARY KEY,
-    tenant_id   text NOT NULL,
-    name        text NOT NULL,
-    key_hash    bytea NOT NULL UNIQUE,
-    key_hint    text NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    revoked_at  timestamptz
-);
-CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant_id);
-CREATE TABLE IF NOT EXISTS audit_log (
-    id          bigserial PRIMARY KEY,
-    actor       text NOT NULL,
-    action      text NOT NULL,
-    object      text NOT NULL,
-    before      jsonb,
-    after       jsonb,
-    request_id  text,
-    at          timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS audit_log_object ON audit_log (object, at);
-"""
-
-
-def ensure_schema(conn: psycopg.Connection[Any]) -> None:
-    """Create `api_keys` and `audit_log` if missing (idempotent; safe on every start)."""
-    with conn.transaction():
-        # Two replicas starting together would race on CREATE ... IF NOT EXISTS.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('api.ensure_schema'))")
-        conn.execute(SCHEMA)
 
 
 def hash_key(plaintext: str) -> bytes:
@@ -65,8 +34,10 @@ def hash_key(plaintext: str) -> bytes:
 
 def create_api_key(conn: psycopg.Connection[Any], tenant: str, name: str) -> str:
     """A new key for `tenant`. The plaintext is returned once and never stored."""
-    if not tenant.strip():
-        raise ValueError("tenant must not be empty")
+    # The tenant goes into every StartCheckout of this key, and the orchestrator refuses a
+    # command whose tenant breaks the limits: refuse such a tenant here, where it is named.
+    if (reason := TENANT.check(tenant)) is not None:
+        raise ValueError(f"tenant {reason}")
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     with conn.transaction():
         conn.execute(

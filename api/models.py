@@ -8,40 +8,46 @@ PostgreSQL projections downstream, long after the API said 202).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
-from api.iso import COUNTRIES, CURRENCIES, PAYMENT_PROVIDERS
+from events import validation as v
 
-MAX_UNIT_AMOUNT = 100_000_000_000  # 1e9 major units of a 2-decimal currency: no real price
-MAX_QUANTITY = 10_000
-MAX_LINES = 100
+# Re-exported: the limits are the commands' (events.validation), the API only applies them.
+MAX_UNIT_AMOUNT = v.MAX_UNIT_AMOUNT
+MAX_QUANTITY = v.MAX_QUANTITY
+MAX_LINES = v.MAX_LINES
 
-# At least one visible character, no control characters.
-_TEXT = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
-_EMAIL = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_TEXT)]
-OptionalText = Annotated[str, StringConstraints(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_TEXT)]
-MinorUnits = Annotated[int, Field(strict=True, ge=0, le=MAX_UNIT_AMOUNT)]
-Currency = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Z]{3}$",
-        description="ISO-4217 code",
-        json_schema_extra={"enum": sorted(CURRENCIES)},
-    ),
-]
-Country = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Z]{2}$",
-        description="ISO-3166-1 alpha-2 code",
-        json_schema_extra={"enum": sorted(COUNTRIES)},
-    ),
-]
+class _Rule(Protocol):
+    def check(self, value: Any, /) -> str | None: ...
+
+    def json_schema(self) -> dict[str, Any]: ...
+
+
+def _doc(rule: _Rule, **extra: Any) -> Any:
+    """The rule's bounds in the OpenAPI document (what clients and the fuzzer see)."""
+    return Field(json_schema_extra={**rule.json_schema(), **extra})
+
+
+def _check(rule: _Rule) -> AfterValidator:
+    """The rule itself, with its own reason as the field's message: the API and the
+    orchestrator refuse the same values with the same words."""
+
+    def check(value: Any) -> Any:
+        reason = rule.check(value)
+        if reason is not None:
+            raise PydanticCustomError("limit", reason)
+        return value
+
+    return AfterValidator(check)
+
+
+Text = Annotated[str, _doc(v.ADDRESS_LINE), _check(v.ADDRESS_LINE)]
+Reason = Annotated[str, _doc(v.REASON), _check(v.REASON)]
+Currency = Annotated[str, _doc(v.CURRENCY, description="ISO-4217 code"), _check(v.CURRENCY)]
 
 
 class _Strict(BaseModel):
@@ -50,65 +56,47 @@ class _Strict(BaseModel):
 
 
 class Customer(_Strict):
-    id: Text
-    email: Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=_EMAIL)]
+    id: Annotated[str, _doc(v.CUSTOMER_ID), _check(v.CUSTOMER_ID)]
+    email: Annotated[str, _doc(v.EMAIL), _check(v.EMAIL)]
 
 
 class Item(_Strict):
-    sku: Sku
-    quantity: Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
-    unit_amount: MinorUnits
+    sku: Annotated[str, _doc(v.SKU), _check(v.SKU)]
+    # strict: JSON 12.5, "12" and true are refused rather than coerced.
+    quantity: Annotated[int, Field(strict=True), _doc(v.QUANTITY), _check(v.QUANTITY)]
+    unit_amount: Annotated[int, Field(strict=True), _doc(v.UNIT_AMOUNT), _check(v.UNIT_AMOUNT)]
 
 
 class ShippingAddress(_Strict):
     line1: Text
     city: Text
-    state: OptionalText = ""
-    postal_code: Annotated[str, StringConstraints(max_length=20, pattern=r"^[^\x00-\x1f\x7f]*$")]
-    country: Country
-
-    @field_validator("country")
-    @classmethod
-    def _known_country(cls, value: str) -> str:
-        if value not in COUNTRIES:
-            raise ValueError(f"{value!r} is not an ISO-3166-1 alpha-2 country code")
-        return value
+    state: Annotated[str, _doc(v.STATE), _check(v.STATE)] = ""
+    postal_code: Annotated[str, _doc(v.POSTAL_CODE), _check(v.POSTAL_CODE)]
+    country: Annotated[
+        str, _doc(v.COUNTRY, description="ISO-3166-1 alpha-2 code"), _check(v.COUNTRY)
+    ]
 
 
 class Payment(_Strict):
-    provider: Literal["stripe"]
-    payment_method: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_TEXT)]
-
-    @field_validator("provider")
-    @classmethod
-    def _known_provider(cls, value: str) -> str:
-        if value not in PAYMENT_PROVIDERS:  # the Literal documents it; this keeps them in step
-            raise ValueError(f"unknown payment provider {value!r}")
-        return value
+    provider: Annotated[str, _doc(v.PAYMENT_PROVIDER), _check(v.PAYMENT_PROVIDER)]
+    payment_method: Annotated[str, _doc(v.PAYMENT_METHOD), _check(v.PAYMENT_METHOD)]
 
 
 class CheckoutRequest(_Strict):
     customer: Customer
     currency: Currency
-    items: Annotated[list[Item], Field(min_length=1, max_length=MAX_LINES)]
+    items: Annotated[list[Item], _doc(v.LINES), _check(v.LINES)]
     shipping_address: ShippingAddress
     payment: Payment
 
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        if value not in CURRENCIES:
-            raise ValueError(f"{value!r} is not an ISO-4217 currency code")
-        return value
-
 
 class CancelRequest(_Strict):
-    reason: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
+    reason: Reason = ""
 
 
 class RefundRequest(_Strict):
-    amount: Annotated[int, Field(strict=True, gt=0, le=MAX_UNIT_AMOUNT * MAX_QUANTITY)]
-    reason: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
+    amount: Annotated[int, Field(strict=True), _doc(v.REFUND_AMOUNT), _check(v.REFUND_AMOUNT)]
+    reason: Reason = ""
 
 
 # --- responses -----------------------------------------------------------------------------

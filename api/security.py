@@ -50,7 +50,7 @@ def authenticated(
     # Every authentication attempt costs a token of the caller's IP bucket *before* the
     # credential is checked, so guessing keys or tokens is throttled too.
     _limit(deps, f"ip:{client_ip(request)}")
-    authenticator = Authenticator(deps.keys, deps.settings.jwt_secret)
+    authenticator = Authenticator(deps.keys, deps.jwt_secret)
     principal = authenticator.authenticate(bearer.credentials if bearer else None, api_key)
     request.state.actor = principal.actor
     return principal

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from bench.engine import percentile
 from infra.embedded.process import free_port
+from infra.settings import child_environ, to_environ
 
 CLIENTS = 16
 SECONDS = 15
@@ -39,22 +40,22 @@ def body() -> dict[str, Any]:
 
 
 def measure(settings: Any, console: Console) -> dict[str, Any]:
-    from api.keys import create_api_key, ensure_schema
+    from api.keys import create_api_key
+    from db.migrate import upgrade
 
+    upgrade(settings.database_url)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        ensure_schema(conn)
         key = create_api_key(conn, "bench", f"bench-{uuid.uuid4().hex[:6]}")
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.getcwd(),
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "STRIPE_API_BASE": settings.stripe_api_base,
-        "API_PORT": str(port),
-        "RATE_LIMIT_PER_MINUTE": "1000000",  # measure the API, not the limiter's refusals
-    }
+    # Every URL and the stack's generated secrets, as `saga api` reads them.
+    env = child_environ(
+        {
+            **to_environ(settings),
+            "PYTHONPATH": os.getcwd(),
+            "API_PORT": str(port),
+            "RATE_LIMIT_PER_MINUTE": "1000000",  # measure the API, not the limiter's refusals
+        }
+    )
     server = subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "api"],
         env=env,

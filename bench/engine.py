@@ -27,6 +27,7 @@ from events.envelope import Envelope
 from events.serde import Serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, MAIN_TOPICS
 from infra.processor import producer_config
+from infra.settings import child_environ
 from infra.topics import ensure_topics
 
 ENGINE_ROLES = ("orchestrator", "inventory", "tax", "shipping", "payment")
@@ -79,11 +80,7 @@ def workers(
     broker_pid: int | None = None,
 ) -> Iterator[Workers]:
     # SAGA_PARTITIONS and SAGA_BATCH_SIZE pass through from the bench's own environment.
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.getcwd(),
-        "KAFKA_ISOLATION_LEVEL": isolation_level,
-    }
+    env = child_environ({"PYTHONPATH": os.getcwd(), "KAFKA_ISOLATION_LEVEL": isolation_level})
     procs: dict[str, list[subprocess.Popen[bytes]]] = {}
     logdir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     logs: list[Path] = []

@@ -4,12 +4,11 @@ INSTANCE`. Real runtime and orchestrator; adapters from bench.services."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from bench.services import bench_services
 from infra.bootstrap import build_processor
-from infra.settings import load_settings
+from infra.settings import Settings, load_settings
 
 
 def main(argv: list[str]) -> None:
@@ -19,12 +18,13 @@ def main(argv: list[str]) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    passed = ("KAFKA_ISOLATION_LEVEL", "SAGA_PARTITIONS", "SAGA_BATCH_SIZE")
-    settings = load_settings(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            **{k: os.environ[k] for k in passed if k in os.environ},
-        }
+    # Only these pass through from the bench's environment: the workers run on bench adapters.
+    given = load_settings()
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        kafka_isolation_level=given.kafka_isolation_level,
+        partitions=given.partitions,
+        processor_batch_size=given.processor_batch_size,
     )
     services = bench_services(int(latency_ms) / 1000)
     processor = build_processor(role, settings, services=services, instance_id=instance)

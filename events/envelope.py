@@ -11,6 +11,11 @@ from events.messages import Message
 
 M = TypeVar("M", bound=Message)
 
+SCHEMA_VERSION = 2
+"""The envelope format written today. On checkout.events it is also the history's format:
+version 1 recorded adapter replies and deadlines as bare facts that evolve judged; version 2
+records decide's verdicts as events (saga/upcast.py reads both)."""
+
 MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in get_args(messages.Message)}
 
 
@@ -36,7 +41,7 @@ class Envelope(Generic[M]):
     causation_id: str | None
     occurred_at: int  # epoch ms
     producer: str
-    schema_version: int = 1
+    schema_version: int = SCHEMA_VERSION
 
     @property
     def type(self) -> str:

@@ -437,6 +437,33 @@ class StepTimedOut:
 
 
 @dataclass(frozen=True, slots=True)
+class StepSucceeded:
+    """decide accepted the answer to a forward step's outstanding attempt (a reply, or the
+    provider's signal after 3-D Secure). `amount` is the tax or shipping quoted, `reference` the
+    reservation or payment the saga now uses. Recorded so a rebuild never re-judges the reply."""
+
+    checkout_id: str
+    step: Step
+    attempt: int
+    amount: int | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepAttemptFailed:
+    """decide judged an attempt of a step failed: the adapter said so, the answer did not match
+    what was asked, the customer's payment action failed, or the deadline passed. `retryable`
+    is the verdict decide acts on; the retry or compensation that follows is its own event."""
+
+    checkout_id: str
+    step: Step
+    attempt: int
+    reason: str
+    retryable: bool
+    reference: str | None = None  # the payment the attempt created, when one exists
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentSignalRecorded:
     """A webhook signal the saga accepted (kept so a duplicate is recognised after a rebuild)."""
 
@@ -511,6 +538,18 @@ class RefundRejected:
     refund_request_id: str
     reason: str
     refundable_amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRejected:
+    """A known checkout refused a command that has no rejection of its own (CancelCheckout has
+    CancellationRejected, RequestRefund has RefundRejected): e.g. a second StartCheckout with
+    this checkout_id and another body. Recorded so the refusal has a trace an operator can
+    read; the envelope's causation_id is the refused command's message id."""
+
+    checkout_id: str
+    command: str  # the refused command's type, e.g. "StartCheckout"
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,6 +652,8 @@ SagaEvent = (
     | StepStarted
     | StepRetryScheduled
     | StepTimedOut
+    | StepSucceeded
+    | StepAttemptFailed
     | PaymentSignalRecorded
     | PaymentActionAwaited
     | CompensationStarted
@@ -622,6 +663,7 @@ SagaEvent = (
     | CancellationRejected
     | RefundRequested
     | RefundRejected
+    | CommandRejected
     | CheckoutNeedsAttention
 )
 

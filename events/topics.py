@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from events import messages as m
 
 CHECKOUT_COMMANDS = "checkout.commands"
@@ -70,6 +72,36 @@ def topic_for(message: m.Message) -> str:
 
 
 _REPLY_NAMES = frozenset(t.__name__ for t in m.AdapterReply.__args__)
+
+
+def _names(*unions: object) -> frozenset[str]:
+    return frozenset(t.__name__ for u in unions for t in get_args(u))
+
+
+# What each topic of the contract carries, by message type name (a later version of a class is
+# still the same message). Enforced once, in the processor loop: anything else is dead-lettered
+# with `refusal_on`'s reason, so a valid record of the wrong type never vanishes.
+ACCEPTED: dict[str, frozenset[str]] = {
+    CHECKOUT_COMMANDS: _names(m.StorefrontCommand),
+    CHECKOUT_REPLIES: _names(m.AdapterReply),
+    # Accepted replies are appended to the record as they are (see the orchestrator).
+    CHECKOUT_EVENTS: _names(m.SagaEvent, m.AdapterReply),
+    ORDERS_EVENTS: _names(m.PublicEvent),
+    **{
+        adapter_requests(a): frozenset(t.__name__ for t, name in _ADAPTER_OF.items() if name == a)
+        for a in ADAPTERS
+    },
+}
+
+
+def refusal_on(topic: str, message: object) -> str | None:
+    """Why `message` does not belong on `topic`, or None. Topics outside the contract (a test's
+    own topics, dead-letter topics) carry anything."""
+    accepted = ACCEPTED.get(topic)
+    name = type(message).__name__
+    if accepted is None or name in accepted:
+        return None
+    return f"{name} is not accepted on topic {topic}"
 
 
 # Retention is part of the contract (ARCHITECTURE.md §4). The record never deletes; work topics

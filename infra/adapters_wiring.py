@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 import redis
 
-from infra.settings import Settings
+from db.migrate import upgrade
+from infra.settings import Settings, require
 
 
 def _connect(database_url: str) -> Callable[[], psycopg.Connection]:
@@ -23,11 +24,10 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
 
     Default: the configured Stripe account (the embedded localstripe in dev/test) as "stripe"
     for every tenant. When the `payment_providers` table has rows (registered with
-    `adapters.payments.registry.register_provider` or `python -m adapters.payments.registry
+    `adapters.payments.registry.register_provider` or `python -m infra.providers_cli
     register`), those accounts and their `payment_routes` rules are added; they need
     PAYMENT_PROVIDERS_KEY to decrypt, and starting without it fails rather than misroutes.
     """
-    from adapters.payments import refund_ledger
     from adapters.payments.refund_ledger import LedgerGuardedGateway, RefundLedger
     from adapters.payments.registry import (
         ANY_TENANT,
@@ -40,9 +40,11 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
     from adapters.payments.service import PaymentService
 
     assert settings.database_url
+    # No default key: the embedded stack generates one for its localstripe.
+    require(settings, "stripe_api_key", who="the payment worker")
+    assert settings.stripe_api_key
+    upgrade(settings.database_url)
     connect = _connect(settings.database_url)
-    with connect() as conn:
-        refund_ledger.ensure_schema(conn)
     ledger = RefundLedger(connect)
     # Refunds must pass the ledger: it is what stops concurrent refunds exceeding the capture.
     registry = ProviderRegistry(
@@ -52,7 +54,7 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
     default = ProviderAccount(
         "stripe", ANY_TENANT, "stripe", "", Secret(settings.stripe_api_key), options
     )
-    accounts, rules = stored_providers(connect)
+    accounts, rules = stored_providers(connect, settings.payment_providers_key)
     if not any(a.key == default.key for a in accounts):  # a stored "stripe" overrides
         registry.register(default)
     for account in accounts:
@@ -67,7 +69,10 @@ def tax_service(settings: Settings) -> Callable[[Any], Any]:
     from adapters.tax.service import TaxService
 
     client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
-    return TaxService(build_tax_calculator(settings, redis_client=client)).handle
+    calculator = build_tax_calculator(
+        settings.taxjar_api_key, settings.tax_fallback_policy, redis_client=client
+    )
+    return TaxService(calculator).handle
 
 
 def stock_store(settings: Settings) -> Any:
@@ -75,10 +80,8 @@ def stock_store(settings: Settings) -> Any:
     from adapters.inventory import postgres
 
     assert settings.database_url
-    connect = _connect(settings.database_url)
-    with connect() as conn:
-        postgres.ensure_schema(conn)
-    return postgres.PostgresInventory(connect)
+    upgrade(settings.database_url)
+    return postgres.PostgresInventory(_connect(settings.database_url))
 
 
 def inventory_service(settings: Settings) -> Callable[[Any], Any]:

@@ -25,6 +25,8 @@ topics_app = typer.Typer(help="Kafka topics", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 stock_app = typer.Typer(help="Stock levels (the only way they change)", no_args_is_help=True)
 app.add_typer(stock_app, name="stock")
+db_app = typer.Typer(help="The database schema (one Alembic history)", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 console = Console(width=max(Console().width, 140))
 
 
@@ -87,23 +89,25 @@ def _ensure(settings: Settings, bootstrap: str, fix: bool = False) -> TopicRepor
     )
 
 
+ENV_FILE = "saga.env"
+
+
 def _write_env_file(running: RunningStack, data_dir: Path) -> Path:
-    """Every URL a worker needs, as `export` lines; private to the user (it will hold secrets)."""
+    """Every URL and secret a worker or the API needs, as `export` lines; private to the user
+    (0600 from creation: it holds the JWT and webhook secrets)."""
+    import os
     import shlex
 
-    s = running.settings
-    values = {
-        "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
-        "KAFKA_ISOLATION_LEVEL": s.kafka_isolation_level,
-        "DATABASE_URL": s.database_url,
-        "REDIS_URL": s.redis_url,
-        "STRIPE_API_BASE": s.stripe_api_base,
-        "SMTP_URL": s.smtp_url,
-    }
-    path = data_dir / "saga.env"
-    text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items() if v)
-    path.touch(mode=0o600)
-    path.write_text(text)
+    from infra.settings import to_environ
+
+    values = to_environ(running.settings)
+    values.setdefault("KAFKA_ISOLATION_LEVEL", running.settings.kafka_isolation_level)
+    path = data_dir / ENV_FILE
+    text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(values.items()))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file may have been created with wider permissions
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     return path
 
 
@@ -134,9 +138,10 @@ def up(
         console.print(f"data directory: {data_dir}")
         console.print(f'environment for workers: eval "$(cat {env_file})"')
         console.print(
-            "export these as KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL / "
-            "STRIPE_API_BASE (and KAFKA_ISOLATION_LEVEL) to point workers at this stack. "
-            "Ctrl-C stops it."
+            "it sets KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL / STRIPE_API_BASE, "
+            "KAFKA_ISOLATION_LEVEL and this directory's generated secrets (JWT_SECRET, "
+            "STRIPE_WEBHOOK_SECRETS, STRIPE_API_KEY) to point workers and the API at this "
+            "stack. Ctrl-C stops it."
         )
         stop.wait()
         console.print("stopping…")
@@ -162,6 +167,47 @@ def topics_ensure(
         raise typer.Exit(1)
 
 
+def _database_url() -> str:
+    settings = _settings()
+    if not settings.database_url:
+        console.print("[red]DATABASE_URL is not set[/red] (start one with `saga up`)")
+        raise typer.Exit(2)
+    return settings.database_url
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: str = typer.Argument("head", help="target revision"),
+) -> None:
+    """Apply the migrations: every owned table and the read models (idempotent; every service
+    also runs them at start, under the same advisory lock)."""
+    from db.migrate import owned_revision, upgrade
+
+    url = _database_url()
+    before = owned_revision(url)
+    after = upgrade(url, revision)
+    if before == after:
+        console.print(f"at revision {after} (nothing to do)")
+    else:
+        console.print(f"upgraded {before or 'an empty database'} -> {after}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The revision the owned tables and the read models are at, and the newest this code
+    knows (exit 1 if either is behind)."""
+    from db.migrate import current_revision, head_revision, owned_revision
+
+    url = _database_url()
+    owned, read_models, head = owned_revision(url), current_revision(url), head_revision()
+    console.print(
+        f"owned tables: {owned or 'none'}  read models: {read_models or 'none'}  head: {head}"
+    )
+    if owned != head or read_models != head:
+        console.print("[yellow]behind:[/yellow] run `saga db upgrade`")
+        raise typer.Exit(1)
+
+
 def _stock_store(settings: Settings) -> Any:
     from infra.adapters_wiring import stock_store
 
@@ -171,37 +217,96 @@ def _stock_store(settings: Settings) -> Any:
     return stock_store(settings)
 
 
-def _set_levels(levels: dict[str, int]) -> None:
+def _os_user() -> str:
+    """The account running the command, from the OS (not $USER, which anyone can set)."""
+    import os
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no passwd entry (containers)
+        return f"uid:{os.getuid()}"
+
+
+ActorOption = Annotated[
+    str | None, typer.Option("--actor", help="who makes the change (default: the OS user)")
+]
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="why, kept in the audit trail (saga stock history)")
+]
+
+
+def _set_levels(levels: dict[str, int], change: Any) -> None:
     store = _stock_store(_settings())
     try:
-        store.set_stock(levels)
-    except ValueError as e:  # below what is reserved: the database's own check refused it
+        store.set_stock(levels, change)
+    except ValueError as e:  # below what is reserved: refused, nothing changed
         console.print(f"[red]refused:[/red] {e} (a level cannot go below the units reserved)")
         raise typer.Exit(1) from e
     for sku, units in sorted(levels.items()):
         console.print(f"{sku}: on hand {units}")
+    console.print(f"audited as {change.actor}" + (f": {change.reason}" if change.reason else ""))
 
 
 @stock_app.command("set")
-def stock_set(sku: str, units: int) -> None:
-    """Set SKU's units on hand (refused below what is reserved)."""
+def stock_set(sku: str, units: int, actor: ActorOption = None, reason: ReasonOption = None) -> None:
+    """Set SKU's units on hand (refused below what is reserved); audited."""
+    from adapters.inventory.seed import StockChange
+
     if units < 0:
         console.print("[red]refused:[/red] units must be >= 0")
         raise typer.Exit(2)
-    _set_levels({sku: units})
+    _set_levels({sku: units}, StockChange(actor or _os_user(), "set", reason))
 
 
 @stock_app.command("load")
-def stock_load(file: Path) -> None:
-    """Set levels from a JSON ({"SKU": n} or [{"sku","on_hand"}]) or CSV (sku,on_hand) file."""
-    from adapters.inventory.seed import load_stock_file
+def stock_load(file: Path, actor: ActorOption = None, reason: ReasonOption = None) -> None:
+    """Set levels from a JSON ({"SKU": n} or [{"sku","on_hand"}]) or CSV (sku,on_hand) file;
+    all or nothing, audited with the file's path."""
+    from adapters.inventory.seed import StockChange, load_stock_file
 
     try:
         levels = load_stock_file(file)
     except (OSError, ValueError) as e:
         console.print(f"[red]cannot load {file}:[/red] {e}")
         raise typer.Exit(2) from e
-    _set_levels(levels)
+    change = StockChange(actor or _os_user(), "load", reason, str(file.resolve()))
+    _set_levels(levels, change)
+
+
+@stock_app.command("history")
+def stock_history(
+    sku: Annotated[str | None, typer.Argument()] = None,
+    limit: int = typer.Option(50, help="newest N changes"),
+) -> None:
+    """Operator changes of on-hand levels, newest first: who, when, before -> after, reserved
+    at that moment, reason and source file."""
+    from datetime import UTC, datetime
+
+    entries = _stock_store(_settings()).stock_history(sku, limit)
+    if not entries:
+        console.print(f"no stock changes recorded{f' for {sku}' if sku else ''}")
+        raise typer.Exit(1 if sku else 0)
+    table = Table(title="stock history")
+    for column in ("at (UTC)", "actor", "command", "sku", "before", "after", "reserved"):
+        table.add_column(column)
+    table.add_column("reason")
+    table.add_column("source", overflow="fold")
+    for e in entries:
+        at = datetime.fromtimestamp(e.at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        before = "new" if e.on_hand_before is None else str(e.on_hand_before)
+        table.add_row(
+            at,
+            e.actor,
+            e.command,
+            e.sku,
+            before,
+            str(e.on_hand_after),
+            str(e.reserved),
+            e.reason or "",
+            e.source or "",
+        )
+    console.print(table)
 
 
 @stock_app.command("show")
@@ -240,7 +345,7 @@ def worker(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     if role == "projector":  # a sink into PostgreSQL, not a Kafka->Kafka processor
-        from projections.worker import run_projector
+        from infra.workers.projector import run_projector
 
         run_projector(settings)
         return
@@ -331,8 +436,8 @@ def bench(
 
 
 def _register_projections() -> None:
-    """`saga replay`, `saga status`, `saga db upgrade` (projections/cli.py)."""
-    from projections.cli import register
+    """`saga replay`, `saga status` (infra/projections_cli.py)."""
+    from infra.projections_cli import register
 
     register(app, console)
 
@@ -346,16 +451,83 @@ def api_command() -> None:
     import uvicorn
 
     from api.app import create_app
-    from api.wiring import MissingServiceError, build_api_deps
+    from infra.api_wiring import MissingServiceError, build_api_deps
 
     settings = _settings()
     logging.basicConfig(level=settings.log_level, stream=sys.stderr)
     try:
         deps = build_api_deps(settings)
-    except MissingServiceError as e:
-        console.print(f"[red]{e}[/red]")
+    except (MissingServiceError, ConfigError) as e:
+        console.print(f"[red]{e}[/red]", soft_wrap=True)
         raise typer.Exit(2) from e
     uvicorn.run(create_app(deps), host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+token_app = typer.Typer(help="JWTs for operators and admins", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from `90`, `90s`, `15m`, `12h` or `7d`."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    raw = text.strip().lower()
+    factor = units.get(raw[-1:], 0)
+    number = raw[:-1] if factor else raw
+    if not factor:
+        factor = 1
+    if not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"expected a positive duration like 900, 15m, 12h or 7d, got {text!r}")
+    return int(number) * factor
+
+
+MAX_TOKEN_TTL_S = 30 * 86400  # a token cannot be revoked: keep its lifetime bounded
+
+
+@token_app.command("create")
+def token_create(
+    role: str = typer.Option(..., help="operator | admin | storefront"),
+    tenant: str | None = typer.Option(None, help="the tenant (required for a storefront token)"),
+    ttl: str = typer.Option("1h", help="lifetime: 900, 15m, 12h, 7d (at most 30d)"),
+    subject: str | None = typer.Option(None, "--sub", help="who the token is for (audit log)"),
+    env_file: Annotated[
+        Path,
+        typer.Option(help="`saga up`'s env file, read when the environment sets no JWT_SECRET"),
+    ] = DEFAULT_DATA_DIR / ENV_FILE,
+) -> None:
+    """Mint an HS256 token the API accepts, signed with JWT_SECRET; prints only the token."""
+    import getpass
+    import time
+
+    from api.auth import ROLES, make_token
+    from infra.settings import require
+
+    errors = Console(stderr=True)
+    try:
+        if role not in ROLES:
+            raise ValueError(f"--role must be one of {', '.join(ROLES)}")
+        if role == "storefront" and not tenant:
+            raise ValueError("a storefront token needs --tenant")
+        seconds = parse_duration(ttl)
+        if seconds > MAX_TOKEN_TTL_S:
+            raise ValueError(f"--ttl {ttl!r} is longer than 30d")
+        # The environment first; without JWT_SECRET there, the data directory's env file (what
+        # `saga up` wrote) fills it, so an operator on the same machine needs no export.
+        settings = load_settings()
+        if not settings.jwt_secret:
+            settings = load_settings(env_file=env_file)
+        require(settings, "jwt_secret", who="`saga token create`")
+    except (ValueError, OSError) as e:  # ConfigError is a ValueError
+        errors.print(f"[red]{e}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from e
+    assert settings.jwt_secret
+    token = make_token(
+        settings.jwt_secret,
+        sub=subject or f"{getpass.getuser()}-cli",
+        role=role,
+        exp=int(time.time()) + seconds,
+        tenant=tenant,
+    )
+    print(token)
 
 
 api_key_app = typer.Typer(help="Storefront API keys", no_args_is_help=True)
@@ -370,14 +542,15 @@ def api_key_create(
     """Create a storefront API key; the key is printed once and stored only as a hash."""
     import psycopg
 
-    from api.keys import create_api_key, ensure_schema
+    from api.keys import create_api_key
+    from db.migrate import upgrade
 
     settings = _settings()
     if not settings.database_url:
         console.print("[red]DATABASE_URL is not set[/red] (start one with `saga up`)")
         raise typer.Exit(2)
+    upgrade(settings.database_url)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        ensure_schema(conn)
         key = create_api_key(conn, tenant, name)
     console.print(f"API key for tenant {tenant!r} (shown once, store it now):")
     print(key)

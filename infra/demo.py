@@ -50,6 +50,7 @@ def tokenize(settings: Settings, card: str) -> str:
         return card
     import stripe
 
+    assert settings.stripe_api_key  # the embedded stack generates one
     client = stripe.StripeClient(
         settings.stripe_api_key, base_addresses={"api": settings.stripe_api_base or ""}
     )
@@ -88,7 +89,7 @@ def engine(settings: Settings, services: dict[str, Any] | None = None) -> Iterat
         or r in services
         or (r == "notifier" and settings.smtp_url)
     ]
-    from projections.worker import build_projector
+    from infra.workers.projector import build_projector
 
     processors = [build_processor(r, settings, services=services) for r in roles]
     with on_threads(*processors, build_projector(settings)):
@@ -104,7 +105,7 @@ def api_server(settings: Settings) -> Iterator[tuple[str, str]]:
 
     from api.app import create_app
     from api.keys import create_api_key
-    from api.wiring import build_api_deps
+    from infra.api_wiring import build_api_deps
 
     assert settings.database_url
     deps = build_api_deps(settings)  # creates the api_keys table
@@ -195,7 +196,7 @@ def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 12
     from adapters.inventory.seed import seed_stock
     from infra.adapters_wiring import stock_store
 
-    seed_stock(stock_store(settings))
+    seed_stock(stock_store(settings), actor="demo", reason="demo shop")
     with engine(settings), api_server(settings) as (base_url, key):
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=base_url, headers=headers, timeout=30) as api:

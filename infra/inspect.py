@@ -23,9 +23,9 @@ from infra.snapshots import (
     fingerprint_matches,
     pointer_offset,
 )
-from saga.checkout import fold
 from saga.evolve import REPLY_STEP, FailureReply  # reply type -> the step it answers
 from saga.state import SagaState
+from saga.upcast import replay_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +169,10 @@ def step_summaries(history: list[Envelope[Any]]) -> list[StepSummary]:
         if isinstance(msg, m.StepStarted):
             started.setdefault(msg.step, e.occurred_at)
             attempts[msg.step] = max(attempts.get(msg.step, 0), msg.attempt)
+        elif isinstance(msg, m.StepSucceeded | m.StepAttemptFailed):
+            # The verdict decide recorded overrides what the reply alone suggests.
+            outcome = "succeeded" if isinstance(msg, m.StepSucceeded) else "failed"
+            finished[msg.step] = (outcome, e.occurred_at)
         elif (step := REPLY_STEP.get(type(msg))) is not None:
             outcome = (
                 "failed"
@@ -190,7 +194,7 @@ def step_summaries(history: list[Envelope[Any]]) -> list[StepSummary]:
 
 
 def status_of(history: list[Envelope[Any]]) -> str:
-    state = fold(e.message for e in history)
+    state = replay_all((e.message, e.schema_version) for e in history)
     return "UNKNOWN" if state is None else str(state.status)
 
 

@@ -6,7 +6,8 @@ Every processor (orchestrator, adapters, projectors that write to Kafka) is a `H
 - the handler sees the whole batch before anything is produced, so a handler failure aborts a
   transaction that holds no records (some brokers — Tansu 0.6 — show aborted records to
   read_committed consumers; see docs/decisions/0006-effectively-once-on-tansu.md);
-- a message that cannot be decoded, or whose handling fails `max_attempts` times, goes to
+- a message that cannot be decoded, is of a type its topic does not carry (the registry in
+  events/topics.py), or whose handling fails `max_attempts` times, goes to
   `<topic>.dlq` with the error in headers, in the same transaction as the offset that skips it:
   a poison message never blocks its partition and never vanishes; a handler that knows a
   retry cannot help raises `PermanentFailure`, which is dead-lettered without retries;
@@ -30,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from events.envelope import Envelope
 from events.serde import DecodeError, RegistryUnavailableError, Serde
-from events.topics import dlq
+from events.topics import dlq, refusal_on
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Incoming:
     offset: int
     timestamp: int  # broker/producer timestamp, epoch ms
     envelope: Envelope[Any]
+    size: int = 0  # bytes of the record's value, for handlers that bound what they accept
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +353,13 @@ class Processor:
             log.warning("schema registry unavailable, retrying batch: %s", e)
             time.sleep(1.0)
             raise _RetryBatch from e
-        return Incoming(topic, partition, offset, record.timestamp()[1], envelope)
+        wrong = refusal_on(topic, envelope.message)
+        if wrong is not None:
+            # Well-formed, but no processor of this topic could apply it: handing it on would
+            # have it ignored somewhere (issue 12), so it is dead-lettered before any handler.
+            return f"WrongTopic: {wrong}"
+        size = len(record.value() or b"")
+        return Incoming(topic, partition, offset, record.timestamp()[1], envelope, size)
 
     def _run_handler(self, incomings: list[Incoming]) -> list[Sequence[Output] | BaseException]:
         handle_many = getattr(self._handler, "handle_many", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -51,6 +51,31 @@ def _csv(raw: str) -> tuple[str, ...]:
     return values
 
 
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
+
+
+def _jwt_secret(raw: str) -> str:
+    if len(raw.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ValueError(
+            f"must be at least {MIN_JWT_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)"
+        )
+    return raw
+
+
+def _secret(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _single(raw: str) -> tuple[str, ...]:
+    return (_secret(raw),)
+
+
+def _optional_port(raw: str) -> int | None:
+    return _int(1, 65535)(raw) if raw.strip() else None
+
+
 def _bootstrap(raw: str) -> str | None:
     raw = raw.strip()
     if not raw:
@@ -73,9 +98,10 @@ class Settings:
     database_url: str | None = None
     redis_url: str | None = None
     stripe_api_base: str | None = None
-    stripe_api_key: str = "sk_test_embedded"
+    # No default: the embedded stack generates one for its localstripe; a real Stripe needs its own.
+    stripe_api_key: str | None = field(default=None, repr=False)
     schema_registry_url: str | None = None
-    taxjar_api_key: str | None = None
+    taxjar_api_key: str | None = field(default=None, repr=False)
     partitions: int = 6
     replication_factor: int = 1
     min_insync_replicas: int = 1  # for real clusters; applied to topics when replication > 1
@@ -92,12 +118,31 @@ class Settings:
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    jwt_secret: str = "embedded-dev-only-secret-change-me-0123456789"  # HS256; set in production
+    # Secrets have no usable default: a deployment that forgets them must not start and accept
+    # tokens or webhooks anyone could forge. The embedded stack generates them per data dir.
+    jwt_secret: str | None = field(default=None, repr=False)  # HS256, >= 32 bytes
     rate_limit_per_minute: int = 600  # per API key and per IP, on checkout and auth routes
-    stripe_webhook_secrets: tuple[str, ...] = ("whsec_embedded",)  # several during rotation
+    # several during rotation, newest first
+    stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     # Email: an SMTP URL (smtp://host:port) or unset for the embedded demo inbox
     smtp_url: str | None = None
     email_from: str = "orders@shop.example"
+    # Fernet key that decrypts the payment_providers table's credentials
+    payment_providers_key: str | None = field(default=None, repr=False)
+    # Only `saga provider register` reads it: a credential never goes on the command line.
+    payment_provider_secret: str | None = field(default=None, repr=False)
+    projector_metrics_port: int | None = None  # unset: the projector serves no /metrics
+    # Fulfilment labels: the built-in rate table unless EASYPOST_API_KEY is set (then the
+    # ship-from address is required).
+    easypost_api_key: str | None = field(default=None, repr=False)
+    easypost_api_base: str = "https://api.easypost.com"
+    easypost_carrier: str = "USPS"
+    ship_from_line1: str | None = None
+    ship_from_city: str | None = None
+    ship_from_state: str | None = None
+    ship_from_postal_code: str | None = None
+    ship_from_country: str | None = None
+    java_home: str | None = None  # the embedded Kafka's Java, tried before PATH's
 
 
 # env var -> (field, parser). The parser raises ValueError with a short reason.
@@ -107,7 +152,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DATABASE_URL": ("database_url", _optional_str),
     "REDIS_URL": ("redis_url", _optional_str),
     "STRIPE_API_BASE": ("stripe_api_base", _optional_str),
-    "STRIPE_API_KEY": ("stripe_api_key", str),
+    "STRIPE_API_KEY": ("stripe_api_key", _optional_str),
     "SCHEMA_REGISTRY_URL": ("schema_registry_url", _optional_str),
     "TAXJAR_API_KEY": ("taxjar_api_key", _optional_str),
     "SAGA_PARTITIONS": ("partitions", _int(1, 1024)),
@@ -126,25 +171,117 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
     "API_HOST": ("api_host", str),
     "API_PORT": ("api_port", _int(1, 65535)),
-    "JWT_SECRET": ("jwt_secret", str),
+    "JWT_SECRET": ("jwt_secret", _jwt_secret),
     "RATE_LIMIT_PER_MINUTE": ("rate_limit_per_minute", _int(1, 1_000_000)),
+    # One secret, or a comma list while rotating; both set: the single one first.
+    "STRIPE_WEBHOOK_SECRET": ("stripe_webhook_secrets", _single),
     "STRIPE_WEBHOOK_SECRETS": ("stripe_webhook_secrets", _csv),
     "SMTP_URL": ("smtp_url", _optional_str),
     "EMAIL_FROM": ("email_from", str),
+    "PAYMENT_PROVIDERS_KEY": ("payment_providers_key", _optional_str),
+    "PAYMENT_PROVIDER_SECRET": ("payment_provider_secret", _optional_str),
+    "SAGA_PROJECTOR_METRICS_PORT": ("projector_metrics_port", _optional_port),
+    "EASYPOST_API_KEY": ("easypost_api_key", _optional_str),
+    "EASYPOST_API_BASE": (
+        "easypost_api_base",
+        lambda raw: raw.strip() or "https://api.easypost.com",
+    ),
+    "EASYPOST_CARRIER": ("easypost_carrier", lambda raw: raw.strip() or "USPS"),
+    "SHIP_FROM_LINE1": ("ship_from_line1", _optional_str),
+    "SHIP_FROM_CITY": ("ship_from_city", _optional_str),
+    "SHIP_FROM_STATE": ("ship_from_state", _optional_str),
+    "SHIP_FROM_POSTAL_CODE": ("ship_from_postal_code", _optional_str),
+    "SHIP_FROM_COUNTRY": ("ship_from_country", _optional_str),
+    "JAVA_HOME": ("java_home", _optional_str),
 }
+
+# Settings field -> the variable that sets it (the first one listed, for error messages)
+VARIABLE: dict[str, str] = {}
+for _var, (_field, _) in _ENV.items():
+    VARIABLE.setdefault(_field, _var)
 
 assert {f for f, _ in _ENV.values()} == {f.name for f in fields(Settings)}
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from `environ` (default: os.environ). Raises ConfigError naming the variable."""
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, env_file: str | os.PathLike[str] | None = None
+) -> Settings:
+    """Settings from `environ` (default: os.environ). Raises ConfigError naming the variable.
+
+    `env_file` (e.g. `saga up`'s D/saga.env), when it exists, supplies what `environ` leaves
+    unset."""
     env = os.environ if environ is None else environ
+    if env_file is not None and os.path.exists(env_file):
+        env = {**parse_env_file(env_file), **env}
     values: dict[str, Any] = {}
     for var, (field_name, parse) in _ENV.items():
         if var not in env:
             continue
         try:
-            values[field_name] = parse(env[var])
+            value = parse(env[var])
         except ValueError as e:
-            raise ConfigError(f"{var}={env[var]!r} is invalid: {e}") from e
+            raise ConfigError(f"{var}={_shown(var, env[var])} is invalid: {e}") from e
+        if field_name == "stripe_webhook_secrets" and field_name in values:
+            value = tuple(dict.fromkeys((*values[field_name], *value)))
+        values[field_name] = value
     return Settings(**values)
+
+
+def _shown(var: str, raw: str) -> str:
+    # A rejected secret is still (part of) a secret: never echo it into logs.
+    if "SECRET" in var or var.endswith(("_KEY", "_KEYS")):
+        return "<hidden>"
+    return repr(raw)
+
+
+def require(settings: Settings, *fields_: str, who: str) -> None:
+    """ConfigError naming the first variable of `fields_` that is unset, for services that must
+    not start without it (e.g. the API without JWT_SECRET)."""
+    for name in fields_:
+        if not getattr(settings, name):
+            var = VARIABLE[name]
+            hint = " or STRIPE_WEBHOOK_SECRETS" if var == "STRIPE_WEBHOOK_SECRET" else ""
+            raise ConfigError(f"{var}{hint} is not set: {who} refuses to start without it")
+
+
+def to_environ(settings: Settings) -> dict[str, str]:
+    """The variables that reproduce `settings` (what differs from the defaults): for env files
+    and child processes of the embedded stack."""
+    defaults = Settings()
+    out: dict[str, str] = {}
+    for var, (name, _) in _ENV.items():
+        value = getattr(settings, name)
+        if value == getattr(defaults, name) or value is None or var in out:
+            continue
+        if var == "STRIPE_WEBHOOK_SECRET":
+            continue  # written as the list, which carries every secret of a rotation
+        if isinstance(value, bool):
+            out[var] = "1" if value else "0"
+        elif isinstance(value, tuple):
+            out[var] = ",".join(value)
+        else:
+            out[var] = str(value)
+    return out
+
+
+def child_environ(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process (workers, benchmarks, embedded services): ours, plus
+    `overrides`. The one place outside `load_settings` that copies os.environ."""
+    return {**os.environ, **(overrides or {})}
+
+
+def parse_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """`export NAME=value` lines (as `saga up` writes D/saga.env) as a mapping."""
+    import shlex
+    from pathlib import Path
+
+    values: dict[str, str] = {}
+    for line in Path(path).read_text().splitlines():
+        parts = shlex.split(line, comments=True)
+        if parts and parts[0] == "export":
+            parts = parts[1:]
+        for part in parts:
+            name, sep, value = part.partition("=")
+            if sep:
+                values[name] = value
+    return values

@@ -19,6 +19,7 @@ from events.envelope import Envelope
 from events.messages import Step
 from saga.evolve import evolve
 from saga.state import COMPENSATION_STEPS, PaymentStatus, Phase, SagaState
+from saga.upcast import replay
 
 FINISHED = frozenset({Phase.SUCCEEDED.value, Phase.FAILED.value, Phase.ABANDONED.value})
 _COMPENSATION_SUCCESS: dict[type, Step] = {
@@ -88,7 +89,7 @@ def advance(projection: CheckoutProjection | None, envelope: Envelope[Any]) -> C
             events_applied=1,
         )
     before = projection.state
-    after = evolve(before, event)
+    after = replay(before, event, envelope.schema_version)
     compensated = _compensated(projection.compensated, event)
     steps = _steps(projection, after, event, at, compensated)
     return replace(

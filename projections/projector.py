@@ -22,16 +22,16 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from db import migrate
 from events.serde import Serde
-from infra.processor import consumer_config
-from projections import migrate, store
+from projections import store
 from projections.apply import ApplyResult, Record, Topics, apply_records
 from projections.metrics import ProjectorMetrics
 from projections.model import CheckoutProjection
@@ -59,6 +59,10 @@ class ProjectorConfig:
     lag_interval_s: float = 5.0
     migrate: bool = True
     isolation_level: str = "read_committed"  # Settings.kafka_isolation_level (ADR 0009)
+    # librdkafka tuning from the composition root (infra.processor.consumer_config); what the
+    # projector's correctness needs (offsets kept in PostgreSQL, never auto-committed) is set
+    # by the projector itself and always wins.
+    client_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _Reseek(Exception):
@@ -95,14 +99,20 @@ class Projector:
     def start(self) -> None:
         cfg = self.config
         if cfg.migrate:
-            migrate.upgrade(cfg.database_url, cfg.schema)
+            migrate.upgrade(cfg.database_url, schema=cfg.schema)
         # autocommit: every unit of work is an explicit `transaction()` block. No server-side
         # prepared statements: a replay renames schemas under us and plans must re-resolve.
         self._conn = psycopg.connect(cfg.database_url, autocommit=True, prepare_threshold=None)
         self._consumer = Consumer(
-            consumer_config(
-                cfg.bootstrap_servers, cfg.group, cfg.session_timeout_ms, cfg.isolation_level
-            )
+            {
+                **cfg.client_config,
+                "bootstrap.servers": cfg.bootstrap_servers,
+                "group.id": cfg.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": cfg.isolation_level,
+                "session.timeout.ms": cfg.session_timeout_ms,
+            }
         )
         if cfg.partitions is not None:
             self._assign([TopicPartition(t, p) for t, p in cfg.partitions])

@@ -22,8 +22,9 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
+from db import migrate
 from events.serde import Serde
-from projections import migrate, store
+from projections import store
 from projections.apply import Topics
 from projections.projector import PROJECTION, Projector, ProjectorConfig
 from projections.store import TopicPartitionKey
@@ -177,7 +178,7 @@ def replay(
         resumed = shadow is not None
         if shadow is None:
             shadow = SHADOW_PREFIX + _now_tag()
-        migrate.upgrade(database_url, shadow)
+        migrate.upgrade_read_models(database_url, shadow)
         starts = start_offsets(bootstrap, topics, from_timestamp_ms)
         with conn.transaction():
             store.use_schema(conn, shadow)

@@ -1,5 +1,5 @@
 """The read models, as SQLAlchemy Core tables (the documentation of record; Alembic migrations in
-projections/migrations create them, and a test checks the two never drift apart).
+db/migrations create them, and a test checks the two never drift apart).
 
 Tables carry no schema: every projection lives in a PostgreSQL schema chosen at run time
 (`projections` when live, `proj_shadow_<ts>` while a replay rebuilds it), so the same
@@ -198,4 +198,4 @@ projection_meta = Table(
 )
 
 VIEWS: tuple[str, ...] = ("daily_revenue", "checkout_funnel", "step_latency")
-"""Created by migrations as SQL views (see projections/migrations/versions/)."""
+"""Created by migrations as SQL views (see db/migrations/versions/)."""

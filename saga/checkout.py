@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 
 from events import messages as m
 from events.messages import AdapterCommand, Step
+from saga import verdicts
 from saga.commands import compensation_command, forward_command
 from saga.evolve import CheckoutEvent, evolve, fold
 from saga.ids import idempotency_key, order_id_for
-from saga.ledger import compensation_plan
+from saga.ledger import compensation_plan, due_compensations
 from saga.policy import DEFAULT_POLICY, Policy, backoff_ms
 from saga.state import (
     FORWARD_STEPS,
@@ -80,15 +81,13 @@ def decide(
     if state is None:
         if isinstance(message, m.StartCheckout):
             return _start(message, now, policy)
-        if isinstance(message, m.RecordPaymentSignal):
-            # Money moved for a checkout this partition does not know. It cannot be remembered
-            # here (a stream starts with CheckoutStarted), and dropping it would lose a payment
-            # fact: the processor dead-letters it with this reason, for an operator to redrive.
-            raise UnknownCheckout(
-                f"payment signal {message.provider_event_id} ({message.signal} of "
-                f"{message.payment_id}) for unknown checkout {message.checkout_id}"
-            )
-        return NOTHING  # nothing to cancel, refund or apply a reply to
+        if isinstance(message, m.Tick):
+            return NOTHING  # a tick is about a partition's clock, not about any checkout
+        # A cancel, refund, reply or payment signal for a checkout this partition does not
+        # know. It cannot be remembered here (a stream starts with CheckoutStarted), and the
+        # API may already have answered 202 for it: the processor dead-letters it with this
+        # reason, for an operator to redrive once the history is found.
+        raise UnknownCheckout(_unknown_checkout(message))
     draft = _Draft(state, now, policy, tick=isinstance(message, m.Tick))
     match message:
         case m.CancelCheckout():
@@ -101,8 +100,10 @@ def decide(
             pass
         case _ if isinstance(message, m.AdapterReply):
             _adapter_reply(draft, message)
+        case m.StartCheckout():
+            _start_again(draft, message)
         case _:
-            return NOTHING  # a duplicate StartCheckout, or not an input of the saga
+            return NOTHING  # not an input of the saga (the processor refuses it by topic)
     if not draft.events and not draft.tick:
         return NOTHING  # nothing new: duplicates and superseded failures change nothing
     _advance(draft)
@@ -110,6 +111,54 @@ def decide(
 
 
 # --- inputs --------------------------------------------------------------------------------
+
+
+def _unknown_checkout(message: m.Message) -> str:
+    """The dead-letter reason for an input naming a checkout with no history: the checkout and
+    enough of the message to find it (the envelope's message id is added by the processor)."""
+    checkout_id = getattr(message, "checkout_id", "?")
+    match message:
+        case m.RecordPaymentSignal():
+            what = (
+                f"payment signal {message.provider_event_id} ({message.signal} of "
+                f"{message.payment_id})"
+            )
+        case m.RequestRefund():
+            what = (
+                f"RequestRefund {message.refund_request_id} of {message.amount} {message.currency}"
+            )
+        case m.CancelCheckout():
+            what = "CancelCheckout"
+        case _ if isinstance(message, m.AdapterReply):
+            what = f"{type(message).__name__} (attempt {message.attempt})"
+        case _:
+            what = type(message).__name__
+    return f"{what} for unknown checkout {checkout_id}"
+
+
+# What a StartCheckout says; a second one for the same checkout_id must say the same.
+_START_FIELDS = (
+    "tenant_id",
+    "customer_id",
+    "customer_email",
+    "currency",
+    "items",
+    "shipping_address",
+    "payment_provider",
+    "payment_method",
+)
+
+
+def _start_again(draft: _Draft, command: m.StartCheckout) -> None:
+    """A StartCheckout for a checkout that has started. The same body is a redelivery (nothing
+    to do); another body is a different checkout reusing the id, which must not be silently
+    folded into this one, nor silently dropped."""
+    started = draft.state.order
+    differ = [f for f in _START_FIELDS if getattr(command, f) != getattr(started, f)]
+    if not differ:
+        return
+    reason = f"checkout already started with another body (differs in {', '.join(differ)})"
+    draft.record(m.CommandRejected(command.checkout_id, "StartCheckout", reason))
 
 
 def _start(command: m.StartCheckout, now: int, policy: Policy) -> Decision:
@@ -189,37 +238,30 @@ def _why_not_refundable(state: SagaState, command: m.RequestRefund) -> str | Non
 def _payment_signal(draft: _Draft, signal: m.RecordPaymentSignal) -> None:
     if signal.provider_event_id in draft.state.seen_provider_event_ids:
         return  # webhook redelivery
-    draft.record(
-        m.PaymentSignalRecorded(
-            signal.checkout_id,
-            signal.provider_event_id,
-            signal.signal,
-            signal.payment_id,
-            signal.amount,
-        )
+    recorded = m.PaymentSignalRecorded(
+        signal.checkout_id,
+        signal.provider_event_id,
+        signal.signal,
+        signal.payment_id,
+        signal.amount,
     )
+    draft.record(recorded)
+    for verdict in verdicts.of_signal(draft.state, recorded):
+        draft.record(verdict)
 
 
 def _adapter_reply(draft: _Draft, reply: m.AdapterReply) -> None:
     before = draft.state
-    if evolve(before, reply) == before:
+    noted = evolve(before, reply)
+    action_deadline = draft.now + draft.policy.payment_action_wait_ms
+    judged = verdicts.of_reply(noted, reply, action_deadline)
+    if not judged and noted == before:
         return  # duplicate, or a superseded reply that holds nothing new
     draft.record(reply)
-    entered_action_wait = before.status is not Status.AWAITING_PAYMENT_ACTION
-    if entered_action_wait and draft.state.status is Status.AWAITING_PAYMENT_ACTION:
-        _await_payment_action(draft)
+    for verdict in judged:
+        draft.record(verdict)
     if isinstance(reply, m.PaymentRefunded):
         _publish_refund(draft, before, reply)
-
-
-def _await_payment_action(draft: _Draft) -> None:
-    """3-D Secure: the customer gets the policy's wait, recorded so that a rebuild knows it."""
-    state = draft.state
-    auth = state.step(Step.AUTHORIZE_PAYMENT)
-    deadline = draft.now + draft.policy.payment_action_wait_ms
-    draft.record(
-        m.PaymentActionAwaited(state.checkout_id, auth.attempt, state.payment_id or "", deadline)
-    )
 
 
 def _publish_refund(draft: _Draft, before: SagaState, reply: m.PaymentRefunded) -> None:
@@ -326,7 +368,7 @@ def _fire_deadlines(draft: _Draft) -> bool:
             current = state.step(step)
             waiting = current.phase in (Phase.IN_FLIGHT, Phase.AWAITING_ACTION)
             if waiting and current.deadline_at is not None and now >= current.deadline_at:
-                draft.record(m.StepTimedOut(state.checkout_id, step, current.attempt))
+                _time_out(draft, m.StepTimedOut(state.checkout_id, step, current.attempt))
                 return True
     task = state.compensation
     if (
@@ -335,9 +377,16 @@ def _fire_deadlines(draft: _Draft) -> bool:
         and task.deadline_at is not None
         and now >= task.deadline_at
     ):
-        draft.record(m.StepTimedOut(state.checkout_id, task.step, task.attempt))
+        _time_out(draft, m.StepTimedOut(state.checkout_id, task.step, task.attempt))
         return True
     return False
+
+
+def _time_out(draft: _Draft, timed_out: m.StepTimedOut) -> None:
+    judged = verdicts.of_timeout(draft.state, timed_out)
+    draft.record(timed_out)
+    for verdict in judged:
+        draft.record(verdict)
 
 
 def _fail_lapsed_reservation(draft: _Draft) -> bool:
@@ -468,7 +517,7 @@ def _start_next_compensation(draft: _Draft) -> bool:
     state = draft.state
     if state.status is Status.NEEDS_ATTENTION or state.compensation is not None:
         return False
-    plan = compensation_plan(state)
+    plan = due_compensations(state)
     if not plan:
         return False
     step = plan[0].step

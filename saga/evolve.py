@@ -1,11 +1,12 @@
 """evolve(state, event) -> state: how each recorded event changes a checkout's state.
 
-No decisions are made here (no policy, no clock): evolve only replays what `decide` already
-decided, so folding `checkout.events` always rebuilds the state the orchestrator had.
-An adapter reply in the log is applied in two layers:
-  1. the resource ledger records the fact, whatever attempt it answers;
-  2. control flow moves only if it answers the outstanding attempt of a forward step, or the
-     running compensation task.
+No judgments are made here (no policy, no clock, no rules about what a reply means): evolve
+applies facts and the verdicts decide recorded for them, so folding `checkout.events` rebuilds
+the state the orchestrator had, whatever the rules say today (saga/verdicts.py; history written
+before verdicts were recorded is read through saga/upcast.py).
+An adapter reply in the log is a fact for the resource ledger (what is reserved, authorized,
+captured, refunded), whatever attempt it answers; steps move only on StepSucceeded,
+StepAttemptFailed and PaymentActionAwaited.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from events.messages import AdapterReply, PaymentSignal, SagaEvent, Step
 from saga import ledger
 from saga.state import (
     COMPENSATION_STEPS,
-    FORWARD_STATUSES,
     OPEN_PHASES,
     CompensationTask,
     Failure,
@@ -31,46 +31,12 @@ from saga.state import (
     SagaState,
     Status,
 )
+from saga.verdicts import ACTION_TIMED_OUT, REPLY_STEP, TIMED_OUT, FailureReply
 
 CheckoutEvent = SagaEvent | AdapterReply
 """Everything that can be appended to checkout.events."""
 
-REPLY_STEP: dict[type, Step] = {
-    m.InventoryReserved: Step.RESERVE_INVENTORY,
-    m.InventoryReservationRejected: Step.RESERVE_INVENTORY,
-    m.TaxCalculated: Step.CALCULATE_TAX,
-    m.TaxCalculationFailed: Step.CALCULATE_TAX,
-    m.ShippingQuoted: Step.QUOTE_SHIPPING,
-    m.ShippingQuoteFailed: Step.QUOTE_SHIPPING,
-    m.PaymentAuthorized: Step.AUTHORIZE_PAYMENT,
-    m.PaymentActionRequired: Step.AUTHORIZE_PAYMENT,
-    m.PaymentDeclined: Step.AUTHORIZE_PAYMENT,
-    m.InventoryCommitted: Step.COMMIT_INVENTORY,
-    m.InventoryCommitFailed: Step.COMMIT_INVENTORY,
-    m.PaymentCaptured: Step.CAPTURE_PAYMENT,
-    m.PaymentCaptureFailed: Step.CAPTURE_PAYMENT,
-    m.InventoryReleased: Step.RELEASE_INVENTORY,
-    m.InventoryReleaseFailed: Step.RELEASE_INVENTORY,
-    m.PaymentVoided: Step.VOID_PAYMENT,
-    m.PaymentVoidFailed: Step.VOID_PAYMENT,
-    m.PaymentRefunded: Step.REFUND_PAYMENT,
-    m.PaymentRefundFailed: Step.REFUND_PAYMENT,
-}
-
-FailureReply = (
-    m.InventoryReservationRejected
-    | m.TaxCalculationFailed
-    | m.ShippingQuoteFailed
-    | m.PaymentDeclined
-    | m.InventoryCommitFailed
-    | m.PaymentCaptureFailed
-    | m.InventoryReleaseFailed
-    | m.PaymentVoidFailed
-    | m.PaymentRefundFailed
-)
-
-TIMED_OUT = "no reply before the deadline"
-ACTION_TIMED_OUT = "payment action not completed in time"
+__all__ = ["ACTION_TIMED_OUT", "REPLY_STEP", "TIMED_OUT", "CheckoutEvent", "FailureReply"]
 
 
 def fold(events: Iterable[CheckoutEvent]) -> SagaState | None:
@@ -91,9 +57,13 @@ def evolve(state: SagaState | None, event: CheckoutEvent) -> SagaState:
         case m.StepRetryScheduled():
             return _retry_scheduled(state, event)
         case m.StepTimedOut():
-            return _timed_out(state, event)
+            return state  # what the deadline means is its StepAttemptFailed
+        case m.StepSucceeded():
+            return _step_succeeded(state, event)
+        case m.StepAttemptFailed():
+            return _step_attempt_failed(state, event)
         case m.PaymentActionAwaited():
-            return _with_step(state, Step.AUTHORIZE_PAYMENT, deadline_at=event.deadline_at)
+            return _action_awaited(state, event)
         case m.PaymentSignalRecorded():
             return _signal_recorded(state, event)
         case m.CompensationStarted():
@@ -109,8 +79,8 @@ def evolve(state: SagaState | None, event: CheckoutEvent) -> SagaState:
             return replace(state, status=Status.FAILED)
         case m.CheckoutCancelled():
             return replace(state, status=Status.CANCELLED)
-        case m.CancellationRejected():
-            return state
+        case m.CancellationRejected() | m.CommandRejected():
+            return state  # a refusal changes nothing; it is recorded for the operator
         case m.RefundRequested():
             request = RefundRequest(event.refund_request_id, event.amount, RefundStatus.PENDING)
             return replace(state, refund_requests=(*state.refund_requests, request))
@@ -207,24 +177,6 @@ def _retry_scheduled(state: SagaState, event: m.StepRetryScheduled) -> SagaState
     return replace(state, compensation=waiting)
 
 
-def _timed_out(state: SagaState, event: m.StepTimedOut) -> SagaState:
-    task = state.compensation
-    if event.step in COMPENSATION_STEPS:
-        if task is None or not _task_awaits(task, event.step, event.attempt):
-            return state
-        failed = replace(task, phase=Phase.ATTEMPT_FAILED, error=TIMED_OUT, retryable=True)
-        return replace(state, compensation=failed)
-    current = state.step(event.step)
-    if current.attempt != event.attempt:
-        return state
-    if current.phase is Phase.IN_FLIGHT:
-        return _attempt_failed(state, event.step, TIMED_OUT, retryable=True)
-    if current.phase is Phase.AWAITING_ACTION:
-        # The customer walked away from 3-D Secure: asking again will not help.
-        return _attempt_failed(state, event.step, ACTION_TIMED_OUT, retryable=False)
-    return state
-
-
 def _compensation_started(state: SagaState, event: m.CompensationStarted) -> SagaState:
     state = _abandon_open_steps(state, failed=event.failed_step)
     return replace(
@@ -290,45 +242,16 @@ def _signal_recorded(state: SagaState, event: m.PaymentSignalRecorded) -> SagaSt
         status,
         captured=event.amount if status is PaymentStatus.CAPTURED else 0,
     )
-    auth = state.step(Step.AUTHORIZE_PAYMENT)
-    if (
-        state.status in FORWARD_STATUSES
-        and auth.phase is Phase.AWAITING_ACTION
-        and event.payment_id == state.payment_id
-    ):
-        state = _action_resolved(state, event)
     return _drop_satisfied_task(state)
-
-
-def _action_resolved(state: SagaState, event: m.PaymentSignalRecorded) -> SagaState:
-    """The customer's action settled the payment the saga waits for. SUCCEEDED (captured: an
-    automatic-capture intent) holds the money as much as AUTHORIZED does; the later capture of a
-    captured payment is idempotent at the provider."""
-    if event.signal in (PaymentSignal.AUTHORIZED, PaymentSignal.SUCCEEDED):
-        if event.amount != state.total:
-            return _attempt_failed(
-                state,
-                Step.AUTHORIZE_PAYMENT,
-                f"authorized {event.amount}, expected {state.total}",
-                retryable=False,
-            )
-        return replace(_succeeded(state, Step.AUTHORIZE_PAYMENT), status=Status.PENDING)
-    if event.signal in (PaymentSignal.FAILED, PaymentSignal.CANCELED):
-        reason = f"payment action {event.signal} (provider event {event.provider_event_id})"
-        return _attempt_failed(state, Step.AUTHORIZE_PAYMENT, reason, retryable=False)
-    return state
 
 
 # --- adapter replies -----------------------------------------------------------------------
 
 
 def _reply(state: SagaState, reply: AdapterReply) -> SagaState:
-    step = REPLY_STEP[type(reply)]
     state = _record_fact(state, reply)
-    if step in COMPENSATION_STEPS:
-        state = _compensation_reply(state, step, reply)
-    elif _is_outstanding(state, step, reply.attempt):
-        state = _forward_reply(state, step, reply)
+    if isinstance(reply, m.PaymentRefunded):
+        state = _refund_succeeded(state, reply)
     return _drop_satisfied_task(state)
 
 
@@ -375,86 +298,44 @@ def _record_fact(state: SagaState, reply: AdapterReply) -> SagaState:
     return state
 
 
-def _is_outstanding(state: SagaState, step: Step, attempt: int) -> bool:
-    current = state.step(step)
-    return (
-        state.status in FORWARD_STATUSES
-        and current.phase is Phase.IN_FLIGHT
-        and current.attempt == attempt
-    )
+def _step_succeeded(state: SagaState, event: m.StepSucceeded) -> SagaState:
+    match event.step:
+        case Step.RESERVE_INVENTORY:
+            state = replace(state, reservation_id=event.reference)
+        case Step.CALCULATE_TAX:
+            state = replace(state, tax=event.amount)
+        case Step.QUOTE_SHIPPING:
+            state = replace(state, shipping=event.amount)
+        case Step.AUTHORIZE_PAYMENT:
+            state = replace(state, payment_id=event.reference)
+            if state.status is Status.AWAITING_PAYMENT_ACTION:
+                state = replace(state, status=Status.PENDING)
+    return _succeeded(state, event.step)
 
 
-def _forward_reply(state: SagaState, step: Step, reply: AdapterReply) -> SagaState:
-    if isinstance(reply, FailureReply):
-        return _attempt_failed(state, step, reply.reason, retryable=reply.retryable)
-    problem = _mismatch(state, reply)
-    if problem is not None:
-        return _attempt_failed(state, step, problem, retryable=False)
-    match reply:
-        case m.InventoryReserved():
-            return _succeeded(replace(state, reservation_id=reply.reservation_id), step)
-        case m.TaxCalculated():
-            return _succeeded(replace(state, tax=reply.amount), step)
-        case m.ShippingQuoted():
-            return _succeeded(replace(state, shipping=reply.amount), step)
-        case m.PaymentAuthorized():
-            return _succeeded(replace(state, payment_id=reply.payment_id), step)
-        case m.PaymentActionRequired():
-            return _action_required(state, reply)
-        case m.InventoryCommitted() | m.PaymentCaptured():
-            return _succeeded(state, step)
-    return state
-
-
-def _mismatch(state: SagaState, reply: AdapterReply) -> str | None:
-    """A success that does not match what was asked is a permanent failure of that step (and
-    whatever it holds is compensated from the ledger)."""
-    currency = getattr(reply, "currency", state.currency)
-    if currency != state.currency:
-        return f"reply in {currency}, checkout in {state.currency}"
-    if isinstance(reply, m.PaymentAuthorized | m.PaymentCaptured) and reply.amount != state.total:
-        return f"{type(reply).__name__} for {reply.amount}, expected {state.total}"
-    if isinstance(reply, m.PaymentCaptured) and reply.payment_id != state.payment_id:
-        return f"captured unknown payment {reply.payment_id}"
-    if isinstance(reply, m.InventoryCommitted) and reply.reservation_id != state.reservation_id:
-        return f"committed unknown reservation {reply.reservation_id}"
-    return None
-
-
-def _action_required(state: SagaState, reply: m.PaymentActionRequired) -> SagaState:
-    state = replace(state, payment_id=reply.payment_id)
-    waiting = replace(
-        _with_step(state, Step.AUTHORIZE_PAYMENT, phase=Phase.AWAITING_ACTION),
-        status=Status.AWAITING_PAYMENT_ACTION,
-    )
-    # The provider's webhooks may have beaten this reply (the customer finished, or failed,
-    # 3-D Secure while the adapter's reply was still in flight). Apply them now, in the order
-    # they arrived, exactly as if they had come after it: the first decisive one settles it.
-    for early in state.signals_for(reply.payment_id):
-        if waiting.step(Step.AUTHORIZE_PAYMENT).phase is not Phase.AWAITING_ACTION:
-            break
-        waiting = _action_resolved(waiting, early)
-    if waiting.step(Step.AUTHORIZE_PAYMENT).phase is Phase.AWAITING_ACTION:
-        return waiting
-    # Settled already: there is nothing for the customer to do, so the saga never enters the
-    # wait (no PaymentActionAwaited; a failure is compensated from PENDING).
-    return replace(waiting, status=Status.PENDING)
-
-
-def _compensation_reply(state: SagaState, step: Step, reply: AdapterReply) -> SagaState:
-    task = state.compensation
-    if isinstance(reply, m.PaymentRefunded):
-        return _refund_succeeded(state, reply)
-    if (
-        task is not None
-        and isinstance(reply, FailureReply)
-        and _task_awaits(task, step, reply.attempt)
-    ):
+def _step_attempt_failed(state: SagaState, event: m.StepAttemptFailed) -> SagaState:
+    if event.step in COMPENSATION_STEPS:
+        task = state.compensation
+        if task is None or task.step is not event.step:
+            return state
         failed = replace(
-            task, phase=Phase.ATTEMPT_FAILED, error=reply.reason, retryable=reply.retryable
+            task, phase=Phase.ATTEMPT_FAILED, error=event.reason, retryable=event.retryable
         )
         return replace(state, compensation=failed)
-    return state  # successes are settled by the ledger via _drop_satisfied_task
+    if event.reference is not None:
+        state = replace(state, payment_id=event.reference)
+    return _attempt_failed(state, event.step, event.reason, retryable=event.retryable)
+
+
+def _action_awaited(state: SagaState, event: m.PaymentActionAwaited) -> SagaState:
+    state = replace(
+        state,
+        payment_id=event.payment_id or state.payment_id,
+        status=Status.AWAITING_PAYMENT_ACTION,
+    )
+    return _with_step(
+        state, Step.AUTHORIZE_PAYMENT, phase=Phase.AWAITING_ACTION, deadline_at=event.deadline_at
+    )
 
 
 def _refund_succeeded(state: SagaState, reply: m.PaymentRefunded) -> SagaState:
@@ -468,10 +349,6 @@ def _refund_succeeded(state: SagaState, reply: m.PaymentRefunded) -> SagaState:
     if task is not None and task.step is Step.REFUND_PAYMENT and reply.attempt in task.attempts:
         task = None
     return replace(state, refund_requests=requests, compensation=task)
-
-
-def _task_awaits(task: CompensationTask, step: Step, attempt: int) -> bool:
-    return task.step is step and task.phase is Phase.IN_FLIGHT and task.attempt == attempt
 
 
 def _drop_satisfied_task(state: SagaState) -> SagaState:

@@ -150,6 +150,24 @@ def compensation_plan(state: SagaState) -> tuple[CompensationTask, ...]:
     return tuple(task for _, task in ranked) + _admin_refunds(state)
 
 
+def due_compensations(state: SagaState) -> tuple[CompensationTask, ...]:
+    """The plan without what must wait: a reservation an earlier attempt made while a later
+    attempt of the same step is still out. The inventory adapter keeps one active reservation
+    per checkout, so the retry may well answer with that very reservation; releasing it now
+    would free the stock the saga is about to commit. Once the step settles, the ledger says
+    whether it is the saga's own or a stray to release."""
+    return tuple(
+        t for t in compensation_plan(state) if not _reservation_may_still_be_ours(state, t)
+    )
+
+
+def _reservation_may_still_be_ours(state: SagaState, task: CompensationTask) -> bool:
+    if task.step is not Step.RELEASE_INVENTORY or state.status not in FORWARD_STATUSES:
+        return False
+    reserve = state.step(Step.RESERVE_INVENTORY)
+    return reserve.phase in (Phase.IN_FLIGHT, Phase.RETRY_WAIT)
+
+
 def _may_still_be_ours(state: SagaState, payment: Payment) -> bool:
     """A webhook can name a payment before the AuthorizePayment reply does; while that reply may
     still come, the payment could become this checkout's own, so do not void it yet. That holds

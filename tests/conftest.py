@@ -3,6 +3,7 @@ per test session and is torn down even when tests fail. Tests isolate by unique 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -35,20 +36,39 @@ def settings(stack: RunningStack) -> Settings:
     return stack.settings
 
 
-@pytest.fixture
-def database_url(settings: Settings) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of `admin_url`, dropped afterwards."""
     from urllib.parse import urlsplit, urlunsplit
 
     import psycopg
 
-    assert settings.database_url
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    yield urlunsplit(urlsplit(settings.database_url)._replace(path=f"/{name}"))
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(settings: Settings) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    assert settings.database_url
+    with fresh_database(settings.database_url) as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_database_url(database_url: str) -> str:
+    """`database_url` (the same database) with the schema history applied once, as a service
+    would at start: every table the code uses exists, created by the migrations only."""
+    from db.migrate import upgrade
+
+    upgrade(database_url)
+    return database_url
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from adapters.inventory.port import (
     StockLine,
     normalise_lines,
 )
+from adapters.inventory.seed import StockChange
 
 
 @dataclass
@@ -38,7 +39,8 @@ class FakeInventory:
 
     # --- admin (not part of the port) ---------------------------------------------------
 
-    def set_stock(self, levels: Mapping[str, int]) -> None:
+    def set_stock(self, levels: Mapping[str, int], change: StockChange | None = None) -> None:
+        """`change` is accepted for the StockWriter shape; the fake keeps no audit trail."""
         with self._lock:
             for sku, on_hand in levels.items():
                 level = self._stock.setdefault(sku, _Level(0, 0))

@@ -36,6 +36,7 @@ from adapters.inventory.port import (
     StockLine,
     normalise_lines,
 )
+from adapters.inventory.seed import StockAuditEntry, StockChange
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
@@ -44,55 +45,6 @@ Connection = psycopg.Connection[Any]
 _ADVISORY_NAMESPACE = 0x494E56  # "INV"
 _SWEEP_BATCH = 200
 _CONFLICT_RETRIES = 3
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS stock (
-    sku       text PRIMARY KEY,
-    on_hand   integer NOT NULL CHECK (on_hand >= 0),
-    reserved  integer NOT NULL DEFAULT 0 CHECK (reserved >= 0),
-    CONSTRAINT stock_never_oversold CHECK (reserved <= on_hand)
-);
-CREATE TABLE IF NOT EXISTS reservations (
-    id           text PRIMARY KEY,
-    checkout_id  text NOT NULL,
-    status       text NOT NULL
-                 CHECK (status IN ('reserved', 'committed', 'released', 'expired')),
-    expires_at   bigint NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at   timestamptz NOT NULL DEFAULT now()
-);
-CREATE UNIQUE INDEX IF NOT EXISTS reservations_one_active_per_checkout
-    ON reservations (checkout_id) WHERE status IN ('reserved', 'committed');
-CREATE INDEX IF NOT EXISTS reservations_due
-    ON reservations (expires_at) WHERE status = 'reserved';
-CREATE TABLE IF NOT EXISTS reservation_lines (
-    reservation_id  text NOT NULL REFERENCES reservations (id),
-    sku             text NOT NULL REFERENCES stock (sku),
-    quantity        integer NOT NULL CHECK (quantity > 0),
-    PRIMARY KEY (reservation_id, sku)
-);
--- One row per (checkout, attempt key): the remembered outcome of a reserve command, so a
--- redelivered command gets the same answer (a rejection too: re-evaluating it could reserve
--- stock for a checkout the saga has already failed).
-CREATE TABLE IF NOT EXISTS reservation_attempts (
-    checkout_id       text NOT NULL,
-    attempt_key       text NOT NULL,
-    reservation_id    text REFERENCES reservations (id),
-    rejection_reason  text,
-    rejection_sku     text,
-    created_at        timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (checkout_id, attempt_key),
-    CHECK ((reservation_id IS NULL) <> (rejection_reason IS NULL))
-);
-"""
-
-
-def ensure_schema(conn: Connection) -> None:
-    """Create the inventory tables if missing (until the Alembic migration exists)."""
-    with conn.transaction():
-        # Serialise concurrent callers: CREATE ... IF NOT EXISTS is not race-free.
-        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_ADVISORY_NAMESPACE,))
-        conn.execute(SCHEMA)
 
 
 class PostgresInventory:
@@ -134,25 +86,66 @@ class PostgresInventory:
 
     # --- admin (not part of the port) ---------------------------------------------------
 
-    def ensure_schema(self) -> None:
-        with self._connect() as conn:
-            ensure_schema(conn)
-
-    def set_stock(self, levels: Mapping[str, int]) -> None:
-        """Upsert on-hand counts (seeding, restocking). Raises ValueError below reserved."""
+    def set_stock(self, levels: Mapping[str, int], change: StockChange) -> None:
+        """Upsert on-hand counts (restocking, stock takes) and audit each in `stock_audit` in
+        the same transaction: a level never changes without its row, and a refused change
+        (below reserved: ValueError, naming the SKU) leaves none."""
 
         def work(conn: Connection) -> None:
+            # Locked in SKU order like every other stock transaction (no deadlock cycles); the
+            # reserved count read under the lock is the one the new level is checked against.
+            current = {
+                str(sku): (int(on_hand), int(reserved))
+                for sku, on_hand, reserved in conn.execute(
+                    "SELECT sku, on_hand, reserved FROM stock WHERE sku = ANY(%s)"
+                    " ORDER BY sku FOR UPDATE",
+                    (sorted(levels),),
+                ).fetchall()
+            }
             for sku in sorted(levels):
+                before, reserved = current.get(sku, (None, 0))
+                if levels[sku] < reserved:
+                    raise ValueError(
+                        f"{sku}: {levels[sku]} on hand is below the {reserved} reserved"
+                    )
                 conn.execute(
                     "INSERT INTO stock (sku, on_hand) VALUES (%s, %s)"
                     " ON CONFLICT (sku) DO UPDATE SET on_hand = EXCLUDED.on_hand",
                     (sku, levels[sku]),
                 )
+                conn.execute(
+                    "INSERT INTO stock_audit (actor, command, sku, on_hand_before, on_hand_after,"
+                    " reserved, reason, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        change.actor,
+                        change.command,
+                        sku,
+                        before,
+                        levels[sku],
+                        reserved,
+                        change.reason,
+                        change.source,
+                    ),
+                )
 
         try:
             self._tx(work)
-        except pg_errors.CheckViolation as e:
+        except pg_errors.CheckViolation as e:  # the database's own guard, should the above miss
             raise ValueError(f"stock level rejected: {e.diag.message_primary}") from e
+
+    def stock_history(self, sku: str | None = None, limit: int = 100) -> list[StockAuditEntry]:
+        """Operator changes, newest first (one SKU's, or all)."""
+
+        def work(conn: Connection) -> list[StockAuditEntry]:
+            rows = conn.execute(
+                "SELECT (extract(epoch FROM at) * 1000)::bigint, actor, command, sku,"
+                " on_hand_before, on_hand_after, reserved, reason, source FROM stock_audit"
+                " WHERE %(sku)s::text IS NULL OR sku = %(sku)s ORDER BY id DESC LIMIT %(limit)s",
+                {"sku": sku, "limit": limit},
+            ).fetchall()
+            return [StockAuditEntry(*row) for row in rows]
+
+        return self._tx(work)
 
     def stock_levels(self) -> dict[str, tuple[int, int]]:
         """SKU -> (on_hand, reserved), for every SKU."""

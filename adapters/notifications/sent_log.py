@@ -73,23 +73,6 @@ def _decide(row: dict[str, Any]) -> Claim:
     return Claim.SEND
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sent_notifications (
-    subject_id           text NOT NULL,
-    kind                 text NOT NULL,
-    checkout_id          text NOT NULL,
-    email                text NOT NULL,
-    status               text NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
-    attempts             integer NOT NULL DEFAULT 0,
-    provider             text,
-    provider_message_id  text,
-    last_error           text,
-    created_at           timestamptz NOT NULL DEFAULT now(),
-    sent_at              timestamptz,
-    PRIMARY KEY (subject_id, kind)
-);
-"""
-
 Connection = psycopg.Connection[Any]
 
 
@@ -100,11 +83,6 @@ class PostgresSentLog:
     @classmethod
     def from_url(cls, url: str, *, connect_timeout_s: int = 5) -> PostgresSentLog:
         return cls(lambda: psycopg.connect(url, connect_timeout=connect_timeout_s))
-
-    def ensure_schema(self) -> None:
-        with self._connect() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('sent_notifications'))")
-            conn.execute(SCHEMA)
 
     def claim(self, key: NotificationKey, checkout_id: str, email: str) -> Claim:
         with self._connect() as conn, conn.transaction():

@@ -7,7 +7,7 @@ releases the reservation. A reservation whose outcome stayed unknown is kept unt
 shows the refund (settled) or it is older than the TTL (released), so a crash between (2) and (3)
 errs towards refunding less, never more.
 
-Tables are created by `ensure_schema`; an Alembic migration will own them later.
+The `payment_refunds` table comes from the schema history (db/migrations).
 """
 
 from __future__ import annotations
@@ -36,30 +36,6 @@ from adapters.payments.port import (
 )
 
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS payment_refunds (
-    idempotency_key    text PRIMARY KEY,
-    provider           text NOT NULL,
-    payment_id         text NOT NULL,
-    checkout_id        text NOT NULL,
-    operation          text NOT NULL,
-    amount             bigint NOT NULL CHECK (amount > 0),
-    currency           text NOT NULL,
-    status             text NOT NULL CHECK (status IN ('pending', 'settled', 'released')),
-    provider_refund_id text,
-    reserved_at        double precision NOT NULL,
-    updated_at         double precision NOT NULL
-);
-CREATE INDEX IF NOT EXISTS payment_refunds_payment
-    ON payment_refunds (provider, payment_id) WHERE status = 'pending';
-"""
-
-
-def ensure_schema(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        conn.execute(SCHEMA)
-
 
 Connect = Callable[[], psycopg.Connection]
 

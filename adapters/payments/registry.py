@@ -13,17 +13,17 @@
   A fallback is only configured where the payment method works at both providers (e.g. a
   vault/network token); a Stripe `pm_...` id cannot be charged at Razorpay.
 * **Storage** (`PostgresProviderStore`, table `payment_providers`): the secret is encrypted with
-  Fernet (AES-128-CBC + HMAC-SHA256) under a key from the environment
-  (`PAYMENT_PROVIDERS_KEY`), so a database dump or replica alone reveals no credentials.
+  Fernet (AES-128-CBC + HMAC-SHA256) under a key the composition root hands in
+  (`PAYMENT_PROVIDERS_KEY`, read by infra/settings.py), so a database dump or replica alone
+  reveals no credentials.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,28 +195,6 @@ def build_gateway(account: ProviderAccount) -> PaymentGateway:
 
 # --- encrypted storage ----------------------------------------------------------------------
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS payment_providers (
-    key               text PRIMARY KEY,
-    tenant_id         text NOT NULL,
-    kind              text NOT NULL,
-    key_id            text NOT NULL,
-    secret_ciphertext bytea NOT NULL,
-    options           jsonb NOT NULL DEFAULT '{}'::jsonb,
-    updated_at        timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS payment_providers_tenant ON payment_providers (tenant_id);
-CREATE TABLE IF NOT EXISTS payment_routes (
-    tenant_id  text NOT NULL,
-    position   integer NOT NULL,
-    provider   text NOT NULL REFERENCES payment_providers (key) ON DELETE CASCADE,
-    currencies text[] NOT NULL DEFAULT '{}',
-    countries  text[] NOT NULL DEFAULT '{}',
-    fallbacks  text[] NOT NULL DEFAULT '{}',
-    PRIMARY KEY (tenant_id, position)
-);
-"""
-
 
 class PostgresProviderStore:
     """Accounts at rest: the secret column holds a Fernet token, never the secret."""
@@ -227,20 +205,14 @@ class PostgresProviderStore:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_environment(
-        cls, connect: Callable[[], Any], environ: Mapping[str, str] | None = None
-    ) -> PostgresProviderStore:
-        raw = (environ if environ is not None else os.environ).get(KEY_ENV)
+    def from_key(cls, connect: Callable[[], Any], raw: str | None) -> PostgresProviderStore:
+        """`raw`: the configured PAYMENT_PROVIDERS_KEY (Settings.payment_providers_key)."""
         if not raw:
             raise RuntimeError(f"{KEY_ENV} is not set: cannot decrypt payment credentials")
         return cls(connect, Secret(raw))
 
     def __repr__(self) -> str:
         return "PostgresProviderStore(key=Secret('********'))"
-
-    def ensure_schema(self) -> None:
-        with self._connect() as conn:
-            conn.execute(SCHEMA)
 
     def put(self, account: ProviderAccount) -> None:
         from psycopg.types.json import Jsonb
@@ -354,17 +326,17 @@ def register_provider(
     start (they load the table once; restart them to apply a change).
 
         from adapters.payments.registry import *
-        store = PostgresProviderStore.from_environment(lambda: psycopg.connect(DATABASE_URL))
+        store = PostgresProviderStore.from_key(lambda: psycopg.connect(DATABASE_URL), KEY)
         register_provider(
             store,
             ProviderAccount("shop-in/razorpay", "shop-in", "razorpay", "rzp_live_...",
-                            Secret(os.environ["RAZORPAY_KEY_SECRET"])),
+                            Secret(RAZORPAY_KEY_SECRET)),
             [RoutingRule("shop-in", "shop-in/razorpay", currencies=frozenset({"INR"}))],
         )
 
-    or from a shell: `python -m adapters.payments.registry register --help`.
+    or from a shell: `python -m infra.providers_cli register --help`. The tables come
+    from the schema history (`saga db upgrade`, db/migrations).
     """
-    store.ensure_schema()
     build_gateway(account)  # refuse an account we could not use (unknown kind, no key_id)
     store.put(account)
     if routes is not None:
@@ -378,7 +350,7 @@ def register_provider(
 
 
 def stored_providers(
-    connect: Callable[[], Any], environ: Mapping[str, str] | None = None
+    connect: Callable[[], Any], encryption_key: str | None = None
 ) -> tuple[list[ProviderAccount], list[RoutingRule]]:
     """Accounts and rules from `payment_providers`/`payment_routes`; empty when the table does
     not exist or has no rows. Rows without `PAYMENT_PROVIDERS_KEY` are an error, not a silent
@@ -390,73 +362,5 @@ def stored_providers(
         count = conn.execute("SELECT count(*) FROM payment_providers").fetchone()
     if not count or not count[0]:
         return [], []
-    store = PostgresProviderStore.from_environment(connect, environ)
-    store.ensure_schema()  # payment_routes may be newer than the table
+    store = PostgresProviderStore.from_key(connect, encryption_key)
     return store.load(), store.load_routes()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m adapters.payments.registry register|list`: DATABASE_URL and
-    PAYMENT_PROVIDERS_KEY from the environment; the secret from PAYMENT_PROVIDER_SECRET or
-    stdin, never from the command line (argv is visible to every user via ps)."""
-    import argparse
-    import sys
-
-    import psycopg
-
-    parser = argparse.ArgumentParser(prog="python -m adapters.payments.registry")
-    sub = parser.add_subparsers(dest="command", required=True)
-    reg = sub.add_parser("register", help="store a tenant's provider account (and its routes)")
-    reg.add_argument("--key", required=True, help='engine-wide name, e.g. "shop-in/razorpay"')
-    reg.add_argument("--tenant", required=True, help='tenant id, or "*" for every tenant')
-    reg.add_argument("--kind", required=True, choices=["stripe", "razorpay"])
-    reg.add_argument("--key-id", default="", help="public key id (Razorpay key_id)")
-    reg.add_argument("--api-base", default=None, help="API base URL (tests, proxies)")
-    reg.add_argument("--currency", action="append", default=[], help="route these currencies")
-    reg.add_argument("--country", action="append", default=[], help="route these countries")
-    reg.add_argument("--fallback", action="append", default=[], help="fallback account keys")
-    sub.add_parser("list", help="stored accounts (secrets masked) and routes")
-    args = parser.parse_args(argv)
-
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        print("DATABASE_URL is not set", file=sys.stderr)
-        return 2
-    store = PostgresProviderStore.from_environment(lambda: psycopg.connect(url))
-    store.ensure_schema()
-    if args.command == "list":
-        for account in store.load():
-            print(repr(account))
-        for rule in store.load_routes():
-            print(rule)
-        return 0
-    raw = os.environ.get("PAYMENT_PROVIDER_SECRET") or sys.stdin.readline().strip()
-    account = ProviderAccount(
-        args.key,
-        args.tenant,
-        args.kind,
-        args.key_id,
-        Secret(raw),
-        {"api_base": args.api_base} if args.api_base else {},
-    )
-    routes = None
-    if args.currency or args.country or args.fallback:
-        # The CLI upserts this account's rule and keeps the tenant's others (in their order).
-        rule = RoutingRule(
-            args.tenant,
-            args.key,
-            frozenset(c.upper() for c in args.currency),
-            frozenset(c.upper() for c in args.country),
-            tuple(args.fallback),
-        )
-        kept = [
-            r for r in store.load_routes() if r.tenant_id == args.tenant and r.provider != args.key
-        ]
-        routes = [*kept, rule]
-    register_provider(store, account, routes)
-    print(f"stored {account!r}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

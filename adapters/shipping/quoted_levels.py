@@ -15,16 +15,6 @@ import psycopg
 
 Connection = psycopg.Connection[Any]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS shipping_quotes (
-    checkout_id    text PRIMARY KEY,
-    attempt        integer NOT NULL,
-    carrier        text NOT NULL,
-    service_level  text NOT NULL,
-    recorded_at    timestamptz NOT NULL DEFAULT now()
-);
-"""
-
 
 class QuotedLevels(Protocol):
     def remember(
@@ -37,11 +27,6 @@ class QuotedLevels(Protocol):
 class PostgresQuotedLevels:
     def __init__(self, connect: Callable[[], Connection]) -> None:
         self._connect = connect
-
-    def ensure_schema(self) -> None:
-        with self._connect() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('shipping_quotes'))")
-            conn.execute(SCHEMA)
 
     def remember(self, checkout_id: str, attempt: int, carrier: str, service_level: str) -> None:
         # The latest attempt wins: a retried quote replaces the one the saga gave up on, and a

@@ -29,26 +29,6 @@ from adapters.shipping.port import FoundShipment, Rate, Shipment, ShippingReques
 
 Connection = psycopg.Connection[Any]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS shipments (
-    checkout_id    text PRIMARY KEY,
-    provider       text NOT NULL,
-    reference      text NOT NULL,
-    status         text NOT NULL CHECK (status IN ('pending', 'purchased')),
-    attempts       integer NOT NULL DEFAULT 0,
-    quote_ref      text,
-    shipment_id    text,
-    carrier        text,
-    service_level  text,
-    amount         bigint,
-    currency       text,
-    tracking_code  text,
-    label_url      text,
-    created_at     timestamptz NOT NULL DEFAULT now(),
-    purchased_at   timestamptz
-);
-"""
-
 
 class LabelProvider(Protocol):
     """What an at-most-once purchase needs from a provider (EasyPostClient has it)."""
@@ -74,11 +54,6 @@ class Tracked:
 class ShipmentLedger:
     def __init__(self, connect: Callable[[], Connection]) -> None:
         self._connect = connect
-
-    def ensure_schema(self) -> None:
-        with self._connect() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('shipments'))")
-            conn.execute(SCHEMA)
 
     def claim(self, checkout_id: str, provider: str, reference: str) -> Tracked:
         with self._connect() as conn, conn.transaction():

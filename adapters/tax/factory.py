@@ -1,4 +1,5 @@
-"""Assemble the tax calculator from settings (infra/bootstrap calls this; nothing at import).
+"""Assemble the tax calculator from configured values (the composition root, infra/, passes them
+in from Settings; nothing at import).
 
 With a TaxJar key, the cache sits *inside* the fallback policy, around the resilient TaxJar
 call: a cache hit never needs TaxJar (even with its breaker open), and fallback answers are
@@ -23,11 +24,11 @@ from adapters.tax.port import TaxCalculator
 from adapters.tax.rate_table import RateTableCalculator
 from adapters.tax.resilient import ResilientTaxCalculator, tax_breaker
 from adapters.tax.taxjar_calculator import ShopAddress, TaxJarCalculator
-from infra.settings import Settings
 
 
 def build_tax_calculator(
-    settings: Settings,
+    taxjar_api_key: str | None,
+    fallback_policy: str = "fallback_rates",
     *,
     redis_client: redis.Redis | None = None,
     taxjar_api_url: str = taxjar.DEFAULT_API_URL,
@@ -38,11 +39,11 @@ def build_tax_calculator(
     retries: int = 2,
 ) -> TaxCalculator:
     table = RateTableCalculator()
-    if not settings.taxjar_api_key:
+    if not taxjar_api_key:
         return table
     remote: TaxCalculator = ResilientTaxCalculator(
         TaxJarCalculator(
-            settings.taxjar_api_key,
+            taxjar_api_key,
             api_url=taxjar_api_url,
             from_address=from_address,
             nexus_addresses=nexus_addresses,
@@ -54,4 +55,4 @@ def build_tax_calculator(
     )
     if redis_client is not None:
         remote = CachedTaxCalculator(remote, redis_client)
-    return PolicyTaxCalculator(remote, table, settings.tax_fallback_policy)
+    return PolicyTaxCalculator(remote, table, fallback_policy)

@@ -65,6 +65,7 @@ class KafkaBroker:
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
     name: str = "kafka"
+    java_home: str | None = None  # Settings.java_home: tried before PATH's java
     startup_seconds: float | None = None
     _proc: subprocess.Popen[bytes] | None = None
 
@@ -136,7 +137,7 @@ class KafkaBroker:
         for port in (self.port, self.controller_port):
             if port_open("127.0.0.1", port):
                 raise ServiceError(f"kafka: port {port} already in use")
-        java = find_java()
+        java = find_java(self.java_home)
         classpath = os.pathsep.join(str(p) for p in kafka_classpath())
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "server.properties"

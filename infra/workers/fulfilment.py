@@ -23,8 +23,7 @@ carrier rejects, unsupported country, our account refused) raises `PermanentFail
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +43,7 @@ from adapters.shipping.quoted_levels import PostgresQuotedLevels, QuotedLevels
 from adapters.shipping.rate_table_carrier import RateTableCarrier
 from adapters.shipping.service import DEFAULT_ITEM_WEIGHT_GRAMS
 from adapters.shipping.shipments import LabelProvider, ShipmentLedger, TrackedShipments
+from db.migrate import upgrade
 from events import messages as m
 from events.topics import ORDERS_EVENTS
 from infra.processor import BaseHandler, Incoming, Output, PermanentFailure
@@ -145,7 +145,7 @@ class FulfilmentHandler(BaseHandler):
 @dataclass(frozen=True, slots=True)
 class LabelCarrier:
     """What buys labels: the built-in rate table (default) or EasyPost when EASYPOST_API_KEY is
-    set. Read here, not in infra/settings.py, because only this worker uses it."""
+    set (with the SHIP_FROM_* address, all from Settings)."""
 
     easypost_api_key: str | None = None
     easypost_api_base: str = "https://api.easypost.com"
@@ -153,20 +153,18 @@ class LabelCarrier:
     ship_from: ShippingAddress | None = None
 
     @staticmethod
-    def from_env(environ: Mapping[str, str] | None = None) -> LabelCarrier:
-        env = os.environ if environ is None else environ
-        key = env.get("EASYPOST_API_KEY", "").strip() or None
+    def from_settings(settings: Settings) -> LabelCarrier:
+        key = settings.easypost_api_key
         if key is None:
             return LabelCarrier()
-        parts = [env.get(f"SHIP_FROM_{p}", "").strip() for p in _SHIP_FROM]
+        parts = [getattr(settings, f"ship_from_{p.lower()}") for p in _SHIP_FROM]
         if not all(parts):
             missing = [f"SHIP_FROM_{p}" for p, v in zip(_SHIP_FROM, parts, strict=True) if not v]
             raise ValueError(f"EASYPOST_API_KEY is set but {', '.join(missing)} is not")
         return LabelCarrier(
             easypost_api_key=key,
-            easypost_api_base=env.get("EASYPOST_API_BASE", "").strip()
-            or "https://api.easypost.com",
-            easypost_carrier=env.get("EASYPOST_CARRIER", "").strip() or "USPS",
+            easypost_api_base=settings.easypost_api_base,
+            easypost_carrier=settings.easypost_carrier,
             ship_from=ShippingAddress(*parts),
         )
 
@@ -198,11 +196,10 @@ def fulfilment_handler(
     def connect() -> psycopg.Connection[Any]:
         return psycopg.connect(url, connect_timeout=5, autocommit=True)
 
+    upgrade(url)
     ledger = ShipmentLedger(connect)
-    ledger.ensure_schema()
     quoted = PostgresQuotedLevels(connect)
-    quoted.ensure_schema()
-    provider, carrier_name = (carrier or LabelCarrier.from_env()).build()
+    provider, carrier_name = (carrier or LabelCarrier.from_settings(settings)).build()
     return FulfilmentHandler(
         TrackedShipments(provider, ledger), quoted, carrier=carrier_name, output_topic=output_topic
     )

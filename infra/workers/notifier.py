@@ -36,6 +36,7 @@ from adapters.notifications.summaries import (
     from_order_refunded,
 )
 from adapters.notifications.templates import OrderSummary
+from db.migrate import upgrade
 from events import messages as m
 from infra.processor import BaseHandler, Incoming, Output, PermanentFailure
 from infra.settings import Settings
@@ -51,15 +52,6 @@ class RecipientStore(Protocol):
     def email_of(self, checkout_id: str) -> str | None: ...
 
 
-RECIPIENTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS notification_recipients (
-    checkout_id  text PRIMARY KEY,
-    email        text NOT NULL,
-    recorded_at  timestamptz NOT NULL DEFAULT now()
-);
-"""
-
-
 class PostgresRecipients:
     """checkout_id -> customer email, written when CheckoutStarted (or OrderPlaced) is seen.
     A table rather than memory: a restarted worker resumes after CheckoutStarted's offset and
@@ -67,11 +59,6 @@ class PostgresRecipients:
 
     def __init__(self, connect: Callable[[], Connection]) -> None:
         self._connect = connect
-
-    def ensure_schema(self) -> None:
-        with self._connect() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('notification_recipients'))")
-            conn.execute(RECIPIENTS_SCHEMA)
 
     def remember(self, checkout_id: str, email: str) -> None:
         with self._connect() as conn:
@@ -171,10 +158,9 @@ def notifier_handler(settings: Settings) -> NotifierHandler:
     def connect() -> Connection:
         return psycopg.connect(url, connect_timeout=5, autocommit=True)
 
+    upgrade(url)
     sent_log = PostgresSentLog(connect)
-    sent_log.ensure_schema()
     recipients = PostgresRecipients(connect)
-    recipients.ensure_schema()
     summaries = EventSummaries()
     service = NotificationService(sender_from_settings(settings), sent_log, summaries)
     return NotifierHandler(service, recipients, summaries)

@@ -43,6 +43,7 @@ from events.topics import (
     ORDERS_EVENTS,
     topic_for,
 )
+from events.validation import refusal
 from infra.log_reader import read_batches
 from infra.processor import BaseHandler, Incoming, Output, PermanentFailure, RawOutput, where
 from infra.snapshots import (
@@ -59,9 +60,10 @@ from infra.snapshots import (
     encode_pointer,
     encode_snapshot,
 )
-from saga.checkout import UnknownCheckout, decide, evolve, next_wakeup
+from saga.checkout import UnknownCheckout, decide, next_wakeup
 from saga.policy import DEFAULT_POLICY, Policy
 from saga.state import SagaState, is_terminal
+from saga.upcast import replay
 
 log = logging.getLogger(__name__)
 PRODUCER = "orchestrator"
@@ -129,6 +131,10 @@ class OrchestratorHandler(BaseHandler):
         msg = message.envelope.message
         if isinstance(msg, m.Tick):
             return self._on_tick(message, msg)
+        refused = refusal(msg, message.size)
+        if refused is not None:
+            # Anyone with produce rights can skip the API: the same limits hold here (issue 12).
+            raise PermanentFailure(f"{refused} (message {message.envelope.message_id})")
         checkout_id = message.envelope.checkout_id
         self._partition_of.setdefault(checkout_id, message.partition)
         return self._decide(message, checkout_id, msg, now=message.envelope.occurred_at)
@@ -292,7 +298,7 @@ class OrchestratorHandler(BaseHandler):
             decision = decide(state, msg, now, self._policy)
         except UnknownCheckout as e:
             # Redelivery cannot create the history it lacks: dead-letter at once for an operator.
-            raise PermanentFailure(str(e)) from e
+            raise PermanentFailure(f"{e} (message {message.envelope.message_id})") from e
         if decision.state is not None:
             self._staged[checkout_id] = decision.state
         elif reloaded:
@@ -440,7 +446,7 @@ class OrchestratorHandler(BaseHandler):
                 envelope = self._serde.decode(record.value() or b"", self._events_topic)
                 if envelope.message_id not in seen:
                     seen.add(envelope.message_id)
-                    state = evolve(state, envelope.message)
+                    state = replay(state, envelope.message, envelope.schema_version)
                     last = envelope.message_id
         return None if state is None else (state, last)
 
@@ -617,7 +623,9 @@ class OrchestratorHandler(BaseHandler):
         if envelope.message_id in seen:  # an aborted copy the broker showed us (decision 0006)
             return
         seen.add(envelope.message_id)
-        self._states[checkout_id] = evolve(self._states.get(checkout_id), envelope.message)
+        self._states[checkout_id] = replay(
+            self._states.get(checkout_id), envelope.message, envelope.schema_version
+        )
         self._last_event[checkout_id] = envelope.message_id
         self._partition_of[checkout_id] = partition
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -26,7 +27,16 @@ pytestmark = pytest.mark.integration
 
 def _up(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     env = {**os.environ}
-    for var in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "STRIPE_API_BASE"):
+    for var in (
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "STRIPE_API_BASE",
+        "STRIPE_API_KEY",
+        "JWT_SECRET",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_WEBHOOK_SECRETS",
+    ):
         env.pop(var, None)
     up = subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "up", "--data-dir", str(data_dir), *extra],
@@ -68,6 +78,43 @@ def _inspect(urls: dict[str, str], checkout_id: str) -> str:
     return result.stdout + result.stderr
 
 
+def _mint(data_dir: Path) -> str:
+    """`saga token create` as an operator on the machine runs it: no JWT_SECRET exported, the
+    data directory's env file supplies it."""
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
+    env_file = str(data_dir / "saga.env")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--env-file",
+            env_file,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def _accepts(secret: str, token: str) -> bool:
+    from api.auth import Authenticator
+    from api.errors import ApiError
+    from tests.unit.api.fakes import FakeKeys
+
+    try:
+        return Authenticator(FakeKeys(), secret).authenticate(token, None).role == "admin"
+    except ApiError:
+        return False
+
+
 def test_stop_and_start_keeps_checkouts_rows_and_keys() -> None:
     from tests.integration.kafka_helpers import produce
 
@@ -76,6 +123,11 @@ def test_stop_and_start_keeps_checkouts_rows_and_keys() -> None:
     checkout_id = f"durable-{uuid.uuid4().hex[:8]}"
     up, urls = _up(data_dir)
     try:
+        # The directory's own secrets, private to the user, in the env file workers read.
+        assert len(urls["JWT_SECRET"]) >= 32 and urls["STRIPE_WEBHOOK_SECRETS"].startswith("whsec_")
+        for private in ("saga.env", "secrets.json"):
+            assert stat.S_IMODE((data_dir / private).stat().st_mode) == 0o600
+        token = _mint(data_dir)
         started = m.CheckoutStarted(
             checkout_id=checkout_id,
             tenant_id="t-1",
@@ -105,7 +157,9 @@ def test_stop_and_start_keeps_checkouts_rows_and_keys() -> None:
 
     again, urls_again = _up(data_dir)
     try:
-        assert urls_again == urls  # the same ports, so workers' settings stay valid
+        # The same ports and secrets, so workers' settings and minted tokens stay valid.
+        assert urls_again == urls
+        assert _accepts(urls_again["JWT_SECRET"], token)
         assert "CheckoutStarted" in _inspect(urls_again, checkout_id)
         with psycopg.connect(urls_again["DATABASE_URL"]) as conn:
             row = conn.execute("SELECT id FROM durable_probe WHERE id = %s", (checkout_id,))
@@ -117,6 +171,9 @@ def test_stop_and_start_keeps_checkouts_rows_and_keys() -> None:
     fresh, urls_fresh = _up(data_dir, "--fresh")
     try:
         assert "no events for checkout" in _inspect(urls_fresh, checkout_id)
+        assert urls_fresh["JWT_SECRET"] != urls["JWT_SECRET"]
+        assert urls_fresh["STRIPE_WEBHOOK_SECRETS"] != urls["STRIPE_WEBHOOK_SECRETS"]
+        assert not _accepts(urls_fresh["JWT_SECRET"], token)
     finally:
         _down(fresh)
         subprocess.run(["rm", "-rf", str(data_dir)], check=False)

@@ -15,6 +15,7 @@ from saga.checkout import CheckoutEvent, Decision, PublicEvent, decide, evolve, 
 from saga.ids import idempotency_key, refund_key
 from saga.policy import DEFAULT_POLICY, Policy
 from saga.state import SagaState
+from saga.verdicts import ACTION_TIMED_OUT, REPLY_STEP, TIMED_OUT
 
 CID = "chk-1"
 T0 = 1_700_000_000_000
@@ -312,6 +313,54 @@ def refund_cmd(
     return m.RefundPayment(CID, attempt, idem, PROVIDER, pid, amount, "USD")
 
 
+# --- verdicts: what decide records next to the fact it judged --------------------------------
+
+
+def succeeded(
+    step: Step, attempt: int = 1, *, amount: int | None = None, reference: str | None = None
+) -> m.StepSucceeded:
+    return m.StepSucceeded(CID, step, attempt, amount, reference)
+
+
+def attempt_failed(
+    step: Step,
+    reason: str,
+    *,
+    attempt: int = 1,
+    retryable: bool = False,
+    reference: str | None = None,
+) -> m.StepAttemptFailed:
+    return m.StepAttemptFailed(CID, step, attempt, reason, retryable, reference)
+
+
+def ok(reply: m.AdapterReply) -> tuple[CheckoutEvent, ...]:
+    """A successful reply to the outstanding attempt, and the verdict decide records for it."""
+    step = REPLY_STEP[type(reply)]
+    match reply:
+        case m.InventoryReserved():
+            return (reply, succeeded(step, reply.attempt, reference=reply.reservation_id))
+        case m.TaxCalculated() | m.ShippingQuoted():
+            return (reply, succeeded(step, reply.attempt, amount=reply.amount))
+        case m.PaymentAuthorized():
+            return (reply, succeeded(step, reply.attempt, reference=reply.payment_id))
+    return (reply, succeeded(step, reply.attempt))
+
+
+def failed(reply: m.AdapterReply) -> tuple[CheckoutEvent, ...]:
+    """A failure reply to the outstanding attempt (or running compensation), and its verdict."""
+    step = REPLY_STEP[type(reply)]
+    reason, retryable = reply.reason, reply.retryable  # type: ignore[union-attr]
+    return (reply, attempt_failed(step, reason, attempt=reply.attempt, retryable=retryable))
+
+
+def timed_out(step: Step, attempt: int = 1, *, retryable: bool = True) -> tuple[CheckoutEvent, ...]:
+    reason = TIMED_OUT if retryable else ACTION_TIMED_OUT
+    return (
+        m.StepTimedOut(CID, step, attempt),
+        attempt_failed(step, reason, attempt=attempt, retryable=retryable),
+    )
+
+
 # --- canned histories (what decide records on the happy path, written out by hand) -----------
 
 
@@ -328,19 +377,19 @@ def h_priced(at: int = T0) -> tuple[CheckoutEvent, ...]:
     """Stock held, total known, authorization requested."""
     return (
         *h_started(at),
-        reserved(),
-        taxed(),
-        quoted(),
+        *ok(reserved()),
+        *ok(taxed()),
+        *ok(quoted()),
         step_started(Step.AUTHORIZE_PAYMENT, at=at),
     )
 
 
 def h_authorized(at: int = T0) -> tuple[CheckoutEvent, ...]:
-    return (*h_priced(at), authorized(), step_started(Step.COMMIT_INVENTORY, at=at))
+    return (*h_priced(at), *ok(authorized()), step_started(Step.COMMIT_INVENTORY, at=at))
 
 
 def h_committed(at: int = T0) -> tuple[CheckoutEvent, ...]:
-    return (*h_authorized(at), committed(), step_started(Step.CAPTURE_PAYMENT, at=at))
+    return (*h_authorized(at), *ok(committed()), step_started(Step.CAPTURE_PAYMENT, at=at))
 
 
 def h_completed(at: int = T0) -> tuple[CheckoutEvent, ...]:
@@ -348,6 +397,6 @@ def h_completed(at: int = T0) -> tuple[CheckoutEvent, ...]:
 
     return (
         *h_committed(at),
-        captured(),
+        *ok(captured()),
         m.CheckoutCompleted(CID, order_id_for(CID), SUBTOTAL, TAX, SHIPPING, TOTAL, "USD", at),
     )

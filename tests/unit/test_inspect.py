@@ -34,3 +34,16 @@ def test_timeline_and_steps_show_attempts_outcomes_and_durations() -> None:
 
 def test_status_comes_from_folding_the_history() -> None:
     assert status_of([]) == "UNKNOWN"
+
+
+def test_a_rejected_command_shows_what_was_refused_and_why() -> None:
+    c = "co-1"
+    started = m.CheckoutStarted(
+        c, "t", "cu", "a@b.co", "EUR", (), m.Address("l", "c", "", "", "DE"), "stripe", "pm", 0, 0
+    )
+    reason = "checkout already started with another body (differs in items)"
+    history = [env(started, 0), env(m.CommandRejected(c, "StartCheckout", reason), 50)]
+    row = timeline(history)[1]
+    assert (row.event, row.at_ms) == ("CommandRejected", 50)
+    assert row.detail == f"command=StartCheckout, reason={reason}"
+    assert status_of(history) == "PENDING"  # a refusal changes nothing

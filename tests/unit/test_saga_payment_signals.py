@@ -10,6 +10,7 @@ from saga_harness import (
     T0,
     TOTAL,
     action_required,
+    attempt_failed,
     authorize_cmd,
     authorized,
     captured,
@@ -17,11 +18,14 @@ from saga_harness import (
     given,
     h_completed,
     h_priced,
+    ok,
     release_cmd,
     signal,
     signal_recorded,
     step_started,
+    succeeded,
     tick,
+    timed_out,
     void_cmd,
 )
 
@@ -55,7 +59,12 @@ def test_early_success_is_applied_when_the_action_required_reply_arrives(
     outcome = (
         given(*h_priced(), signal_recorded(kind))
         .when(action_required())
-        .then(action_required(), step_started(COMMIT), commands=(commit_cmd(),))
+        .then(
+            action_required(),
+            succeeded(AUTH, reference=PAYMENT),
+            step_started(COMMIT),
+            commands=(commit_cmd(),),
+        )
     )
     # The customer is never asked to wait for an action that already finished.
     assert outcome.state.status is Status.PENDING
@@ -68,6 +77,7 @@ def test_early_failure_fails_the_payment_at_once_instead_of_waiting_out_the_acti
         .when(action_required())
         .then(
             action_required(),
+            attempt_failed(AUTH, "payment action failed (provider event evt-1)", reference=PAYMENT),
             m.CompensationStarted(CID, AUTH, "payment action failed (provider event evt-1)"),
             step_started(VOID),
             commands=(void_cmd(),),
@@ -79,6 +89,7 @@ def test_early_failure_fails_the_payment_at_once_instead_of_waiting_out_the_acti
 def test_early_cancel_fails_the_payment_and_voids_nothing() -> None:
     given(*h_priced(), signal_recorded(CANCELED)).when(action_required()).then(
         action_required(),
+        attempt_failed(AUTH, "payment action canceled (provider event evt-1)", reference=PAYMENT),
         m.CompensationStarted(CID, AUTH, "payment action canceled (provider event evt-1)"),
         step_started(RELEASE),  # the provider already canceled the intent: only stock is left
         commands=(release_cmd(),),
@@ -88,6 +99,7 @@ def test_early_cancel_fails_the_payment_and_voids_nothing() -> None:
 def test_early_authorization_for_another_amount_is_not_accepted() -> None:
     given(*h_priced(), signal_recorded(AUTHORIZED, amount=TOTAL - 1)).when(action_required()).then(
         action_required(),
+        attempt_failed(AUTH, f"authorized {TOTAL - 1}, expected {TOTAL}", reference=PAYMENT),
         m.CompensationStarted(CID, AUTH, f"authorized {TOTAL - 1}, expected {TOTAL}"),
         step_started(VOID),
         commands=(void_cmd(),),
@@ -136,20 +148,23 @@ def test_early_signals_apply_in_arrival_order_as_if_they_came_after_the_reply(
 
 def test_early_signal_survives_a_retry_and_is_not_voided_while_the_retry_may_adopt_it() -> None:
     deadline = T0 + P.timeout_for(AUTH)
-    timed_out = given(*h_priced()).when(tick(deadline))
+    expired = given(*h_priced()).when(tick(deadline))
     retry_at = deadline + backoff_ms(P, CID, AUTH, 1)
-    timed_out.then(
-        m.StepTimedOut(CID, AUTH, 1),
+    expired.then(
+        *timed_out(AUTH),
         m.StepRetryScheduled(CID, AUTH, 2, retry_at, "no reply before the deadline"),
     )
-    waiting = given(*timed_out.before_and_after())
+    waiting = given(*expired.before_and_after())
     # The payment of the timed-out attempt reports in by webhook only: the next attempt
     # reconciles with the provider and may adopt it, so it is not voided now.
     waiting.when(signal(AUTHORIZED)).then(signal_recorded(AUTHORIZED))
     retried = given(*waiting.and_(signal_recorded(AUTHORIZED)).events).when(tick(retry_at))
     retried.then(step_started(AUTH, 2, at=retry_at), commands=(authorize_cmd(2),))
     given(*retried.before_and_after()).when(action_required(2)).then(
-        action_required(2), step_started(COMMIT), commands=(commit_cmd(),)
+        action_required(2),
+        succeeded(AUTH, 2, reference=PAYMENT),
+        step_started(COMMIT),
+        commands=(commit_cmd(),),
     )
 
 
@@ -158,13 +173,25 @@ def test_early_signal_survives_a_retry_and_is_not_voided_while_the_retry_may_ado
 
 def test_a_redelivered_signal_is_ignored_before_and_after_the_reply() -> None:
     given(*h_priced(), signal_recorded(AUTHORIZED)).when(signal(AUTHORIZED)).then_nothing()
-    after = given(*h_priced(), signal_recorded(AUTHORIZED), action_required(), step_started(COMMIT))
+    after = given(
+        *h_priced(),
+        signal_recorded(AUTHORIZED),
+        action_required(),
+        succeeded(AUTH, reference=PAYMENT),
+        step_started(COMMIT),
+    )
     after.when(signal(AUTHORIZED)).then_nothing()
     after.when(action_required()).then_nothing()  # the adapter's reply redelivered
 
 
 def test_the_same_fact_under_a_new_event_id_changes_nothing_but_the_record() -> None:
-    after = given(*h_priced(), signal_recorded(AUTHORIZED), action_required(), step_started(COMMIT))
+    after = given(
+        *h_priced(),
+        signal_recorded(AUTHORIZED),
+        action_required(),
+        succeeded(AUTH, reference=PAYMENT),
+        step_started(COMMIT),
+    )
     outcome = after.when(signal(AUTHORIZED, event_id="evt-2"))
     outcome.then(signal_recorded(AUTHORIZED, event_id="evt-2"))
     assert outcome.state.step(COMMIT).phase is Phase.IN_FLIGHT
@@ -202,7 +229,7 @@ def test_capture_and_void_go_to_the_provider_that_authorized() -> None:
     from saga_harness import PROVIDER, commit_failed, committed, key
 
     routed = m.PaymentAuthorized(CID, 1, "razorpay", PAYMENT, TOTAL, "USD")
-    history = given(*h_priced(), routed, step_started(COMMIT))
+    history = given(*h_priced(), *ok(routed), step_started(COMMIT))
     capture = history.when(committed()).decision.commands
     assert capture == (
         m.CapturePayment(CID, 1, key(Step.CAPTURE_PAYMENT), "razorpay", PAYMENT, TOTAL, "USD"),

@@ -14,6 +14,7 @@ from saga_harness import (
     TAX,
     TOTAL,
     action_required,
+    attempt_failed,
     authorize_cmd,
     authorized,
     cancel,
@@ -25,12 +26,14 @@ from saga_harness import (
     commit_failed,
     committed,
     declined,
+    failed,
     given,
     h_authorized,
     h_committed,
     h_completed,
     h_priced,
     h_started,
+    ok,
     quoted,
     refund_cmd,
     refund_request,
@@ -46,10 +49,12 @@ from saga_harness import (
     signal_recorded,
     start,
     step_started,
+    succeeded,
     tax_cmd,
     tax_failed,
     taxed,
     tick,
+    timed_out,
     void_cmd,
     void_failed,
     voided,
@@ -86,10 +91,9 @@ def test_start_runs_reserve_tax_and_shipping_in_parallel() -> None:
     )
 
 
-def test_duplicate_start_and_strangers_change_nothing() -> None:
+def test_duplicate_start_and_ticks_change_nothing() -> None:
+    # Inputs for an unknown checkout are refused, not ignored: tests/unit/test_saga_unknown.py.
     given(*h_started()).when(start()).then_nothing()
-    given().when(reserved()).then_nothing()
-    given().when(cancel()).then_nothing()
     given().when(tick(T0)).then_nothing()
 
 
@@ -97,19 +101,19 @@ def test_duplicate_start_and_strangers_change_nothing() -> None:
 
 
 def test_authorizes_the_full_total_only_when_all_three_parallel_steps_are_done() -> None:
-    given(*h_started()).when(reserved()).then(reserved())
-    given(*h_started(), reserved()).when(taxed()).then(taxed())
-    given(*h_started(), reserved(), taxed()).when(quoted()).then(
-        quoted(), step_started(AUTH), commands=(authorize_cmd(),)
+    given(*h_started()).when(reserved()).then(*ok(reserved()))
+    given(*h_started(), *ok(reserved())).when(taxed()).then(*ok(taxed()))
+    given(*h_started(), *ok(reserved()), *ok(taxed())).when(quoted()).then(
+        *ok(quoted()), step_started(AUTH), commands=(authorize_cmd(),)
     )
 
 
 def test_commits_inventory_before_capturing_payment() -> None:
     given(*h_priced()).when(authorized()).then(
-        authorized(), step_started(COMMIT), commands=(commit_cmd(),)
+        *ok(authorized()), step_started(COMMIT), commands=(commit_cmd(),)
     )
     given(*h_authorized()).when(committed()).then(
-        committed(), step_started(CAPTURE), commands=(capture_cmd(),)
+        *ok(committed()), step_started(CAPTURE), commands=(capture_cmd(),)
     )
 
 
@@ -120,7 +124,7 @@ def test_capture_completes_the_checkout_and_places_the_order() -> None:
         given(*h_committed())
         .when(captured(), at)
         .then(
-            captured(),
+            *ok(captured()),
             m.CheckoutCompleted(CID, order_id, SUBTOTAL, TAX, SHIPPING, TOTAL, "USD", at),
             public=(
                 m.OrderPlaced(
@@ -163,13 +167,13 @@ def test_canned_history_is_exactly_what_decide_records() -> None:
 def test_retryable_failure_schedules_a_retry_with_backoff() -> None:
     at = T0 + 100
     given(*h_started()).when(tax_failed(), at).then(
-        tax_failed(), retry(TAX_STEP, 2, at, "taxjar unavailable")
+        *failed(tax_failed()), retry(TAX_STEP, 2, at, "taxjar unavailable")
     )
 
 
 def test_retry_is_issued_by_the_first_tick_at_or_after_retry_at() -> None:
     scheduled = retry(TAX_STEP, 2, T0, "taxjar unavailable")
-    history = given(*h_started(), tax_failed(), scheduled)
+    history = given(*h_started(), *failed(tax_failed()), scheduled)
     history.when(tick(scheduled.retry_at - 1)).then()
     history.when(tick(scheduled.retry_at)).then(
         step_started(TAX_STEP, 2, at=scheduled.retry_at), commands=(tax_cmd(2),)
@@ -178,8 +182,8 @@ def test_retry_is_issued_by_the_first_tick_at_or_after_retry_at() -> None:
 
 def test_tick_past_a_deadline_times_the_attempt_out_and_retries_it() -> None:
     at = T0 + P.timeout_for(RESERVE)
-    given(*h_started(), taxed(), quoted()).when(tick(at)).then(
-        m.StepTimedOut(CID, RESERVE, 1),
+    given(*h_started(), *ok(taxed()), *ok(quoted())).when(tick(at)).then(
+        *timed_out(RESERVE),
         retry(RESERVE, 2, at, "no reply before the deadline"),
     )
 
@@ -193,9 +197,9 @@ def test_reply_to_a_superseded_attempt_changes_nothing() -> None:
 
 def test_exhausted_retries_fail_the_checkout_after_compensating() -> None:
     last = P.attempts_for(TAX_STEP)
-    history = given(*h_started(), reserved(), step_started(TAX_STEP, last))
+    history = given(*h_started(), *ok(reserved()), step_started(TAX_STEP, last))
     history.when(tax_failed(last)).then(
-        tax_failed(last),
+        *failed(tax_failed(last)),
         m.CompensationStarted(CID, TAX_STEP, f"taxjar unavailable (gave up after {last} attempts)"),
         step_started(RELEASE),
         commands=(release_cmd(),),
@@ -203,7 +207,7 @@ def test_exhausted_retries_fail_the_checkout_after_compensating() -> None:
 
 
 def test_duplicated_reply_is_applied_once() -> None:
-    given(*h_started(), reserved()).when(reserved()).then_nothing()
+    given(*h_started(), *ok(reserved())).when(reserved()).then_nothing()
 
 
 # --- failures and compensation ---------------------------------------------------------------
@@ -211,10 +215,10 @@ def test_duplicated_reply_is_applied_once() -> None:
 
 def test_out_of_stock_fails_without_any_payment_command() -> None:
     outcome = (
-        given(*h_started(), taxed())
+        given(*h_started(), *ok(taxed()))
         .when(reserve_rejected())
         .then(
-            reserve_rejected(),
+            *failed(reserve_rejected()),
             m.CompensationStarted(CID, RESERVE, "out_of_stock"),
             m.CheckoutFailed(CID, RESERVE, "out_of_stock"),
         )
@@ -228,7 +232,7 @@ def test_declined_payment_releases_the_stock_then_fails() -> None:
         given(*h_priced())
         .when(declined())
         .then(
-            declined(),
+            *failed(declined()),
             m.CompensationStarted(CID, AUTH, "card_declined"),
             step_started(RELEASE),
             commands=(release_cmd(),),
@@ -244,7 +248,7 @@ def test_capture_failure_undoes_commit_then_authorization_in_reverse_order() -> 
         given(*h_committed())
         .when(capture_failed())
         .then(
-            capture_failed(),
+            *failed(capture_failed()),
             m.CompensationStarted(CID, CAPTURE, "authorization expired"),
             step_started(RELEASE),
             commands=(release_cmd(),),
@@ -262,7 +266,7 @@ def test_commit_failure_voids_the_later_authorization_before_releasing_stock() -
         given(*h_authorized())
         .when(commit_failed())
         .then(
-            commit_failed(),
+            *failed(commit_failed()),
             m.CompensationStarted(CID, COMMIT, "reservation expired"),
             step_started(VOID),
             commands=(void_cmd(),),
@@ -276,32 +280,32 @@ def test_commit_failure_voids_the_later_authorization_before_releasing_stock() -
 def test_failed_compensation_is_retried_then_parked_for_an_operator() -> None:
     failing = given(
         *h_priced(),
-        declined(),
+        *failed(declined()),
         m.CompensationStarted(CID, AUTH, "card_declined"),
         step_started(RELEASE),
     )
     at = T0 + 50
     failing.when(release_failed(), at).then(
-        release_failed(), retry(RELEASE, 2, at, "inventory db down")
+        *failed(release_failed()), retry(RELEASE, 2, at, "inventory db down")
     )
     last = P.compensation_max_attempts
     exhausted = given(
         *h_priced(),
-        declined(),
+        *failed(declined()),
         m.CompensationStarted(CID, AUTH, "card_declined"),
         *(
             e
             for n in range(1, last)
             for e in (
                 step_started(RELEASE, n),
-                release_failed(n),
+                *failed(release_failed(n)),
                 retry(RELEASE, n + 1, T0, "inventory db down"),
             )
         ),
         step_started(RELEASE, last),
     )
     outcome = exhausted.when(release_failed(last)).then(
-        release_failed(last),
+        *failed(release_failed(last)),
         m.CheckoutNeedsAttention(
             CID,
             RELEASE,
@@ -315,12 +319,12 @@ def test_failed_compensation_is_retried_then_parked_for_an_operator() -> None:
 def test_permanent_compensation_failure_parks_at_once() -> None:
     history = given(
         *h_authorized(),
-        commit_failed(),
+        *failed(commit_failed()),
         m.CompensationStarted(CID, COMMIT, "reservation expired"),
         step_started(VOID),
     )
     history.when(void_failed(retryable=False)).then(
-        void_failed(retryable=False),
+        *failed(void_failed(retryable=False)),
         m.CheckoutNeedsAttention(
             CID, VOID, f"void_payment of {PAYMENT} failed permanently: stripe 503"
         ),
@@ -330,13 +334,13 @@ def test_permanent_compensation_failure_parks_at_once() -> None:
 def test_compensation_timeout_is_retried() -> None:
     history = given(
         *h_priced(),
-        declined(),
+        *failed(declined()),
         m.CompensationStarted(CID, AUTH, "card_declined"),
         step_started(RELEASE),
     )
     at = T0 + P.timeout_for(RELEASE)
     history.when(tick(at)).then(
-        m.StepTimedOut(CID, RELEASE, 1), retry(RELEASE, 2, at, "no reply before the deadline")
+        *timed_out(RELEASE), retry(RELEASE, 2, at, "no reply before the deadline")
     )
 
 
@@ -358,13 +362,33 @@ def test_late_authorization_of_a_superseded_attempt_is_voided_once() -> None:
     given(*outcome.before_and_after()).when(authorized(1, pid="pi-late")).then_nothing()
 
 
+def test_a_late_reservation_waits_while_the_retry_may_answer_with_it() -> None:
+    """The inventory adapter keeps one active reservation per checkout, so the retry of a
+    timed-out reservation answers with the same one: releasing the late reply's reservation
+    at once would free the stock the saga is about to commit (found by the restart test)."""
+    retrying = given(
+        *h_started(),
+        *timed_out(RESERVE),
+        retry(RESERVE, 2, T0, "no reply before the deadline"),
+        step_started(RESERVE, 2),
+    )
+    late = retrying.when(reserved(1)).then(reserved(1))  # recorded, nothing released
+    adopted = given(*late.before_and_after()).when(reserved(2))
+    adopted.then(*ok(reserved(2)))
+    assert adopted.state.reservation_id == RESERVATION
+    assert not any(isinstance(c, m.ReleaseInventory) for c in adopted.decision.commands)
+    # Had the retry brought another reservation, the late one is a stray and goes back.
+    other = given(*late.before_and_after()).when(reserved(2, rid="res-2"))
+    other.then(*ok(reserved(2, rid="res-2")), step_started(RELEASE), commands=(release_cmd(),))
+
+
 def test_late_reservation_of_a_superseded_attempt_is_released() -> None:
     history = given(
         *h_started(),
-        m.StepTimedOut(CID, RESERVE, 1),
+        *timed_out(RESERVE),
         retry(RESERVE, 2, T0, "no reply before the deadline"),
         step_started(RESERVE, 2),
-        reserved(2, rid="res-2"),
+        *ok(reserved(2, rid="res-2")),
     )
     outcome = history.when(reserved(1, rid="res-old")).then(
         reserved(1, rid="res-old"), step_started(RELEASE), commands=(release_cmd(rid="res-old"),)
@@ -414,17 +438,21 @@ AWAITING = (
 
 def test_completed_action_continues_as_an_authorization() -> None:
     given(*AWAITING).when(signal(PaymentSignal.AUTHORIZED)).then(
-        signal_recorded(PaymentSignal.AUTHORIZED), step_started(COMMIT), commands=(commit_cmd(),)
+        signal_recorded(PaymentSignal.AUTHORIZED),
+        succeeded(AUTH, reference=PAYMENT),
+        step_started(COMMIT),
+        commands=(commit_cmd(),),
     )
-    given(*AWAITING, signal_recorded(PaymentSignal.AUTHORIZED)).when(
-        signal(PaymentSignal.AUTHORIZED)
-    ).then_nothing()
+    given(
+        *AWAITING, signal_recorded(PaymentSignal.AUTHORIZED), succeeded(AUTH, reference=PAYMENT)
+    ).when(signal(PaymentSignal.AUTHORIZED)).then_nothing()
 
 
 def test_failed_action_voids_the_payment_and_fails() -> None:
     reason = "payment action failed (provider event evt-1)"
     given(*AWAITING).when(signal(PaymentSignal.FAILED)).then(
         signal_recorded(PaymentSignal.FAILED),
+        attempt_failed(AUTH, reason, reference=PAYMENT),
         m.CompensationStarted(CID, AUTH, reason),
         step_started(VOID),
         commands=(void_cmd(),),
@@ -435,7 +463,7 @@ def test_action_not_completed_in_time_voids_the_payment() -> None:
     at = T0 + P.payment_action_wait_ms
     given(*AWAITING).when(tick(at - 1)).then()
     given(*AWAITING).when(tick(at)).then(
-        m.StepTimedOut(CID, AUTH, 1),
+        *timed_out(AUTH, retryable=False),
         m.CompensationStarted(CID, AUTH, "payment action not completed in time"),
         step_started(VOID, at=at),
         commands=(void_cmd(),),
@@ -445,7 +473,10 @@ def test_action_not_completed_in_time_voids_the_payment() -> None:
 def test_webhook_before_the_action_required_reply_counts_as_authorized() -> None:
     history = given(*h_priced(), signal_recorded(PaymentSignal.AUTHORIZED))
     history.when(action_required()).then(
-        action_required(), step_started(COMMIT), commands=(commit_cmd(),)
+        action_required(),
+        succeeded(AUTH, reference=PAYMENT),
+        step_started(COMMIT),
+        commands=(commit_cmd(),),
     )
 
 
@@ -456,9 +487,9 @@ def test_reservation_expiring_before_capture_fails_the_checkout() -> None:
     short = T0 + 5 * MINUTE
     history = given(
         *h_started(),
-        reserved(expires_at=short),
-        taxed(),
-        quoted(),
+        *ok(reserved(expires_at=short)),
+        *ok(taxed()),
+        *ok(quoted()),
         step_started(AUTH),
         action_required(),
         m.PaymentActionAwaited(CID, 1, PAYMENT, T0 + P.payment_action_wait_ms),
@@ -472,9 +503,15 @@ def test_reservation_expiring_before_capture_fails_the_checkout() -> None:
 
 def test_authorization_after_the_reservation_expired_is_not_committed() -> None:
     short = T0 + 5 * MINUTE
-    history = given(*h_started(), reserved(expires_at=short), taxed(), quoted(), step_started(AUTH))
+    history = given(
+        *h_started(),
+        *ok(reserved(expires_at=short)),
+        *ok(taxed()),
+        *ok(quoted()),
+        step_started(AUTH),
+    )
     history.when(authorized(), short).then(
-        authorized(),
+        *ok(authorized()),
         m.CompensationStarted(CID, RESERVE, "reservation expired before capture"),
         step_started(VOID, at=short),
         commands=(void_cmd(),),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from infra.settings import ConfigError, load_settings
+from infra.settings import ConfigError, load_settings, require, to_environ
 
 
 def test_defaults_leave_every_service_to_the_embedded_stack() -> None:
@@ -53,3 +55,88 @@ def test_the_embedded_broker_is_apache_kafka_unless_tansu_is_chosen() -> None:
     assert load_settings({"SAGA_BROKER": "tansu"}).embedded_broker == "tansu"
     with pytest.raises(ConfigError, match="SAGA_BROKER"):
         load_settings({"SAGA_BROKER": "redpanda"})
+
+
+def test_secrets_have_no_usable_default() -> None:
+    s = load_settings({})
+    assert s.jwt_secret is None and s.stripe_webhook_secrets == () and s.stripe_api_key is None
+
+
+def test_a_short_jwt_secret_is_refused_naming_the_variable_and_not_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"JWT_SECRET": "short-secret"})
+    message = str(caught.value)
+    assert message.startswith("JWT_SECRET=<hidden> is invalid: must be at least 32 bytes")
+    assert "short-secret" not in message and "\n" not in message
+    assert load_settings({"JWT_SECRET": "x" * 32}).jwt_secret == "x" * 32
+
+
+def test_one_webhook_secret_or_a_rotation_list_or_both() -> None:
+    assert load_settings({"STRIPE_WEBHOOK_SECRET": "whsec_a"}).stripe_webhook_secrets == (
+        "whsec_a",
+    )
+    rotation = load_settings({"STRIPE_WEBHOOK_SECRETS": "whsec_new, whsec_old"})
+    assert rotation.stripe_webhook_secrets == ("whsec_new", "whsec_old")
+    both = load_settings(
+        {"STRIPE_WEBHOOK_SECRET": "whsec_a", "STRIPE_WEBHOOK_SECRETS": "whsec_b,whsec_a"}
+    )
+    assert both.stripe_webhook_secrets == ("whsec_a", "whsec_b")
+    with pytest.raises(ConfigError, match=r"^STRIPE_WEBHOOK_SECRET=<hidden> is invalid"):
+        load_settings({"STRIPE_WEBHOOK_SECRET": " "})
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({}, "JWT_SECRET is not set"),
+        ({"JWT_SECRET": "j" * 40}, "STRIPE_WEBHOOK_SECRET or STRIPE_WEBHOOK_SECRETS is not set"),
+    ],
+)
+def test_require_names_the_missing_variable_in_one_line(env: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        require(load_settings(env), "jwt_secret", "stripe_webhook_secrets", who="the API")
+    assert str(caught.value).startswith(names) and "\n" not in str(caught.value)
+    assert "the API refuses to start" in str(caught.value)
+
+
+def test_to_environ_round_trips_through_load_settings() -> None:
+    s = load_settings(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+            "JWT_SECRET": "j" * 40,
+            "STRIPE_WEBHOOK_SECRETS": "whsec_a,whsec_b",
+            "SAGA_TESTCONTAINERS": "1",
+            "SAGA_PROJECTOR_METRICS_PORT": "9400",
+            "JAVA_HOME": "/opt/java",
+        }
+    )
+    env = to_environ(s)
+    assert "STRIPE_WEBHOOK_SECRET" not in env  # the list carries every secret of a rotation
+    assert load_settings(env) == s
+
+
+def test_an_env_file_fills_only_what_the_environment_leaves_unset(tmp_path: Path) -> None:
+    env_file = tmp_path / "saga.env"
+    env_file.write_text(
+        "export JWT_SECRET='" + "f" * 40 + "'\nexport SAGA_PARTITIONS=3\n# a comment\n"
+    )
+    s = load_settings({"SAGA_PARTITIONS": "9"}, env_file=env_file)
+    assert s.jwt_secret == "f" * 40 and s.partitions == 9
+    assert load_settings({}, env_file=tmp_path / "missing.env") == load_settings({})
+
+
+def test_secrets_never_show_in_the_settings_repr() -> None:
+    s = load_settings(
+        {
+            "JWT_SECRET": "jwt-" + "q" * 40,
+            "STRIPE_WEBHOOK_SECRET": "whsec_visible",
+            "STRIPE_API_KEY": "sk_live_visible",
+            "TAXJAR_API_KEY": "taxjar-visible",
+        }
+    )
+    shown = repr(s)
+    assert "q" * 40 not in shown and "visible" not in shown
+
+
+def test_the_api_binds_loopback_unless_told_otherwise() -> None:
+    assert load_settings({}).api_host == "127.0.0.1"

@@ -26,9 +26,9 @@ from api.auth import make_token
 from api.deps import ApiDeps
 from api.keys import create_api_key
 from api.redis_stores import RedisTokenBucket
-from api.wiring import build_api_deps
 from events import messages as m
 from events.serde import make_serde
+from infra.api_wiring import build_api_deps
 from infra.bootstrap import build_processor
 from infra.embedded.stack import RunningStack
 from infra.settings import Settings

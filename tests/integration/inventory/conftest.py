@@ -91,10 +91,8 @@ def make_peer(backend: InventoryProvider) -> ThreadingHTTPServer:
 
 
 @pytest.fixture
-def pg_inventory(database_url: str) -> PostgresInventory:
-    inventory = PostgresInventory.from_url(database_url)
-    inventory.ensure_schema()
-    return inventory
+def pg_inventory(migrated_database_url: str) -> PostgresInventory:
+    return PostgresInventory.from_url(migrated_database_url)
 
 
 @pytest.fixture

@@ -24,13 +24,15 @@ from adapters.inventory.port import (
     ReservationStatus,
 )
 from adapters.inventory.postgres import PostgresInventory
+from adapters.inventory.seed import StockChange
 
 T0 = 1_700_000_000_000  # epoch ms; time is always passed in
 TTL = 15 * 60 * 1000
+OPERATOR = StockChange("tests")
 
 
 class StockAdmin(Protocol):
-    def set_stock(self, levels: Mapping[str, int]) -> None: ...
+    def set_stock(self, levels: Mapping[str, int], change: StockChange) -> None: ...
 
     def stock_level(self, sku: str) -> tuple[int, int]: ...
 
@@ -63,7 +65,7 @@ class InventoryContract:
     @pytest.fixture
     def skus(self, subject: Subject) -> tuple[str, str]:
         a, b = uid("sku-a"), uid("sku-b")
-        subject.admin.set_stock({a: 10, b: 5})
+        subject.admin.set_stock({a: 10, b: 5}, OPERATOR)
         return a, b
 
     # --- reserve ------------------------------------------------------------------------
@@ -178,7 +180,7 @@ class InventoryContract:
         _, b = skus
         co = uid("co")
         rejected(subject.provider.reserve(co, "k1", [Line(b, 6)], T0))
-        subject.admin.set_stock({b: 50})
+        subject.admin.set_stock({b: 50}, OPERATOR)
         # The saga already failed this attempt; reserving now would only leak stock.
         assert rejected(subject.provider.reserve(co, "k1", [Line(b, 6)], T0)).reason == (
             RejectionReason.OUT_OF_STOCK
@@ -269,7 +271,7 @@ class InventoryContract:
         """60 checkouts race for 7 units, each wanting 2 as two lines of the same SKU (plus a
         plentiful second SKU, so multi-row locking is exercised): exactly 3 may win."""
         hot, cold = uid("hot"), uid("cold")
-        subject.admin.set_stock({hot: 7, cold: 1000})
+        subject.admin.set_stock({hot: 7, cold: 1000}, OPERATOR)
         contenders = 60
         start = threading.Barrier(contenders)
 

@@ -16,7 +16,7 @@ from psycopg import errors as pg_errors
 import adapters.inventory.postgres as pg_module
 from adapters.inventory.port import InventoryUnavailable, Line, Reservation
 from adapters.inventory.postgres import PostgresInventory
-from adapters.inventory.seed import seed_stock
+from adapters.inventory.seed import StockChange, seed_stock
 from adapters.inventory.service import InventoryService
 from events.messages import (
     CommitInventory,
@@ -30,27 +30,28 @@ from events.messages import (
 pytestmark = pytest.mark.integration
 
 T0 = 1_700_000_000_000
+OPERATOR = StockChange("tests")
 
 
 def test_check_constraints_refuse_oversell_and_negative_stock(
     pg_inventory: PostgresInventory, database_url: str
 ) -> None:
-    pg_inventory.set_stock({"A": 2})
+    pg_inventory.set_stock({"A": 2}, OPERATOR)
     with psycopg.connect(database_url, autocommit=True) as conn:
         with pytest.raises(pg_errors.CheckViolation):
             conn.execute("UPDATE stock SET reserved = 3 WHERE sku = 'A'")
         with pytest.raises(pg_errors.CheckViolation):
             conn.execute("UPDATE stock SET on_hand = -1, reserved = 0 WHERE sku = 'A'")
     assert isinstance(pg_inventory.reserve("co", "k", [Line("A", 2)], T0), Reservation)
-    with pytest.raises(ValueError, match="stock level rejected"):
-        pg_inventory.set_stock({"A": 1})  # below what is reserved
+    with pytest.raises(ValueError, match="below the 2 reserved"):
+        pg_inventory.set_stock({"A": 1}, OPERATOR)  # below what is reserved
     assert pg_inventory.stock_level("A") == (2, 2)
 
 
-def test_lock_wait_beyond_budget_is_unavailable_not_a_hang(database_url: str) -> None:
+def test_lock_wait_beyond_budget_is_unavailable_not_a_hang(migrated_database_url: str) -> None:
+    database_url = migrated_database_url
     inventory = PostgresInventory.from_url(database_url, lock_timeout_ms=100)
-    inventory.ensure_schema()
-    inventory.set_stock({"A": 5})
+    inventory.set_stock({"A": 5}, OPERATOR)
     with psycopg.connect(database_url) as blocker:
         blocker.execute("SELECT * FROM stock WHERE sku = 'A' FOR UPDATE")
         with pytest.raises(InventoryUnavailable, match="lock timeout"):
@@ -76,7 +77,7 @@ def test_unreachable_database_gives_a_retryable_reply() -> None:
 
 
 def test_service_over_postgres_with_seeded_stock(pg_inventory: PostgresInventory) -> None:
-    levels = seed_stock(pg_inventory)
+    levels = seed_stock(pg_inventory, actor="tests")
     sku = min(levels, key=lambda s: levels[s])
     svc = InventoryService(pg_inventory)
     co = f"co-{uuid.uuid4().hex[:8]}"
@@ -95,7 +96,7 @@ def test_expiry_sweep_works_in_batches(
     pg_inventory: PostgresInventory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pg_module, "_SWEEP_BATCH", 3)
-    pg_inventory.set_stock({"A": 100})
+    pg_inventory.set_stock({"A": 100}, OPERATOR)
     ids = []
     for i in range(8):
         r = pg_inventory.reserve(f"co-{i}", "k", [Line("A", 2)], T0 + i)
@@ -112,7 +113,7 @@ def test_mixed_concurrent_traffic_keeps_books_balanced(
     escapes as an error, and stock rows always equal what the reservations say."""
     skus = [f"S{i}" for i in range(5)]
     initial = 40
-    pg_inventory.set_stock(dict.fromkeys(skus, initial))
+    pg_inventory.set_stock(dict.fromkeys(skus, initial), OPERATOR)
     stop_sweeping = threading.Event()
 
     def sweeper() -> int:

@@ -23,9 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def ledger(database_url: str) -> PostgresSentLog:
-    log = PostgresSentLog.from_url(database_url)
-    log.ensure_schema()
+def ledger(migrated_database_url: str) -> PostgresSentLog:
+    log = PostgresSentLog.from_url(migrated_database_url)
     return log
 
 

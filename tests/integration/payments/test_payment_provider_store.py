@@ -13,15 +13,17 @@ from adapters.payments.registry import PostgresProviderStore, ProviderAccount, S
 pytestmark = pytest.mark.integration
 
 
-def test_secret_is_encrypted_at_rest_and_round_trips_with_the_key(database_url: str) -> None:
+def test_secret_is_encrypted_at_rest_and_round_trips_with_the_key(
+    migrated_database_url: str,
+) -> None:
+    database_url = migrated_database_url
     secret = f"rzp_live_{uuid.uuid4().hex}"
     key = Fernet.generate_key().decode()
 
     def connect() -> psycopg.Connection:
         return psycopg.connect(database_url)
 
-    store = PostgresProviderStore.from_environment(connect, {"PAYMENT_PROVIDERS_KEY": key})
-    store.ensure_schema()
+    store = PostgresProviderStore.from_key(connect, key)
     account = ProviderAccount(
         "shop-in/razorpay", "shop-in", "razorpay", "rzp_key", Secret(secret), {"api_base": "x"}
     )
@@ -43,4 +45,4 @@ def test_secret_is_encrypted_at_rest_and_round_trips_with_the_key(database_url: 
         wrong.load()
     assert secret not in str(info.value)
     with pytest.raises(RuntimeError, match="PAYMENT_PROVIDERS_KEY"):
-        PostgresProviderStore.from_environment(connect, {})
+        PostgresProviderStore.from_key(connect, None)

@@ -17,7 +17,6 @@ from adapters.payments.registry import (
     ProviderAccount,
     RoutingRule,
     Secret,
-    main,
     register_provider,
     stored_providers,
 )
@@ -30,6 +29,7 @@ from events.messages import (
     RefundPayment,
 )
 from infra.adapters_wiring import payment_service
+from infra.providers_cli import main
 from infra.settings import Settings
 from tests.integration.payments.razorpay_peer import RazorpayPeer, token_for
 
@@ -46,15 +46,24 @@ def authorize(tenant_id: str, country: str, currency: str = "INR", **kw: Any) ->
 
 
 @pytest.fixture
-def db_settings(settings: Settings, database_url: str) -> Settings:
-    return dataclasses.replace(settings, database_url=database_url)
+def provider_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv(KEY_ENV, key)  # for the CLI, which reads it through Settings
+    return key
 
 
 @pytest.fixture
-def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> PostgresProviderStore:
-    key = Fernet.generate_key().decode()
-    monkeypatch.setenv(KEY_ENV, key)
-    return PostgresProviderStore.from_environment(lambda: psycopg.connect(database_url))
+def db_settings(settings: Settings, database_url: str, provider_key: str) -> Settings:
+    return dataclasses.replace(
+        settings, database_url=database_url, payment_providers_key=provider_key
+    )
+
+
+@pytest.fixture
+def store(migrated_database_url: str, provider_key: str) -> PostgresProviderStore:
+    return PostgresProviderStore.from_key(
+        lambda: psycopg.connect(migrated_database_url), provider_key
+    )
 
 
 def razorpay_account(peer: RazorpayPeer, tenant: str = "shop-in") -> ProviderAccount:
@@ -113,21 +122,19 @@ def test_rows_without_the_key_refuse_to_start(
     db_settings: Settings,
     store: PostgresProviderStore,
     razorpay_peer: RazorpayPeer,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     register_provider(store, razorpay_account(razorpay_peer))
-    monkeypatch.delenv(KEY_ENV)
     with pytest.raises(RuntimeError, match=KEY_ENV):
-        payment_service(db_settings)
+        payment_service(dataclasses.replace(db_settings, payment_providers_key=None))
 
 
 def test_register_without_routes_adds_a_catch_all_once(
-    store: PostgresProviderStore, razorpay_peer: RazorpayPeer, database_url: str
+    store: PostgresProviderStore, razorpay_peer: RazorpayPeer, database_url: str, provider_key: str
 ) -> None:
     account = razorpay_account(razorpay_peer)
     register_provider(store, account)
     register_provider(store, account)  # e.g. a rotated secret: routes unchanged
-    accounts, rules = stored_providers(lambda: psycopg.connect(database_url))
+    accounts, rules = stored_providers(lambda: psycopg.connect(database_url), provider_key)
     assert [a.key for a in accounts] == ["shop-in/razorpay"]
     assert rules == [RoutingRule("shop-in", "shop-in/razorpay")]
 

@@ -20,7 +20,7 @@ from adapters.payments.port import (
     UnknownOutcomeError,
 )
 from adapters.payments.razorpay_gateway import RazorpayGateway
-from adapters.payments.refund_ledger import LedgerGuardedGateway, RefundLedger, ensure_schema
+from adapters.payments.refund_ledger import LedgerGuardedGateway, RefundLedger
 from adapters.payments.stripe_gateway import StripeGateway
 from infra.settings import Settings
 from tests.integration.payments.payment_contract import auth, capture, refund
@@ -30,10 +30,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def connect(database_url: str) -> Callable[[], psycopg.Connection]:
-    with psycopg.connect(database_url) as conn:
-        ensure_schema(conn)
-    return lambda: psycopg.connect(database_url)
+def connect(migrated_database_url: str) -> Callable[[], psycopg.Connection]:
+    return lambda: psycopg.connect(migrated_database_url)
 
 
 @pytest.fixture(params=["fake", "localstripe", "razorpay"])

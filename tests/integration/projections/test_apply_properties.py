@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from db.migrate import upgrade
 from events import messages as m
 from events.envelope import Envelope
 from events.serde import make_serde
 from events.topics import CHECKOUT_EVENTS
 from projections import store
 from projections.apply import Record, apply_records
-from projections.migrate import upgrade
 from tests.integration.projections.streams import DAY_MS, T0, Scenario, checkout_stream
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ TABLES = "checkouts, checkout_steps, orders, order_lines, payments, refunds, " +
 
 @pytest.fixture
 def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    upgrade(database_url, SCHEMA)
+    upgrade(database_url, schema=SCHEMA)
     with psycopg.connect(database_url, autocommit=True) as c:
         yield c
 

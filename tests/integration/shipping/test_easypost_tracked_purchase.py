@@ -29,9 +29,8 @@ def client(easypost_peer: EasyPostPeer) -> Iterator[EasyPostClient]:
 
 
 @pytest.fixture
-def tracked(client: EasyPostClient, database_url: str) -> TrackedShipments:
-    ledger = ShipmentLedger(lambda: psycopg.connect(database_url))
-    ledger.ensure_schema()
+def tracked(client: EasyPostClient, migrated_database_url: str) -> TrackedShipments:
+    ledger = ShipmentLedger(lambda: psycopg.connect(migrated_database_url))
     return TrackedShipments(client, ledger)
 
 

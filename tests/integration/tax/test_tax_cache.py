@@ -139,14 +139,12 @@ def test_redis_down_degrades_to_no_cache(taxjar_peer: TaxJarPeer, unique_id: str
 
 
 def test_factory_wires_taxjar_cache_and_policy(
-    taxjar_peer: TaxJarPeer, settings: Settings, redis_client: redis.Redis, unique_id: str
+    taxjar_peer: TaxJarPeer, redis_client: redis.Redis, unique_id: str
 ) -> None:
-    configured = dataclasses.replace(
-        settings, taxjar_api_key=taxjar_peer.api_key, tax_fallback_policy="fallback_rates"
-    )
     svc = TaxService(
         build_tax_calculator(
-            configured,
+            taxjar_peer.api_key,
+            "fallback_rates",
             redis_client=redis_client,
             taxjar_api_url=taxjar_peer.url,
             breaker=tax_breaker(f"taxjar-{unique_id}"),
@@ -174,6 +172,6 @@ def test_factory_wires_taxjar_cache_and_policy(
     assert (fallback.amount, fallback.source) == (950, SOURCE_RATE_TABLE_FALLBACK)
 
 
-def test_factory_without_key_is_the_rate_table(settings: Settings) -> None:
-    calc = build_tax_calculator(dataclasses.replace(settings, taxjar_api_key=None))
+def test_factory_without_key_is_the_rate_table() -> None:
+    calc = build_tax_calculator(None)
     assert calc.calculate(order(LA, (2, 5000))).source == "rate_table"

@@ -20,7 +20,6 @@ from api.ports import (
     Reservation,
 )
 from events.envelope import Envelope
-from infra.settings import Settings
 
 JWT_SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 SHOP_KEY = "sk_test_shop_one_0123456789abcdef"
@@ -165,7 +164,7 @@ def make_world(**overrides: Any) -> World:
     bus, reads, accepted = FakeBus(), FakeReads(), FakeAccepted()
     idem, limiter, audit, ingest = MemoryIdempotency(), CountingLimiter(), FakeAudit(), FakeIngest()
     deps = ApiDeps(
-        settings=Settings(jwt_secret=JWT_SECRET),
+        jwt_secret=JWT_SECRET,
         bus=bus,
         reads=reads,
         accepted=accepted,

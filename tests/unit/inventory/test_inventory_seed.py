@@ -12,7 +12,7 @@ from adapters.inventory.seed import DEFAULT_SEED, load_stock_file, seed_stock
 
 def test_demo_seed_file_loads_into_a_provider() -> None:
     fake = FakeInventory()
-    levels = seed_stock(fake)
+    levels = seed_stock(fake, actor="tests")
     assert len(levels) >= 3
     assert all(v >= 0 for v in levels.values())
     sku, on_hand = next(iter(levels.items()))

@@ -1,4 +1,4 @@
-"""The projections' `saga` commands: `replay`, `status`, `db upgrade`.
+"""The projections' `saga` commands: `replay`, `status`.
 
 Registered on the main app by infra/cli.py (`register(app, console)`); heavy imports stay inside
 the commands so `saga --help` connects to nothing and imports little.
@@ -51,20 +51,6 @@ def parse_timestamp(value: str) -> int:
 
 
 def register(app: typer.Typer, console: Console) -> None:
-    db_app = typer.Typer(help="PostgreSQL read models", no_args_is_help=True)
-    app.add_typer(db_app, name="db")
-
-    @db_app.command("upgrade")
-    def db_upgrade(
-        schema: str = typer.Option("projections", help="schema to migrate"),
-    ) -> None:
-        """Apply the projections' migrations (idempotent; the projector also runs them)."""
-        from projections.migrate import upgrade
-
-        settings = _settings(console)
-        assert settings.database_url
-        console.print(f"{schema}: at revision {upgrade(settings.database_url, schema)}")
-
     @app.command()
     def replay(
         projection: str = typer.Option("checkouts", help="projection to rebuild"),

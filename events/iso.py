@@ -1,5 +1,6 @@
-"""ISO code sets the API validates against. Static on purpose: validation must not depend on a
-package that changes under us between deploys, and these lists change a few times a decade."""
+"""ISO code sets the command limits (`events.validation`) check against. Static on purpose:
+validation must not depend on a package that changes under us between deploys, and these lists
+change a few times a decade."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Revises:
 Create Date: 2026-11-23
 
 Written out (not generated from projections.tables at run time) so that this revision stays what
-it was when later ones change the tables; tests/integration/projections/test_migrations.py
+it was when later ones change the tables; tests/integration/db/test_migrations.py
 checks that the migrated database matches projections.tables.
 """
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from db.migrations import applies_to
 
 revision = "0001"
 down_revision = None
@@ -243,6 +245,8 @@ SELECT step,
 
 
 def upgrade() -> None:
+    if not applies_to("read_models"):
+        return
     _tables()
     _bookkeeping()
     op.execute(DAILY_REVENUE)
@@ -251,6 +255,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if not applies_to("read_models"):
+        return
     for view in ("step_latency", "checkout_funnel", "daily_revenue"):
         op.execute(f"DROP VIEW IF EXISTS {view}")
     for table in (

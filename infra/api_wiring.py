@@ -1,5 +1,6 @@
 """`build_api_deps(settings)`: the real pieces behind the API — Kafka, Redis, PostgreSQL, Stripe.
-Called at start-up (never at import); `ApiDeps.close` releases everything it opened."""
+Called at start-up (never at import); `ApiDeps.close` releases everything it opened. Part of the
+composition root: the API itself never sees `Settings`, only the values handed in here."""
 
 from __future__ import annotations
 
@@ -13,20 +14,20 @@ from psycopg_pool import ConnectionPool
 
 from adapters.payments.webhook_ingest import WebhookIngest
 from adapters.payments.webhooks import RedisEventStore, StripeWebhookHandler
-from api.bus import KafkaCommandBus
+from api.bus import DEFAULT_ACK_TIMEOUT_S, KafkaCommandBus
 from api.deps import ApiDeps
-from api.keys import PostgresAuditLog, PostgresKeyStore, ensure_schema
+from api.keys import PostgresAuditLog, PostgresKeyStore
 from api.ports import Probe
 from api.reads import ProjectionReads
 from api.redis_stores import RedisAcceptedCheckouts, RedisIdempotencyStore, RedisTokenBucket
+from db.migrate import upgrade as upgrade_schema
 from events.serde import make_serde
-from infra.settings import Settings
-from projections.migrate import upgrade as upgrade_read_models
+from infra.processor import producer_config
+from infra.settings import Settings, require
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
-MIN_JWT_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
 STRIPE_DEFAULT_BASE = "https://api.stripe.com"
 
 
@@ -74,31 +75,38 @@ def _probes(
 
 
 def build_api_deps(settings: Settings) -> ApiDeps:
+    """Raises ConfigError (one line naming the variable) without JWT_SECRET or a Stripe webhook
+    secret: there is no default either could fall back to."""
+    require(settings, "jwt_secret", "stripe_webhook_secrets", who="the API")
+    assert settings.jwt_secret
     bootstrap, database_url, redis_url = _require(settings)
-    # The API reads the projections: bring their schema up first (idempotent, serialised by an
-    # advisory lock) so a request never meets a missing table on a fresh database.
-    upgrade_read_models(database_url)
-    if len(settings.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
-        log.warning(
-            "JWT_SECRET is shorter than %d bytes; set a long random one", MIN_JWT_SECRET_BYTES
-        )
+    # The API reads the projections and writes api_keys/audit_log: bring the schema up first
+    # (idempotent, serialised by an advisory lock) so a request never meets a missing table.
+    upgrade_schema(database_url)
     with contextlib.ExitStack() as opened:
         pool: ConnectionPool[Any] = ConnectionPool(
             database_url, min_size=1, max_size=20, open=True, name="api"
         )
         opened.callback(pool.close)
-        with pool.connection() as conn:
-            ensure_schema(conn)
         client = redis.Redis.from_url(
             redis_url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S
         )
         opened.callback(client.close)
         serde = make_serde(settings.schema_registry_url)
-        bus = KafkaCommandBus(bootstrap, serde)
+        bus = KafkaCommandBus(
+            producer_config(
+                bootstrap,
+                # The broker must answer (ack or error) before we give up waiting, so a
+                # 503 means "not written" as far as librdkafka can tell.
+                **{"message.timeout.ms": int(DEFAULT_ACK_TIMEOUT_S * 1000), "acks": "all"},
+            ),
+            serde,
+            ack_timeout_s=DEFAULT_ACK_TIMEOUT_S,
+        )
         opened.callback(bus.close)
         handler = StripeWebhookHandler(settings.stripe_webhook_secrets, RedisEventStore(client))
         deps = ApiDeps(
-            settings=settings,
+            jwt_secret=settings.jwt_secret,
             bus=bus,
             reads=ProjectionReads(pool.connection),
             accepted=RedisAcceptedCheckouts(client),

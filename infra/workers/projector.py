@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 from events.serde import make_serde
+from infra.processor import consumer_config
 from infra.settings import Settings
 from projections.metrics import ProjectorMetrics
 from projections.projector import Projector, ProjectorConfig
 
 log = logging.getLogger(__name__)
-METRICS_PORT_ENV = "SAGA_PROJECTOR_METRICS_PORT"
 
 
 def build_projector(
@@ -28,6 +27,12 @@ def build_projector(
         session_timeout_ms=settings.session_timeout_ms,
         isolation_level=settings.kafka_isolation_level,
     )
+    config.client_config = consumer_config(
+        settings.kafka_bootstrap_servers,
+        config.group,
+        settings.session_timeout_ms,
+        settings.kafka_isolation_level,
+    )
     for key, value in overrides.items():
         setattr(config, key, value)
     metrics = ProjectorMetrics(registry) if registry is not None else None
@@ -38,7 +43,7 @@ def run_projector(settings: Settings) -> None:
     """Migrates the live schema, then applies until a signal; metrics on
     $SAGA_PROJECTOR_METRICS_PORT when set (the API serves /metrics for everything else)."""
     projector = build_projector(settings, REGISTRY)
-    port = os.environ.get(METRICS_PORT_ENV)
+    port = settings.projector_metrics_port
     if port:
         start_http_server(int(port), registry=REGISTRY)
         log.info("projector metrics on :%s/metrics", port)

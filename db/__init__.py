@@ -1,0 +1,1 @@
+"""The database schema: one Alembic history for every table the project owns (db.migrate)."""
