@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -185,7 +184,6 @@ def _child(bootstrap: str, mode: str, probe: str, limit: float | None) -> dict[s
         check=True,
         timeout=limit,
         cwd=ROOT,
-        env={**os.environ, "LOG_LEVEL": "WARNING"},
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 

@@ -34,11 +34,14 @@ def read_batches(
     isolation_level: str = "read_committed",
     batch: int = 2000,
     trust_eof: bool | None = None,
+    timeout_s: float | None = None,
 ) -> Iterator[list[Message]]:
     """The committed records of `partitions` from `start` (default: the beginning) to their end,
     a batch at a time, in order per partition. Bounded by work, not by a wall-clock cap: a long
     read goes on as long as it makes progress and fails only when it stalls for `stall_s`.
     The caller decides what to do between batches (yield to a poll loop, log progress).
+    `timeout_s` is for callers that want an overall deadline (a test, a CLI); the rebuild sets
+    none: its bound is the work.
 
     Apache Kafka (read_committed) says where the end is: the end-of-partition event arrives at
     the last stable offset, so the read stops there without waiting. Only where the broker
@@ -66,6 +69,7 @@ def read_batches(
         begin = {p: (start or {}).get(p, 0) for p in partitions}
         consumer.assign([TopicPartition(topic, p, begin[p]) for p in partitions])
         progressed = time.monotonic()
+        deadline = None if timeout_s is None else progressed + timeout_s
         quiet = 0
         at_end: set[int] = set()
         while quiet < QUIET_POLLS:
@@ -82,6 +86,8 @@ def read_batches(
                 yield records
             reached = _positions(consumer, topic, partitions)
             below = any(reached.get(p, begin[p]) < lower[p] for p in partitions)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}{list(partitions)} not read to the end in {timeout_s}s")
             if below and not records and time.monotonic() - progressed > stall_s:
                 raise TimeoutError(f"{topic}{list(partitions)}: no progress for {stall_s}s")
             if eof_is_end and at_end >= set(partitions) and not below:
@@ -109,9 +115,10 @@ def read_to_end(
     partitions: Sequence[int],
     handle: Callable[[Message], None],
     *,
-    poll_s: float = 0.25,
+    poll_s: float = 0.05,
     stall_s: float = STALL_S,
     isolation_level: str = "read_committed",
+    timeout_s: float | None = None,
 ) -> int:
     """Feed every committed record of `partitions` to `handle`, in order per partition."""
     count = 0
@@ -122,6 +129,7 @@ def read_to_end(
         poll_s=poll_s,
         stall_s=stall_s,
         isolation_level=isolation_level,
+        timeout_s=timeout_s,
     ):
         for record in records:
             handle(record)
