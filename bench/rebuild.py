@@ -82,6 +82,7 @@ class History:
         self.templates = templates
         self.written = 0
         self.finals = 0
+        self.events = 0  # checkout.events offsets: one partition, written only here
 
     def write(self, count: int, live_every: int) -> Counter[Kind]:
         kinds: Counter[Kind] = Counter()
@@ -92,6 +93,7 @@ class History:
             kinds[kind] += 1
             for value in t.events[kind]:
                 _produce(self.producer, CHECKOUT_EVENTS, key, t.rekey(value, cid))
+            self.events += len(t.events[kind])
             snapshot = t.rekey(t.snapshot[kind], cid)
             if kind is Kind.LIVE:
                 _produce(self.producer, CHECKOUT_SNAPSHOTS, key, snapshot)
@@ -100,7 +102,9 @@ class History:
                 _produce(self.producer, CHECKOUT_SNAPSHOTS, key, encode_pointer(self.finals))
                 self.finals += 1
         self.written += count
-        coverage = encode_coverage(CHECKOUT_EVENTS, 0)
+        # As the orchestrator's marker refresh leaves it: every event below the end is in a
+        # snapshot, so a rebuild reads no events.
+        coverage = encode_coverage(CHECKOUT_EVENTS, self.events)
         _produce(self.producer, CHECKOUT_SNAPSHOTS, COVERAGE_KEY, coverage)
         assert self.producer.flush(120) == 0
         return kinds

@@ -71,6 +71,11 @@ def encode_coverage(events_topic: str, events_end: int) -> bytes:
     return b"C" + current_fingerprint() + json.dumps(body).encode()
 
 
+def coverage_end(value: bytes) -> int:
+    """The events offset below which the marker says every event is in a snapshot."""
+    return int(json.loads(value[17:]).get("events_end", 0))
+
+
 def coverage_matches(value: bytes, events_topic: str) -> bool:
     """A marker of today's shape, for snapshots of `events_topic` (not of another log)."""
     if not value or value[0] != COVERAGE or not fingerprint_matches(value):

@@ -53,6 +53,7 @@ from infra.snapshots import (
     POINTER,
     TERMINAL,
     EvictedIndex,
+    coverage_end,
     coverage_matches,
     current_fingerprint,
     decode_snapshot,
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 PRODUCER = "orchestrator"
 PENDING_PER_TRANSACTION = 2000  # snapshots owed after a full refold, written in slices
 PROGRESS_EVERY_S = 5.0
+MARKER_EVERY_S = 10.0
 
 
 def tick(partition: int, now: int) -> Envelope[m.Tick]:
@@ -122,6 +124,8 @@ class OrchestratorHandler(BaseHandler):
         self._held: list[int] = []
         self._ready: list[int] = []
         self._loader: Consumer | None = None
+        self._owned: set[int] = set()  # rebuilt partitions whose marker is kept fresh
+        self._marker_at = 0.0
         self.reloads = 0  # evicted sagas read back, for tests and metrics
         self.refolded: list[int] = []  # partitions the last rebuild refolded from the events
 
@@ -165,6 +169,7 @@ class OrchestratorHandler(BaseHandler):
             self._pending_sent[partition] = sent + PENDING_PER_TRANSACTION
             if sent + PENDING_PER_TRANSACTION >= len(owed):
                 # The last slice: with it, every saga of the partition has a snapshot.
+                self._owned.add(partition)
                 outputs.append(
                     RawOutput(
                         self._snapshots_topic,
@@ -173,7 +178,36 @@ class OrchestratorHandler(BaseHandler):
                         partition,
                     )
                 )
+        outputs.extend(self._refreshed_markers())
         return outputs
+
+    def _refreshed_markers(self) -> list[RawOutput]:
+        """Every few seconds, move each partition's marker to the events' current end, so the
+        tail a rebuild reads (events after the marker) stays a few seconds long. Sound because
+        every earlier transaction wrote its sagas' snapshots, and snapshots owed after a rebuild
+        go out in this same transaction."""
+        now = time.monotonic()
+        ready = sorted(self._owned - set(self._pending))
+        if not ready or now - self._marker_at < MARKER_EVERY_S:
+            return []
+        self._marker_at = now
+        markers = []
+        for partition in ready:
+            try:
+                _, end = self._client().get_watermark_offsets(
+                    TopicPartition(self._events_topic, partition), timeout=5, cached=False
+                )
+            except KafkaException:
+                continue  # next time
+            markers.append(
+                RawOutput(
+                    self._snapshots_topic,
+                    COVERAGE_KEY,
+                    encode_coverage(self._events_topic, end),
+                    partition,
+                )
+            )
+        return markers
 
     def on_commit(self) -> None:
         for checkout_id, state in self._staged.items():
@@ -228,6 +262,7 @@ class OrchestratorHandler(BaseHandler):
             except StopIteration:
                 self._rebuilding = None
                 self._ready, self._held = self._held, []
+                self._owned.update(p for p in self._ready if p not in self._pending)
         ready = [
             TopicPartition(topic, p)
             for p in self._ready
@@ -251,6 +286,7 @@ class OrchestratorHandler(BaseHandler):
         # newer snapshot of the saga: never write one.
         self._pointers = {c: v for c, v in self._pointers.items() if v[0] not in lost}
         self._rearchive.clear()
+        self._owned -= lost
         for p in lost:
             self._wakeups.pop(p, None)
             self._evicted.pop(p, None)
@@ -410,7 +446,7 @@ class OrchestratorHandler(BaseHandler):
         self._partition_of[checkout_id] = partition
         return state
 
-    def _read_one(self, partition: int, offset: int) -> Message | None:
+    def _client(self) -> Consumer:
         if self._loader is None:
             self._loader = Consumer(
                 {
@@ -421,10 +457,13 @@ class OrchestratorHandler(BaseHandler):
                     "fetch.wait.max.ms": 10,
                 }
             )
-        self._loader.assign([TopicPartition(self._final_topic, partition, offset)])
+        return self._loader
+
+    def _read_one(self, partition: int, offset: int) -> Message | None:
+        self._client().assign([TopicPartition(self._final_topic, partition, offset)])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            for record in self._loader.consume(1, 0.5):
+            for record in self._client().consume(1, 0.5):
                 if record.error() is None:
                     return record
         return None
@@ -446,7 +485,7 @@ class OrchestratorHandler(BaseHandler):
                 envelope = self._serde.decode(record.value() or b"", self._events_topic)
                 if envelope.message_id not in seen:
                     seen.add(envelope.message_id)
-                    state = replay(state, envelope.message, envelope.schema_version)
+                    state = self._fold_event(state, envelope)
                     last = envelope.message_id
         return None if state is None else (state, last)
 
@@ -480,7 +519,7 @@ class OrchestratorHandler(BaseHandler):
         live: dict[int, dict[bytes, tuple[int, bytes]]] = {p: {} for p in partitions}
         hashes: dict[int, list[np.ndarray]] = {p: [] for p in partitions}
         offsets: dict[int, list[np.ndarray]] = {p: [] for p in partitions}
-        covered: set[int] = set()
+        covered: dict[int, int] = {}  # partition -> events end its latest marker vouches for
         # Keys whose latest snapshot has another shape: a superseded one does not count.
         foreign: dict[int, set[bytes]] = {p: set() for p in partitions}
         progress = _Progress(f"{self._snapshots_topic}{partitions}")
@@ -536,7 +575,81 @@ class OrchestratorHandler(BaseHandler):
                     # Its transaction committed but its pointer's did not: write it again.
                     self._rearchive.add(checkout_id)
             self._evicted[p] = index
-        return set(trusted)
+        broken = yield from self._apply_tail({p: covered[p] for p in trusted})
+        return set(trusted) - broken
+
+    def _apply_tail(self, ends: dict[int, int]) -> Generator[None, None, set[int]]:
+        """The events after each partition's marker: normally only ours, already in the
+        snapshots (their last event id says so); events someone wrote without a snapshot (an
+        orchestrator of an older version during a rolling upgrade) are folded onto the
+        snapshot and a new snapshot is owed. Returns the partitions whose tail does not fit
+        (a saga with no start): those are refolded."""
+        if not ends:
+            return set()
+        tail: dict[str, list[tuple[int, Envelope[Any]]]] = {}
+        for records in read_batches(
+            self._bootstrap,
+            self._events_topic,
+            list(ends),
+            start=ends,
+            isolation_level=self._isolation_level,
+        ):
+            for record in records:
+                try:
+                    envelope = self._serde.decode(record.value() or b"", self._events_topic)
+                except DecodeError:
+                    log.exception("undecodable event in %s; skipped", self._events_topic)
+                    continue
+                tail.setdefault(envelope.checkout_id, []).append((where(record)[1], envelope))
+            yield
+        broken: set[int] = set()
+        for checkout_id, items in tail.items():
+            partition = items[0][0]
+            if partition in broken:
+                continue
+            state = self.state_of(checkout_id)
+            reloaded = state is None and self._reload(checkout_id, partition) is not None
+            state = self.state_of(checkout_id)
+            last = self._last_event.get(checkout_id)
+            ids = [e.message_id for _, e in items]
+            newer = items[ids.index(last) + 1 :] if last in ids else items
+            if not newer:
+                if reloaded:
+                    self._forget_reloaded(checkout_id)
+                continue
+            try:
+                for _, envelope in newer:
+                    if state is None and not isinstance(envelope.message, m.CheckoutStarted):
+                        raise ValueError("history without its start")
+                    state = self._fold_event(state, envelope)
+            except Exception:
+                log.exception("partition %d: events after the snapshots do not fit", partition)
+                broken.add(partition)
+                continue
+            assert state is not None
+            log.warning(
+                "%s: %d events written without a snapshot folded in", checkout_id, len(newer)
+            )
+            self._states[checkout_id] = state
+            self._last_event[checkout_id] = newer[-1][1].message_id
+            self._partition_of[checkout_id] = partition
+            self._evicted.setdefault(partition, EvictedIndex()).discard(checkout_id.encode())
+            self._rearchive.add(checkout_id)  # its snapshot is owed
+        for partition in broken:
+            self._forget_partition(partition)
+        return broken
+
+    def _forget_partition(self, partition: int) -> None:
+        for checkout_id in [c for c, p in self._partition_of.items() if p == partition]:
+            self._states.pop(checkout_id, None)
+            self._last_event.pop(checkout_id, None)
+            self._rearchive.discard(checkout_id)
+            del self._partition_of[checkout_id]
+        self._evicted.pop(partition, None)
+
+    def _fold_event(self, state: SagaState | None, envelope: Envelope[Any]) -> SagaState:
+        # Through the upcasters: the log holds events of every history version (ADR 0012).
+        return replay(state, envelope.message, envelope.schema_version)
 
     def _index_batch(
         self,
@@ -544,7 +657,7 @@ class OrchestratorHandler(BaseHandler):
         live: dict[int, dict[bytes, tuple[int, bytes]]],
         hashes: dict[int, list[np.ndarray]],
         offsets: dict[int, list[np.ndarray]],
-        covered: set[int],
+        covered: dict[int, int],
         foreign: dict[int, set[bytes]],
     ) -> None:
         """One batch of snapshot records: live ones kept undecoded (the last of a key wins),
@@ -561,7 +674,7 @@ class OrchestratorHandler(BaseHandler):
             kind = value[0]
             if value[1:17] != fp:
                 if kind == COVERAGE and key == COVERAGE_KEY:
-                    covered.discard(partition)
+                    covered.pop(partition, None)
                 else:
                     foreign[partition].add(key)
                     live[partition].pop(key, None)
@@ -578,9 +691,9 @@ class OrchestratorHandler(BaseHandler):
                 live[partition][key] = (record.offset() or 0, value)
             elif kind == COVERAGE and key == COVERAGE_KEY:
                 if coverage_matches(value, self._events_topic):
-                    covered.add(partition)
+                    covered[partition] = coverage_end(value)
                 else:
-                    covered.discard(partition)
+                    covered.pop(partition, None)
         for partition, (hs, os_) in terminal.items():
             # key_hash(): Python's hash masked to 64 bits, done here on the whole array.
             hashes[partition].append(np.array(hs, dtype=np.int64).view(np.uint64))
@@ -623,9 +736,7 @@ class OrchestratorHandler(BaseHandler):
         if envelope.message_id in seen:  # an aborted copy the broker showed us (decision 0006)
             return
         seen.add(envelope.message_id)
-        self._states[checkout_id] = replay(
-            self._states.get(checkout_id), envelope.message, envelope.schema_version
-        )
+        self._states[checkout_id] = self._fold_event(self._states.get(checkout_id), envelope)
         self._last_event[checkout_id] = envelope.message_id
         self._partition_of[checkout_id] = partition
 

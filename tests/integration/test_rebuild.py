@@ -293,3 +293,28 @@ def test_on_tansu_snapshots_are_neither_written_nor_trusted(
     handler.rebuild_now([0])
     assert handler.refolded == [0]
     assert handler.evicted() == 0 and handler.batch_outputs() == []
+
+
+def test_events_written_without_snapshots_after_the_marker_are_folded_in(
+    engine_settings: Settings,  # noqa: F811
+) -> None:
+    """An orchestrator of an older version wrote events (no snapshots) during a rolling
+    upgrade: the rebuild reads the events after the marker and owes those sagas a snapshot."""
+    handler, (bootstrap, events, snaps, _) = _fresh_handler(engine_settings)
+    producer = Producer(producer_config(bootstrap))
+    producer.produce(snaps, key=COVERAGE_KEY, value=encode_coverage(events, 0), partition=0)
+    done, live = build("old-done", Kind.COMPLETED), build("old-live", Kind.LIVE)
+    for built in (done, live):
+        for event in built.events:
+            envelope = Envelope.new(event, occurred_at=1, producer="orchestrator@old")
+            producer.produce(
+                events, key=envelope.key.encode(), value=SERDE.encode(envelope, events)
+            )
+    assert producer.flush(30) == 0
+
+    handler.rebuild_now([0])
+    assert handler.refolded == []  # the marker covered the partition; its tail was read
+    assert handler.state_of("old-done") == done.state
+    assert handler.state_of("old-live") == live.state
+    written = {o.key for o in handler.batch_outputs() if o.topic == snaps}
+    assert {b"old-done", b"old-live"} <= written
