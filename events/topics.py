@@ -10,6 +10,12 @@ CHECKOUT_COMMANDS = "checkout.commands"
 CHECKOUT_EVENTS = "checkout.events"
 CHECKOUT_REPLIES = "checkout.replies"
 ORDERS_EVENTS = "orders.events"
+# The latest snapshot of each saga's state (docs/decisions/0014): an optimisation of the rebuild,
+# never the truth, so compacted and without a DLQ.
+CHECKOUT_SNAPSHOTS = "checkout.snapshots"
+# The final snapshot of each terminal saga, read one record at a time (by offset) when a late
+# input arrives for it; checkout.snapshots then holds only a pointer to it.
+CHECKOUT_SNAPSHOTS_FINAL = "checkout.snapshots.final"
 ADAPTERS = ("inventory", "tax", "shipping", "payment", "notification")
 
 
@@ -28,7 +34,11 @@ MAIN_TOPICS: tuple[str, ...] = (
     *(adapter_requests(a) for a in ADAPTERS),
     ORDERS_EVENTS,
 )
-ALL_TOPICS: tuple[str, ...] = MAIN_TOPICS + tuple(dlq(t) for t in MAIN_TOPICS)
+ALL_TOPICS: tuple[str, ...] = (
+    MAIN_TOPICS
+    + tuple(dlq(t) for t in MAIN_TOPICS)
+    + (CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL)
+)
 
 _ADAPTER_OF: dict[type, str] = {
     m.ReserveInventory: "inventory",
@@ -106,9 +116,23 @@ def keeps_forever(topic: str) -> bool:
     return topic in RECORD_TOPICS or topic.endswith(".dlq")
 
 
+# Snapshots: one record per checkout survives compaction. The active segment is never cleaned,
+# so it rolls every 10 minutes (or 16 MiB), and the cleaner runs once a tenth of the log is
+# superseded; max.compaction.lag bounds how long a superseded snapshot is read at a rebuild.
+SNAPSHOT_TOPIC_CONFIG: dict[str, str] = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(10 * 60 * 1000),
+    "segment.bytes": str(16 * 1024 * 1024),
+    "min.cleanable.dirty.ratio": "0.1",
+    "max.compaction.lag.ms": str(60 * 60 * 1000),
+}
+
+
 def topic_config(topic: str) -> dict[str, str]:
     """The configs a topic must have. `cleanup.policy=delete` on the record too: compaction
     would keep one event per checkout and lose the history."""
+    if topic in (CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL):
+        return dict(SNAPSHOT_TOPIC_CONFIG)
     if keeps_forever(topic):
         return {"cleanup.policy": "delete", "retention.ms": FOREVER, "retention.bytes": FOREVER}
     return {"cleanup.policy": "delete", "retention.ms": WORK_RETENTION_MS}

@@ -362,22 +362,29 @@ def worker(
 def inspect(checkout_id: str) -> None:
     """A checkout's event history as a timeline, read from checkout.events."""
     from events.serde import make_serde
-    from infra.inspect import read_history, status_of, step_summaries, timeline
+    from infra.inspect import inspect_checkout, status_of, step_summaries, timeline
 
     settings = _settings()
     if not settings.kafka_bootstrap_servers:
         console.print("[red]KAFKA_BOOTSTRAP_SERVERS is not set[/red] (start one with `saga up`)")
         raise typer.Exit(2)
-    history = read_history(
+    found = inspect_checkout(
         settings.kafka_bootstrap_servers,
         make_serde(settings.schema_registry_url),
         checkout_id,
         isolation_level=settings.kafka_isolation_level,
     )
+    history = found.history
     if not history:
-        console.print(f"no events for checkout {checkout_id}")
+        console.print(f"no events for checkout {checkout_id} (read {', '.join(found.read)})")
         raise typer.Exit(1)
     console.print(f"checkout {checkout_id}: [bold]{status_of(history)}[/bold]")
+    if found.snapshot is not None:
+        behind = history[-1].message_id != found.snapshot_last_event
+        console.print(
+            f"snapshot: {found.snapshot.status}"
+            + (" (behind the events: they decide)" if behind else " (up to date)")
+        )
     events = Table(title="timeline")
     for column in ("+ms", "event", "step", "attempt", "detail"):
         events.add_column(column)
@@ -408,11 +415,23 @@ def demo(checkouts: int = typer.Option(5, help="how many checkouts to run")) -> 
 
 
 @app.command()
-def bench() -> None:
+def bench(
+    only: str = typer.Option(
+        "", help="run one section alone: rebuild (orchestrator rebuild time and RSS, ADR 0014)"
+    ),
+) -> None:
     """Every benchmark section in one run on the embedded stack; table + bench/results/."""
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    if only == "rebuild":
+        from bench import rebuild
+
+        rebuild.report(rebuild.run([10_000, 100_000]))
+        return
+    if only:
+        console.print(f"[red]unknown section {only!r}[/red] (known: rebuild)")
+        raise typer.Exit(2)
     from bench.run import run
 
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     run(console)
 
 

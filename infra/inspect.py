@@ -1,4 +1,6 @@
-"""`saga inspect`: one checkout's history from checkout.events, as a timeline and step summary."""
+"""`saga inspect`: one checkout's history from checkout.events, as a timeline and step summary.
+
+Reads only the checkout's own partition (of checkout.events and checkout.snapshots)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,18 @@ from confluent_kafka import Consumer, Message
 from events import messages as m
 from events.envelope import Envelope
 from events.serde import DecodeError, Serde
-from events.topics import CHECKOUT_EVENTS
-from infra.log_reader import read_to_end
+from events.topics import CHECKOUT_EVENTS, CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL
+from infra.log_reader import read_batches, read_to_end
+from infra.partitioner import partition_for
+from infra.snapshots import (
+    POINTER,
+    Snapshot,
+    decode_snapshot,
+    fingerprint_matches,
+    pointer_offset,
+)
 from saga.evolve import REPLY_STEP, FailureReply  # reply type -> the step it answers
+from saga.state import SagaState
 from saga.upcast import replay_all
 
 
@@ -34,16 +45,38 @@ class StepSummary:
     duration_ms: int | None
 
 
-def read_history(
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    partition: int
+    history: list[Envelope[Any]]  # every event of the checkout, deduplicated, in log order
+    snapshot: SagaState | None  # its latest snapshot of today's shape, if any
+    snapshot_last_event: str | None
+    read: tuple[str, ...]  # the topic partitions read, e.g. "checkout.events[3]"
+
+
+def inspect_checkout(
     bootstrap: str,
     serde: Serde,
     checkout_id: str,
-    timeout_s: float = 60,
     isolation_level: str = "read_committed",
-) -> list[Envelope[Any]]:
-    """Every event of `checkout_id`, deduplicated by message id, in log order."""
-    found: dict[str, Envelope[Any]] = {}
+) -> Inspection:
+    """One checkout, from the one partition its key maps to (murmur2, as every producer
+    partitions it): its snapshot there (for a terminal saga, the one final record it points
+    to), and its events there. No other partition is read."""
     key = checkout_id.encode()
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"inspect-{uuid.uuid4()}"})
+    try:
+        partitions = probe.list_topics(CHECKOUT_EVENTS, timeout=10).topics[CHECKOUT_EVENTS]
+        count = len(partitions.partitions)
+        snapshot_topic = probe.list_topics(CHECKOUT_SNAPSHOTS, timeout=10).topics.get(
+            CHECKOUT_SNAPSHOTS
+        )
+        has_snapshots = snapshot_topic is not None and snapshot_topic.error is None
+    finally:
+        probe.close()
+    partition = partition_for(key, count)
+    read = [f"{CHECKOUT_EVENTS}[{partition}]"]
+    found: dict[str, Envelope[Any]] = {}
 
     def keep(record: Message) -> None:
         if record.key() != key:
@@ -54,22 +87,61 @@ def read_history(
             return
         found.setdefault(envelope.message_id, envelope)
 
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"inspect-{uuid.uuid4()}"})
-    try:
-        partitions = sorted(
-            probe.list_topics(CHECKOUT_EVENTS, timeout=10).topics[CHECKOUT_EVENTS].partitions
+    latest: list[bytes] = []
+
+    def keep_snapshot(record: Message) -> None:
+        value = record.value()
+        if record.key() == key and value:
+            latest[:] = [value]
+
+    # Snapshots are trusted only where aborted records stay hidden (ADR 0009, 0014).
+    if has_snapshots and isolation_level == "read_committed":
+        read.append(f"{CHECKOUT_SNAPSHOTS}[{partition}]")
+        read_to_end(
+            bootstrap,
+            CHECKOUT_SNAPSHOTS,
+            [partition],
+            keep_snapshot,
+            isolation_level=isolation_level,
         )
-    finally:
-        probe.close()
-    read_to_end(
-        bootstrap,
-        CHECKOUT_EVENTS,
-        partitions,
-        keep,
-        timeout_s=timeout_s,
-        isolation_level=isolation_level,
+    read_to_end(bootstrap, CHECKOUT_EVENTS, [partition], keep, isolation_level=isolation_level)
+    snapshot: Snapshot | None = None
+    if latest and latest[0][0] == POINTER and fingerprint_matches(latest[0]):
+        # Terminal: its final snapshot is one record of the same partition of the final topic.
+        read.append(f"{CHECKOUT_SNAPSHOTS_FINAL}[{partition}]")
+        start = {partition: pointer_offset(latest[0])}
+        for records in read_batches(
+            bootstrap,
+            CHECKOUT_SNAPSHOTS_FINAL,
+            [partition],
+            start=start,
+            isolation_level=isolation_level,
+        ):
+            mine = [r for r in records if r.key() == key]
+            latest[:] = [mine[0].value() or b""] if mine else []
+            break
+    if latest:
+        try:
+            snapshot = decode_snapshot(latest[0])
+        except ValueError:
+            snapshot = None  # written by code of another shape: the events alone say it
+    return Inspection(
+        partition,
+        list(found.values()),
+        snapshot.state if snapshot else None,
+        snapshot.last_event_id if snapshot else None,
+        tuple(read),
     )
-    return list(found.values())
+
+
+def read_history(
+    bootstrap: str,
+    serde: Serde,
+    checkout_id: str,
+    isolation_level: str = "read_committed",
+) -> list[Envelope[Any]]:
+    """Every event of `checkout_id`, deduplicated by message id, in log order."""
+    return inspect_checkout(bootstrap, serde, checkout_id, isolation_level).history
 
 
 def timeline(history: list[Envelope[Any]]) -> list[TimelineRow]:

@@ -53,6 +53,20 @@ class Output:
     partition: int | None = None  # None: partition by key (ticks name theirs)
 
 
+@dataclass(frozen=True, slots=True)
+class RawOutput:
+    """A record that is not a message (a saga snapshot): bytes as given, on an explicit
+    partition, in the same transaction as the batch's other outputs. `on_delivery` learns the
+    record's offset before the transaction commits (delivery reports are served by the commit's
+    flush); the offset is only real once `on_commit` follows."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int
+    on_delivery: Callable[[Any, Message], None] | None = None
+
+
 class PermanentFailure(Exception):
     """Raised by a handler when handling this message again can never succeed (an address the
     mail server refused, a fact the log does not hold). The runtime skips the retries and
@@ -75,7 +89,16 @@ class Handler(Protocol):
 
 
 class BaseHandler:
-    """No-op defaults for stateless handlers."""
+    """No-op defaults for stateless handlers.
+
+    Optional hooks the runtime looks for (the orchestrator has them):
+    - `batch_outputs() -> Sequence[Output | RawOutput]`: records to add to the transaction after
+      the whole batch was handled (one snapshot per saga the batch touched);
+    - `held() -> Sequence[TopicPartition]`: partitions to keep paused after an assignment until
+      the handler is ready for them (its state is still being rebuilt);
+    - `background(budget_s) -> Sequence[TopicPartition]`: a slice of that work, run between
+      polls so a long rebuild keeps the group membership; returns partitions now ready.
+    """
 
     def handle(self, message: Incoming) -> Sequence[Output]:
         raise NotImplementedError
@@ -218,12 +241,23 @@ class Processor:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._consumer.close()
+        closing = getattr(self._handler, "close", None)
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                closing()
         with contextlib.suppress(Exception):
             self._producer.flush(5)
 
-    def _assigned_cb(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _assigned_cb(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = list(partitions)
         self._handler.on_assign(partitions)
+        held = getattr(self._handler, "held", None)
+        pause = list(held()) if held is not None else []
+        if pause:
+            # Assign here (instead of after the callback) so the partitions can be paused before
+            # anything is fetched from them; the handler releases them from `background`.
+            consumer.assign(partitions)
+            consumer.pause(pause)
 
     def _revoked_cb(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from consume(), between transactions: nothing of ours is in flight.
@@ -235,18 +269,30 @@ class Processor:
 
     def step(self) -> int:
         """Process one batch; returns how many inputs were committed."""
+        self._background()
         inputs = [r for r in self._poll() if self._usable(r)]
         outputs: list[_Out] = [(o, None, None) for o in self._due_ticks()]
-        if not inputs and not outputs:
-            return 0
         try:
             outputs.extend(self._handle_batch(inputs))
         except _RetryBatch:
             self._handler.on_abort()
             self._rewind(inputs)
             return 0
+        trailer = getattr(self._handler, "batch_outputs", None)
+        if trailer is not None:
+            outputs.extend((o, None, None) for o in trailer())
+        if not inputs and not outputs:
+            return 0
         self._commit(inputs, outputs)
         return len(inputs)
+
+    def _background(self) -> None:
+        work = getattr(self._handler, "background", None)
+        if work is None:
+            return
+        ready = list(work(BACKGROUND_SLICE_S))
+        if ready:
+            self._consumer.resume(ready)
 
     def _poll(self) -> list[Message]:
         """Whatever is already fetched, at once; only an idle partition set waits (briefly).
@@ -405,7 +451,17 @@ class Processor:
         self.processed += len(inputs)
         self._handler.on_commit()
 
-    def _produce(self, output: Output) -> None:
+    def _produce(self, output: Output | RawOutput) -> None:
+        if isinstance(output, RawOutput):
+            self._producer.produce(
+                output.topic,
+                value=output.value,
+                key=output.key,
+                partition=output.partition,
+                on_delivery=output.on_delivery,
+            )
+            self._producer.poll(0)
+            return
         envelope = output.envelope
         value = self._serde.encode(envelope, output.topic)
         headers: list[tuple[str, str | bytes | None]] = [("message_type", envelope.type.encode())]
@@ -462,7 +518,10 @@ class _NotRun(Exception):
     """Stands for a message not handled because an earlier one in its batch failed."""
 
 
-_Out = tuple["Output | None", "Message | None", "str | None"]
+_Out = tuple["Output | RawOutput | None", "Message | None", "str | None"]
+# Between two polls, at most this long is spent on a handler's background work (a rebuild), so
+# polls stay far apart from max.poll.interval.ms however long the whole rebuild takes.
+BACKGROUND_SLICE_S = 0.5
 
 
 def where_in(incoming: Incoming) -> tuple[str, int, int]:

@@ -99,6 +99,15 @@ class ScriptedWorld:
             if self._once(cmd.idempotency_key):
                 self.voided[cmd.checkout_id] += 1
             return m.PaymentVoided(cmd.checkout_id, cmd.attempt, cmd.payment_id)
+        if isinstance(cmd, m.RefundPayment):
+            return m.PaymentRefunded(
+                cmd.checkout_id,
+                cmd.attempt,
+                cmd.payment_id,
+                f"re-{cmd.idempotency_key}",
+                cmd.amount,
+                cmd.currency,
+            )
         raise TypeError(type(cmd).__name__)
 
     def notification(self, cmd: m.SendNotification) -> Any:

@@ -61,5 +61,8 @@ def test_a_rebuilt_saga_includes_its_newest_events(stack: RunningStack) -> None:
 
     handler = OrchestratorHandler(bootstrap, SERDE, events_topic=topic)
     handler.on_assign([TopicPartition("checkout.commands", 0)])
+    # The rebuild runs in slices between polls (the processor's loop); here, to its end.
+    while handler.background(0.5) == []:
+        pass
     state = handler.state_of(CID)
     assert state is not None and str(state.status) == "COMPLETED"
