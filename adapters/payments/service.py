@@ -137,6 +137,13 @@ class PaymentService:
         name the provider that holds the payment (the saga keeps it from this reply)."""
         if self._router is None:
             return c.provider
+        # Fail over only when the earlier attempts are known not to have authorized at the
+        # primary. Attempt 1 has no earlier attempt, and an open breaker means it never reaches
+        # the primary: it may go to a fallback. A later attempt follows one that may have
+        # authorized at the primary (a timeout, a 5xx after the write): only the primary's own
+        # records can tell, so it goes there, reconciles first, and waits out the primary's
+        # outage (retryable) instead of charging the customer a second time elsewhere.
+        available = self.available if c.attempt <= 1 else _nowhere_else
         # Commands written before the routing fields existed decode with "" for both: only
         # rules of tenant "*" without a country list can match them, which is the old behaviour.
         return self._router.route(
@@ -144,7 +151,7 @@ class PaymentService:
             currency=c.currency,
             country=c.country,
             requested=c.provider,
-            available=self.available,
+            available=available,
         )
 
     def _authorize(self, c: AuthorizePayment) -> PaymentReply:
@@ -255,6 +262,11 @@ class PaymentService:
             raise UnknownOutcomeError(
                 f"payment call exceeded {self._timeout}s", code="timeout"
             ) from e
+
+
+def _nowhere_else(_: str) -> bool:
+    """`available` for the router that lets it pick no fallback: it then answers the primary."""
+    return False
 
 
 def _log_failure(
