@@ -257,8 +257,11 @@ class PaymentService:
         try:
             return future.result(timeout=self._timeout)
         except FutureTimeout as e:
-            # The call may still complete at the provider: an unknown outcome, reconciled by
-            # the next attempt. (The thread finishes on its own; the HTTP client has a timeout.)
+            # A call still queued behind hung ones (every worker busy) must not start later,
+            # racing the saga's next attempt for the same checkout: cancel it. One already
+            # running may still complete at the provider: an unknown outcome, reconciled by the
+            # next attempt. (Its thread finishes on its own; the HTTP client has a timeout.)
+            future.cancel()
             raise UnknownOutcomeError(
                 f"payment call exceeded {self._timeout}s", code="timeout"
             ) from e
