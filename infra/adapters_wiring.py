@@ -61,7 +61,11 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
         registry.register(account)
     for rule in rules:
         registry.add_rule(rule)
-    return PaymentService(registry.gateways, router=registry.router).handle
+    return PaymentService(
+        registry.gateways,
+        router=registry.router,
+        breaker_reset_s=settings.payment_breaker_reset_s,
+    ).handle
 
 
 def tax_service(settings: Settings) -> Callable[[Any], Any]:

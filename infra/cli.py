@@ -17,6 +17,7 @@ from rich.table import Table
 
 from infra.embedded.process import ServiceError
 from infra.embedded.stack import RunningStack, embedded_stack
+from infra.logs import configure_logging
 from infra.settings import ConfigError, Settings, load_settings
 from infra.topics import TopicReport
 
@@ -339,11 +340,7 @@ def worker(
     from infra.bootstrap import build_processor
 
     settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings.log_level)
     if role == "projector":  # a sink into PostgreSQL, not a Kafka->Kafka processor
         from infra.workers.projector import run_projector
 
@@ -454,7 +451,7 @@ def api_command() -> None:
     from infra.api_wiring import MissingServiceError, build_api_deps
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+    configure_logging(settings.log_level)
     try:
         deps = build_api_deps(settings)
     except (MissingServiceError, ConfigError) as e:

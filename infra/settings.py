@@ -112,6 +112,9 @@ class Settings:
     processor_batch_size: int = 500
     processor_max_attempts: int = 3
     tick_interval_ms: int = 1000
+    # How long a payment provider's open breaker refuses calls before a trial call is let
+    # through (half-open). Short enough that a blip ends soon after the provider is back.
+    payment_breaker_reset_s: int = 30
     tax_fallback_policy: str = "fallback_rates"
     testcontainers: bool = False
     log_level: str = "INFO"
@@ -166,6 +169,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SAGA_BATCH_SIZE": ("processor_batch_size", _int(1, 100_000)),
     "SAGA_MAX_ATTEMPTS": ("processor_max_attempts", _int(1, 100)),
     "SAGA_TICK_INTERVAL_MS": ("tick_interval_ms", _int(10, 3_600_000)),
+    "PAYMENT_BREAKER_RESET_S": ("payment_breaker_reset_s", _int(1, 3_600)),
     "TAX_FALLBACK_POLICY": ("tax_fallback_policy", _choice("block", "fallback_rates")),
     "SAGA_TESTCONTAINERS": ("testcontainers", _bool),
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),

@@ -309,7 +309,7 @@ def _settle_failed_steps(draft: _Draft) -> bool:
         if current.phase is not Phase.ATTEMPT_FAILED:
             continue
         error = current.error or "failed"
-        if current.retryable and current.attempt < policy.attempts_for(step):
+        if current.retryable and policy.may_retry(step, state.checkout_id, current.attempt):
             delay = backoff_ms(policy, state.checkout_id, step, current.attempt)
             draft.record(
                 m.StepRetryScheduled(

@@ -166,7 +166,18 @@ class PaymentSnapshot:
 
 
 class PaymentError(Exception):
-    """Base of every error a gateway raises. Messages never contain secrets."""
+    """Base of every error a gateway raises. Messages never contain secrets.
+
+    `http_status` and `code` are the provider's answer when there was one (a 500 and
+    `api_error`, a 429 and `rate_limit`...), so a failed call can be logged with why it failed
+    without logging the vendor's exception, its request or its headers."""
+
+    def __init__(
+        self, message: str = "", *, http_status: int | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
 
 
 class RetryablePaymentError(PaymentError):

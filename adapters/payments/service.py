@@ -137,6 +137,13 @@ class PaymentService:
         name the provider that holds the payment (the saga keeps it from this reply)."""
         if self._router is None:
             return c.provider
+        # Fail over only when the earlier attempts are known not to have authorized at the
+        # primary. Attempt 1 has no earlier attempt, and an open breaker means it never reaches
+        # the primary: it may go to a fallback. A later attempt follows one that may have
+        # authorized at the primary (a timeout, a 5xx after the write): only the primary's own
+        # records can tell, so it goes there, reconciles first, and waits out the primary's
+        # outage (retryable) instead of charging the customer a second time elsewhere.
+        available = self.available if c.attempt <= 1 else _nowhere_else
         # Commands written before the routing fields existed decode with "" for both: only
         # rules of tenant "*" without a country list can match them, which is the old behaviour.
         return self._router.route(
@@ -144,7 +151,7 @@ class PaymentService:
             currency=c.currency,
             country=c.country,
             requested=c.provider,
-            available=self.available,
+            available=available,
         )
 
     def _authorize(self, c: AuthorizePayment) -> PaymentReply:
@@ -159,7 +166,9 @@ class PaymentService:
             c.currency,
         )
         try:
-            result = self._call(provider, lambda g: g.authorize(request))
+            result = self._call(
+                provider, "authorize", c.checkout_id, lambda g: g.authorize(request)
+            )
         except _Failure as f:
             return PaymentDeclined(c.checkout_id, c.attempt, provider, f.reason, None, f.retryable)
         if isinstance(result, Authorized):
@@ -184,7 +193,9 @@ class PaymentService:
             c.checkout_id, c.attempt, c.idempotency_key, c.payment_id, c.amount, c.currency
         )
         try:
-            captured = self._call(c.provider, lambda g: g.capture(request))
+            captured = self._call(
+                c.provider, "capture", c.checkout_id, lambda g: g.capture(request)
+            )
         except _Failure as f:
             return PaymentCaptureFailed(c.checkout_id, c.attempt, f.reason, f.retryable)
         return PaymentCaptured(
@@ -194,7 +205,7 @@ class PaymentService:
     def _void(self, c: VoidPayment) -> PaymentReply:
         request = VoidRequest(c.checkout_id, c.attempt, c.idempotency_key, c.payment_id)
         try:
-            voided = self._call(c.provider, lambda g: g.void(request))
+            voided = self._call(c.provider, "void", c.checkout_id, lambda g: g.void(request))
         except _Failure as f:
             return PaymentVoidFailed(c.checkout_id, c.attempt, f.reason, f.retryable)
         return PaymentVoided(c.checkout_id, c.attempt, voided.payment_id)
@@ -204,7 +215,7 @@ class PaymentService:
             c.checkout_id, c.attempt, c.idempotency_key, c.payment_id, c.amount, c.currency
         )
         try:
-            refunded = self._call(c.provider, lambda g: g.refund(request))
+            refunded = self._call(c.provider, "refund", c.checkout_id, lambda g: g.refund(request))
         except _Failure as f:
             return PaymentRefundFailed(c.checkout_id, c.attempt, f.reason, f.retryable)
         return PaymentRefunded(
@@ -218,7 +229,9 @@ class PaymentService:
 
     # --- the guarded call ----------------------------------------------------------------
 
-    def _call(self, provider: str, fn: Callable[[PaymentGateway], T]) -> T:
+    def _call(
+        self, provider: str, operation: str, checkout_id: str, fn: Callable[[PaymentGateway], T]
+    ) -> T:
         gateway = self._gateways.get(provider)
         if gateway is None:
             raise _Failure(f"unknown payment provider {provider!r}", retryable=False)
@@ -227,14 +240,16 @@ class PaymentService:
             result: T = breaker.call(self._with_timeout, fn, gateway)
             return result
         except pybreaker.CircuitBreakerError as e:
+            # Never sent: the provider is known down. Retryable; the breaker lets a trial call
+            # through once its reset timeout has passed (half-open) and closes on its success.
+            _log_failure(provider, operation, checkout_id, e, retryable=True)
             raise _Failure(f"{provider} circuit breaker open", retryable=True) from e
         except PermanentPaymentError as e:
+            _log_failure(provider, operation, checkout_id, e, retryable=False)
             raise _Failure(str(e), retryable=False) from e
         except PaymentError as e:
             # Retryable and UnknownOutcome alike: the next attempt reconciles before acting.
-            log.warning(
-                "payment call failed", extra={"provider": provider, "error": type(e).__name__}
-            )
+            _log_failure(provider, operation, checkout_id, e, retryable=True)
             raise _Failure(str(e), retryable=True) from e
 
     def _with_timeout(self, fn: Callable[[PaymentGateway], T], gateway: PaymentGateway) -> T:
@@ -242,6 +257,53 @@ class PaymentService:
         try:
             return future.result(timeout=self._timeout)
         except FutureTimeout as e:
-            # The call may still complete at the provider: an unknown outcome, reconciled by
-            # the next attempt. (The thread finishes on its own; the HTTP client has a timeout.)
-            raise UnknownOutcomeError(f"payment call exceeded {self._timeout}s") from e
+            # A call still queued behind hung ones (every worker busy) must not start later,
+            # racing the saga's next attempt for the same checkout: cancel it. One already
+            # running may still complete at the provider: an unknown outcome, reconciled by the
+            # next attempt. (Its thread finishes on its own; the HTTP client has a timeout.)
+            future.cancel()
+            raise UnknownOutcomeError(
+                f"payment call exceeded {self._timeout}s", code="timeout"
+            ) from e
+
+
+def _nowhere_else(_: str) -> bool:
+    """`available` for the router that lets it pick no fallback: it then answers the primary."""
+    return False
+
+
+def _log_failure(
+    provider: str, operation: str, checkout_id: str, error: BaseException, *, retryable: bool
+) -> None:
+    """The one line a failed payment call leaves: which provider, what we asked, what it
+    answered (HTTP status, its error code) and for which checkout, in the text for people and
+    as fields for log pipelines. Only these and our error's class: never the vendor's message,
+    request, headers or card data (our errors' messages may quote the provider's text)."""
+    status, code = _answer(error)
+    fields = {
+        "provider": provider,
+        "operation": operation,
+        "http_status": status,
+        "error_code": code,
+        "checkout_id": checkout_id,
+        "error": type(error).__name__,
+        "retryable": retryable,
+    }
+    log.warning(
+        "payment call failed: " + " ".join(f"{k}={v}" for k, v in fields.items()),
+        extra=fields,
+    )
+
+
+def _answer(error: BaseException) -> tuple[int | None, str | None]:
+    """The provider's HTTP status and error code from `error` or what it was raised from (a
+    reconciliation failure wraps the lookup's error; the call that trips the breaker raises
+    CircuitBreakerError while handling the provider's answer)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, PaymentError) and (seen.http_status or seen.code):
+            return seen.http_status, seen.code
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, pybreaker.CircuitBreakerError):
+        return None, "circuit_open"  # never sent: the provider is known down
+    return None, None

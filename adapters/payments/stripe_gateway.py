@@ -318,17 +318,29 @@ def _translate(e: stripe.StripeError, *, mutating: bool, what: str) -> PaymentEr
     """Vendor error -> our error family. Messages carry Stripe's text, never request bodies."""
     status = e.http_status
     msg = f"stripe {what}: {type(e).__name__} ({status}): {e.user_message or e.code or ''}"
+    # Stripe's own code when it answered (api_error, rate_limit, resource_missing...); for no
+    # answer at all, what kind of failure it was.
+    code = e.code or (e.error.code if e.error else None)
+    if code is None and isinstance(e, stripe.APIConnectionError):
+        code = "connection_error"
+
+    def err(kind: type[PaymentError]) -> PaymentError:
+        return kind(msg, http_status=status, code=code)
+
     if isinstance(e, stripe.APIConnectionError):
         if not mutating or _request_never_sent(e):
-            return RetryablePaymentError(msg)
-        return UnknownOutcomeError(msg)
+            return err(RetryablePaymentError)
+        return err(UnknownOutcomeError)
     if isinstance(e, stripe.RateLimitError) or status == 429:
-        return RetryablePaymentError(msg)
+        return err(RetryablePaymentError)
     if status == 409 and not isinstance(e, stripe.IdempotencyError):
-        return RetryablePaymentError(msg)  # lock_timeout: concurrent request on the object
+        # lock_timeout: concurrent request on the object
+        return err(RetryablePaymentError)
     if isinstance(e, stripe.APIError) or (status is not None and status >= 500):
         # A 5xx after a write is indeterminate per Stripe's docs: it may have been applied.
-        return UnknownOutcomeError(msg) if mutating else RetryablePaymentError(msg)
+        if mutating:
+            return err(UnknownOutcomeError)
+        return err(RetryablePaymentError)
     if status == 404:
-        return PaymentNotFoundError(msg)
-    return PermanentPaymentError(msg)
+        return err(PaymentNotFoundError)
+    return err(PermanentPaymentError)

@@ -20,7 +20,13 @@ from adapters.payments.registry import (
     Secret,
 )
 from adapters.payments.service import PaymentService
-from events.messages import AuthorizePayment, CapturePayment, PaymentAuthorized, PaymentCaptured
+from events.messages import (
+    AuthorizePayment,
+    CapturePayment,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentDeclined,
+)
 
 SECRET = "rzp_secret_" + uuid.uuid4().hex  # unique: any leak is found by substring
 
@@ -113,6 +119,35 @@ def test_service_falls_back_when_the_primary_breaker_is_open_and_captures_where_
         # Other currencies are not routed: the storefront's choice stands.
         eur = service.handle(authorize(f"co_{uuid.uuid4().hex[:8]}", currency="EUR"))
         assert isinstance(eur, PaymentAuthorized) and eur.provider == "stripe"
+    finally:
+        service.close()
+
+
+def test_a_retry_fails_over_never_only_a_first_attempt_does() -> None:
+    """Attempt 1 meets the primary's open breaker: it never reached the primary, so the fallback
+    may take it. Attempt 2 follows an attempt that may have authorized at the primary (its
+    outcome unknown): it stays there and is retryable while the primary is down."""
+    registry = ProviderRegistry(lambda a: FakeGateway(a.key))
+    registry.register(account("razorpay", "razorpay"))
+    registry.register(account("stripe"))
+    registry.add_rule(
+        RoutingRule(ANY_TENANT, "razorpay", frozenset({"INR"}), fallbacks=("stripe",))
+    )
+    service = PaymentService(registry.gateways, router=registry.router)
+    try:
+        service.breaker("razorpay").open()
+        cid = f"co_{uuid.uuid4().hex[:8]}"
+        first = service.handle(authorize(cid))
+        assert isinstance(first, PaymentAuthorized) and first.provider == "stripe"
+        other = f"co_{uuid.uuid4().hex[:8]}"
+        retry = AuthorizePayment(
+            other, 2, f"{other}:authorize_payment:2", "razorpay", "pm_card_visa", "c", 50000, "INR"
+        )
+        assert service.route(retry) == "razorpay"
+        reply = service.handle(retry)
+        assert isinstance(reply, PaymentDeclined) and reply.retryable
+        assert reply.provider == "razorpay" and "circuit breaker open" in reply.reason
+        assert registry.gateways["stripe"].find_by_checkout(other) == []  # nothing charged there
     finally:
         service.close()
 

@@ -157,3 +157,30 @@ def test_call_timeout_becomes_retryable(checkout_id: str) -> None:
     finally:
         slow.release.set()
         service.close()
+
+
+def test_a_call_that_timed_out_in_the_queue_never_starts(checkout_id: str) -> None:
+    """Every worker busy with a hung call: a later call times out waiting and must not run
+    afterwards, racing the saga's next attempt (a new key) into a second authorization."""
+    slow = BlockingGateway()
+    entered: list[str] = []
+    original = slow.authorize
+
+    def counting(request: AuthorizationRequest) -> AuthorizationResult:
+        entered.append(request.checkout_id)
+        return original(request)
+
+    slow.authorize = counting  # type: ignore[method-assign]
+    service = PaymentService({"slow": slow}, call_timeout_s=0.2, max_workers=1)
+    try:
+        first = service.handle(authorize(checkout_id, provider="slow"))
+        queued = service.handle(authorize(f"{checkout_id}q", provider="slow"))
+        assert isinstance(first, PaymentDeclined) and first.retryable
+        assert isinstance(queued, PaymentDeclined) and queued.retryable
+        slow.release.set()
+        service._pool.submit(lambda: None).result(timeout=5)  # the hung call has finished
+        assert entered == [checkout_id]
+        assert slow.find_by_checkout(f"{checkout_id}q") == []
+    finally:
+        slow.release.set()
+        service.close()
