@@ -141,18 +141,24 @@ def _action(
     action: NextAction | None, before: SagaState, after: SagaState, event: object
 ) -> NextAction | None:
     if isinstance(event, m.PaymentActionRequired):
-        secret = event.client_secret
-        if secret is None and action is not None and action.payment_id == event.payment_id:
-            # A redelivered authorization reuses the live payment and the adapter's reply
-            # carries no secret then: the first reply's still finishes the same payment.
-            secret = action.client_secret
-        return NextAction(
+        fresh = NextAction(
             payment_id=event.payment_id,
             provider=event.provider,
             kind=event.kind,
             redirect_url=event.action_url,
-            client_secret=secret,
+            client_secret=event.client_secret,
         )
+        if action is not None and action.payment_id == event.payment_id:
+            # A reused payment's reply may lack what the first one had (Razorpay's redirect
+            # comes only with the create answer): the earlier one still finishes it.
+            return NextAction(
+                payment_id=fresh.payment_id,
+                provider=fresh.provider,
+                kind=fresh.kind or action.kind,
+                redirect_url=fresh.redirect_url or action.redirect_url,
+                client_secret=fresh.client_secret or action.client_secret,
+            )
+        return fresh
     waited = before.status is Status.AWAITING_PAYMENT_ACTION
     if after.status not in FORWARD_STATUSES or (
         waited and after.status is not Status.AWAITING_PAYMENT_ACTION

@@ -230,6 +230,15 @@ class FakeGateway(ReconcilingGateway):
                 currency=p.snapshot.currency,
             )
 
+    def _pending_action(self, payment_id: str) -> ActionRequired:
+        # As Stripe: the intent's secret can be read back (authorize's first answer had it).
+        return ActionRequired(
+            payment_id=payment_id,
+            action_url=None,
+            kind="use_stripe_sdk",
+            client_secret=f"{payment_id}_secret_fake",
+        )
+
     def retrieve(self, payment_id: str) -> PaymentSnapshot:
         with self._lock:
             self._fault(Op.RETRIEVE)

@@ -185,6 +185,18 @@ class StripeGateway(ReconcilingGateway):
 
     # --- reads -----------------------------------------------------------------------------
 
+    def _pending_action(self, payment_id: str) -> ActionRequired:
+        try:
+            data = self._client.v1.payment_intents.retrieve(payment_id).to_dict()
+        except stripe.StripeError as e:
+            raise _translate(e, mutating=False, what="retrieve payment intent") from e
+        return ActionRequired(
+            payment_id=payment_id,
+            action_url=_action_url(data),
+            kind=_action_kind(data),
+            client_secret=_client_secret(data),
+        )
+
     def retrieve(self, payment_id: str) -> PaymentSnapshot:
         try:
             pi = self._client.v1.payment_intents.retrieve(

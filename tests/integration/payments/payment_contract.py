@@ -162,6 +162,11 @@ class PaymentGatewayContract:
         assert result.client_secret or result.action_url
         if result.client_secret:
             assert result.client_secret not in repr(result)
+        # A redelivered command reuses the payment and still hands the storefront its secret.
+        again_action = gateway.authorize(request)
+        assert isinstance(again_action, ActionRequired)
+        assert again_action.payment_id == result.payment_id
+        assert again_action.client_secret == result.client_secret
         assert gateway.retrieve(result.payment_id).status == PaymentStatus.REQUIRES_ACTION
         harness.complete_3ds(result.payment_id, success=True)
         assert gateway.retrieve(result.payment_id).status == PaymentStatus.AUTHORIZED
