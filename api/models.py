@@ -173,6 +173,16 @@ class Projection(BaseModel):
     events_applied: int
 
 
+class NextAction(BaseModel):
+    """What the storefront hands to the provider's client library to finish the payment action
+    (Stripe.js `handleNextAction({clientSecret})`, or a redirect for `redirect_to_url`)."""
+
+    provider: str
+    kind: str | None
+    client_secret: str | None = None
+    redirect_url: str | None = None
+
+
 class CheckoutStatus(BaseModel):
     checkout_id: str
     status: CheckoutStatusName
@@ -181,6 +191,8 @@ class CheckoutStatus(BaseModel):
     failure: Failure | None
     steps: list[StepModel]
     projection: Projection
+    # only while AWAITING_PAYMENT_ACTION; the client secret only for the owning storefront
+    next_action: NextAction | None = None
 
 
 class CancelAccepted(BaseModel):

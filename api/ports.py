@@ -39,6 +39,16 @@ class StepRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class NextActionRecord:
+    """What the storefront's client library needs to finish a payment action (3-D Secure)."""
+
+    provider: str
+    kind: str | None
+    redirect_url: str | None = None
+    client_secret: str | None = field(default=None, repr=False)  # sensitive: never log
+
+
+@dataclass(frozen=True, slots=True)
 class CheckoutRecord:
     """A checkout as the read model (projection) sees it."""
 
@@ -58,6 +68,7 @@ class CheckoutRecord:
     last_event_type: str | None = None
     last_event_at: str | None = None
     events_applied: int = 0
+    next_action: NextActionRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from api.keys import Connect
-from api.ports import CheckoutRecord, OrderRecord, StepRecord
+from api.ports import CheckoutRecord, NextActionRecord, OrderRecord, StepRecord
 
 
 def _iso(value: Any) -> str | None:
@@ -59,6 +59,14 @@ class ProjectionReads:
             last_event_type=view.last_event_type,
             last_event_at=_iso(view.last_event_at),
             events_applied=int(view.events_applied),
+            next_action=None
+            if view.next_action is None
+            else NextActionRecord(
+                provider=view.next_action.provider,
+                kind=view.next_action.kind,
+                redirect_url=view.next_action.redirect_url,
+                client_secret=view.next_action.client_secret,
+            ),
         )
 
     def order(self, order_id: str) -> OrderRecord | None:

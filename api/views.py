@@ -11,10 +11,11 @@ from api.models import (
     CheckoutStatusName,
     Failure,
     LastEvent,
+    NextAction,
     Projection,
     StepModel,
 )
-from api.ports import Accepted, CheckoutRecord
+from api.ports import Accepted, CheckoutRecord, NextActionRecord
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,26 @@ def _subtotal(accepted: Accepted) -> int | None:
         return None
 
 
-def checkout_status(record: CheckoutRecord) -> CheckoutStatus:
+def next_action(
+    status: CheckoutStatusName, action: NextActionRecord | None, *, owner: bool
+) -> NextAction | None:
+    """The payment action, only while the saga waits on it. The client secret lets its holder
+    confirm the payment, so only the owning tenant's storefront gets it; an operator sees which
+    action is pending, not the secret."""
+    if action is None or status != "AWAITING_PAYMENT_ACTION":
+        return None
+    return NextAction(
+        provider=action.provider,
+        kind=action.kind,
+        client_secret=action.client_secret if owner else None,
+        redirect_url=action.redirect_url,
+    )
+
+
+def checkout_status(record: CheckoutRecord, *, owner: bool = False) -> CheckoutStatus:
+    """`owner`: the caller is the storefront of the checkout's tenant (the route has checked
+    the tenant), the one caller that may receive a client secret."""
+    status = _status(record.status)
     failure = None
     if record.failure_step or record.failure_reason:
         failure = Failure(step=record.failure_step, reason=record.failure_reason)
@@ -67,7 +87,7 @@ def checkout_status(record: CheckoutRecord) -> CheckoutStatus:
         )
     return CheckoutStatus(
         checkout_id=record.checkout_id,
-        status=_status(record.status),
+        status=status,
         amounts=Amounts(
             subtotal=record.subtotal,
             tax=record.tax,
@@ -91,4 +111,5 @@ def checkout_status(record: CheckoutRecord) -> CheckoutStatus:
         projection=Projection(
             caught_up=True, last_event=last_event, events_applied=record.events_applied
         ),
+        next_action=next_action(status, record.next_action, owner=owner),
     )

@@ -11,7 +11,7 @@ reply to an attempt it has already given up on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -321,6 +321,12 @@ class PaymentActionRequired:
     provider: str
     payment_id: str
     action_url: str | None
+    # What the storefront's client library needs to finish the action (Stripe.js
+    # handleNextAction): the provider's kind of action ("use_stripe_sdk", "redirect_to_url")
+    # and, for Stripe, the PaymentIntent's client secret. Appended with defaults (a compatible
+    # Avro change, ADR 0003). The secret is kept out of repr so a logged message never shows it.
+    kind: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -209,5 +209,8 @@ _SKIP = {"checkout_id", "attempt", "step", "items", "shipping_address", "idempot
 
 
 def _detail(msg: Any) -> str:
-    parts = [f"{f.name}={getattr(msg, f.name)}" for f in fields(msg) if f.name not in _SKIP]
+    # A field kept out of repr (a client secret) is kept off the operator's terminal too.
+    parts = [
+        f"{f.name}={getattr(msg, f.name)}" for f in fields(msg) if f.name not in _SKIP and f.repr
+    ]
     return ", ".join(parts)[:100]

@@ -18,7 +18,14 @@ from events import messages as m
 from events.envelope import Envelope
 from events.messages import Step
 from saga.evolve import evolve
-from saga.state import COMPENSATION_STEPS, PaymentStatus, Phase, SagaState
+from saga.state import (
+    COMPENSATION_STEPS,
+    FORWARD_STATUSES,
+    PaymentStatus,
+    Phase,
+    SagaState,
+    Status,
+)
 from saga.upcast import replay
 
 FINISHED = frozenset({Phase.SUCCEEDED.value, Phase.FAILED.value, Phase.ABANDONED.value})
@@ -59,6 +66,18 @@ class RefundRow:
 
 
 @dataclass(frozen=True, slots=True)
+class NextAction:
+    """The payment action the customer must finish (3-D Secure), from the adapter's
+    `PaymentActionRequired`: what the storefront's client library needs."""
+
+    payment_id: str
+    provider: str
+    kind: str | None
+    redirect_url: str | None
+    client_secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class CheckoutProjection:
     state: SagaState
     started_at: int
@@ -71,6 +90,17 @@ class CheckoutProjection:
     refunds: tuple[RefundRow, ...] = ()
     # compensation steps whose last reply was a success (the saga drops the task silently)
     compensated: frozenset[Step] = frozenset()
+    # the last payment action asked for; kept only while the saga may still wait on it
+    action: NextAction | None = None
+
+    @property
+    def next_action(self) -> NextAction | None:
+        """What the read model shows: the action of the payment the saga waits on, and only
+        while it waits (the client secret is useless, and not shown, once it stops)."""
+        a, s = self.action, self.state
+        if a is None or s.status is not Status.AWAITING_PAYMENT_ACTION:
+            return None
+        return a if a.payment_id == s.payment_id else None
 
 
 def advance(projection: CheckoutProjection | None, envelope: Envelope[Any]) -> CheckoutProjection:
@@ -103,7 +133,38 @@ def advance(projection: CheckoutProjection | None, envelope: Envelope[Any]) -> C
         payment_times=_payment_times(projection.payment_times, before, after, at),
         refunds=_refunds(projection.refunds, before, after, event, at),
         compensated=compensated,
+        action=_action(projection.action, before, after, event),
     )
+
+
+def _action(
+    action: NextAction | None, before: SagaState, after: SagaState, event: object
+) -> NextAction | None:
+    if isinstance(event, m.PaymentActionRequired):
+        fresh = NextAction(
+            payment_id=event.payment_id,
+            provider=event.provider,
+            kind=event.kind,
+            redirect_url=event.action_url,
+            client_secret=event.client_secret,
+        )
+        if action is not None and action.payment_id == event.payment_id:
+            # A reused payment's reply may lack what the first one had (Razorpay's redirect
+            # comes only with the create answer): the earlier one still finishes it.
+            return NextAction(
+                payment_id=fresh.payment_id,
+                provider=fresh.provider,
+                kind=fresh.kind or action.kind,
+                redirect_url=fresh.redirect_url or action.redirect_url,
+                client_secret=fresh.client_secret or action.client_secret,
+            )
+        return fresh
+    waited = before.status is Status.AWAITING_PAYMENT_ACTION
+    if after.status not in FORWARD_STATUSES or (
+        waited and after.status is not Status.AWAITING_PAYMENT_ACTION
+    ):
+        return None  # the wait is over (finished, failed, cancelled): forget the secret
+    return action
 
 
 def _compensated(done: frozenset[Step], event: object) -> frozenset[Step]:

@@ -12,7 +12,7 @@ Read-your-writes: a `CheckoutView` says how far the projection has got for that 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,14 @@ class StepView:
 
 
 @dataclass(frozen=True)
+class NextActionView:
+    provider: str
+    kind: str | None  # e.g. use_stripe_sdk | redirect_to_url
+    redirect_url: str | None
+    client_secret: str | None = field(default=None, repr=False)  # sensitive: never log
+
+
+@dataclass(frozen=True)
 class CheckoutView:
     checkout_id: str
     tenant_id: str
@@ -52,6 +60,8 @@ class CheckoutView:
     last_event_type: str
     last_event_at: datetime
     events_applied: int
+    # only while AWAITING_PAYMENT_ACTION (the projector writes NULLs once it leaves)
+    next_action: NextActionView | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,14 @@ def get_checkout(
         last_event_type=row["last_event_type"],
         last_event_at=row["last_event_at"],
         events_applied=row["events_applied"],
+        next_action=None
+        if row["next_action_provider"] is None
+        else NextActionView(
+            provider=row["next_action_provider"],
+            kind=row["next_action_kind"],
+            redirect_url=row["next_action_redirect_url"],
+            client_secret=row["next_action_client_secret"],
+        ),
     )
 
 

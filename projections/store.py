@@ -178,17 +178,22 @@ def event_logs(conn: Conn, topic: str, checkout_ids: Sequence[str]) -> dict[str,
 
 def write_checkout(conn: Conn, p: CheckoutProjection) -> None:
     s = p.state
-    failure, attention = s.failure, s.attention
+    failure, attention, action = s.failure, s.attention, p.next_action
     conn.execute(
         "INSERT INTO checkouts (checkout_id, tenant_id, customer_id, customer_email, status, "
         "currency, subtotal, tax, shipping, total, payment_provider, order_id, failure_step, "
-        "failure_reason, attention_step, attention_reason, started_at, completed_at, "
-        "last_event_id, last_event_type, last_event_at, events_applied) "
-        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+        "failure_reason, attention_step, attention_reason, next_action_provider, "
+        "next_action_kind, next_action_client_secret, next_action_redirect_url, started_at, "
+        "completed_at, last_event_id, last_event_type, last_event_at, events_applied) "
+        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
         "ON CONFLICT (checkout_id) DO UPDATE SET status = EXCLUDED.status, tax = EXCLUDED.tax, "
         "shipping = EXCLUDED.shipping, total = EXCLUDED.total, order_id = EXCLUDED.order_id, "
         "failure_step = EXCLUDED.failure_step, failure_reason = EXCLUDED.failure_reason, "
         "attention_step = EXCLUDED.attention_step, attention_reason = EXCLUDED.attention_reason, "
+        "next_action_provider = EXCLUDED.next_action_provider, "
+        "next_action_kind = EXCLUDED.next_action_kind, "
+        "next_action_client_secret = EXCLUDED.next_action_client_secret, "
+        "next_action_redirect_url = EXCLUDED.next_action_redirect_url, "
         "completed_at = EXCLUDED.completed_at, last_event_id = EXCLUDED.last_event_id, "
         "last_event_type = EXCLUDED.last_event_type, last_event_at = EXCLUDED.last_event_at, "
         "events_applied = EXCLUDED.events_applied",
@@ -209,6 +214,10 @@ def write_checkout(conn: Conn, p: CheckoutProjection) -> None:
             None if failure is None else failure.reason,
             None if attention is None or attention.step is None else attention.step.value,
             None if attention is None else attention.reason,
+            None if action is None else action.provider,
+            None if action is None else action.kind,
+            None if action is None else action.client_secret,
+            None if action is None else action.redirect_url,
             ts(p.started_at),
             ts(s.completed_at),
             p.last_event_id,

@@ -53,6 +53,12 @@ checkouts = Table(
     Column("failure_reason", Text),
     Column("attention_step", Text),  # NEEDS_ATTENTION: the compensation that kept failing
     Column("attention_reason", Text),
+    # AWAITING_PAYMENT_ACTION only (NULL otherwise): what the storefront's client library needs
+    # to finish 3-D Secure. The client secret is sensitive: served only to the owning tenant.
+    Column("next_action_provider", Text),
+    Column("next_action_kind", Text),  # e.g. use_stripe_sdk | redirect_to_url
+    Column("next_action_client_secret", Text),
+    Column("next_action_redirect_url", Text),
     _ts("started_at", nullable=False),
     _ts("completed_at"),
     Column("last_event_id", Text, nullable=False),

@@ -164,7 +164,13 @@ class FakeGateway(ReconcilingGateway):
                     reason="Your card was declined.", decline_code=decline, payment_id=payment_id
                 )
             if status == PaymentStatus.REQUIRES_ACTION:
-                return ActionRequired(payment_id=payment_id, action_url=None)
+                # Shaped like Stripe's: the secret is "<intent id>_secret_<random>".
+                return ActionRequired(
+                    payment_id=payment_id,
+                    action_url=None,
+                    kind="use_stripe_sdk",
+                    client_secret=f"{payment_id}_secret_fake",
+                )
             return Authorized(payment_id=payment_id, amount=request.amount, currency=snap.currency)
 
     def _capture(self, request: CaptureRequest) -> Captured:
@@ -223,6 +229,15 @@ class FakeGateway(ReconcilingGateway):
                 amount=request.amount,
                 currency=p.snapshot.currency,
             )
+
+    def _pending_action(self, payment_id: str) -> ActionRequired:
+        # As Stripe: the intent's secret can be read back (authorize's first answer had it).
+        return ActionRequired(
+            payment_id=payment_id,
+            action_url=None,
+            kind="use_stripe_sdk",
+            client_secret=f"{payment_id}_secret_fake",
+        )
 
     def retrieve(self, payment_id: str) -> PaymentSnapshot:
         with self._lock:

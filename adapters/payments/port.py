@@ -7,7 +7,7 @@ translate vendor exceptions into the three error families below at their edge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -65,11 +65,18 @@ class Authorized:
 
 @dataclass(frozen=True, slots=True)
 class ActionRequired:
-    """3-D Secure or similar. Carries the payment id only: the client secret never leaves the
-    provider adapter (it would let anyone holding it confirm the payment)."""
+    """3-D Secure or similar: what the storefront's client library needs to finish it.
+
+    `kind` is the provider's name for the action (Stripe's `next_action.type`:
+    "use_stripe_sdk", "redirect_to_url"); `client_secret` is Stripe's PaymentIntent secret,
+    which Stripe.js `handleNextAction` takes. It lets its holder confirm this one payment with
+    the publishable key, so it travels only to the owning tenant's GET (ADR 0003) and is kept
+    out of repr (never in a log line)."""
 
     payment_id: str
     action_url: str | None
+    kind: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

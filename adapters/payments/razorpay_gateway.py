@@ -160,7 +160,10 @@ class RazorpayGateway(ReconcilingGateway):
                 payment_id=snap.payment_id, amount=snap.amount, currency=snap.currency
             )
         if snap.status == PaymentStatus.REQUIRES_ACTION:
-            return ActionRequired(payment_id=snap.payment_id, action_url=_action_url(created))
+            url = _action_url(created)
+            # Razorpay's `next` redirect is the whole action: the storefront sends the buyer there.
+            kind = "redirect_to_url" if url is not None else None
+            return ActionRequired(payment_id=snap.payment_id, action_url=url, kind=kind)
         if snap.status == PaymentStatus.REQUIRES_PAYMENT_METHOD:
             code = snap.decline_code
             return Declined(

@@ -71,6 +71,12 @@ class ReconcilingGateway(ABC):
     @abstractmethod
     def find_by_checkout(self, checkout_id: str) -> list[PaymentSnapshot]: ...
 
+    def _pending_action(self, payment_id: str) -> ActionRequired:
+        """The action a reused payment still awaits. Snapshots never carry a client secret, so
+        a provider whose storefront library needs one reads it back (Stripe overrides this):
+        after an unknown outcome the reused payment's reply is the storefront's only source."""
+        return ActionRequired(payment_id=payment_id, action_url=None)
+
     # --- authorize ------------------------------------------------------------------------
 
     def authorize(self, request: AuthorizationRequest) -> AuthorizationResult:
@@ -132,7 +138,7 @@ class ReconcilingGateway(ABC):
                 f"{payment.amount} {payment.currency}, not {request.amount} {request.currency}"
             )
         if payment.status == PaymentStatus.REQUIRES_ACTION:
-            return ActionRequired(payment_id=payment.payment_id, action_url=None)
+            return self._pending_action(payment.payment_id)
         if payment.status == PaymentStatus.PROCESSING:
             raise RetryablePaymentError(f"payment {payment.payment_id} is still processing")
         return Authorized(

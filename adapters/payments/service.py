@@ -177,7 +177,13 @@ class PaymentService:
             )
         if isinstance(result, ActionRequired):
             return PaymentActionRequired(
-                c.checkout_id, c.attempt, provider, result.payment_id, result.action_url
+                c.checkout_id,
+                c.attempt,
+                provider,
+                result.payment_id,
+                result.action_url,
+                kind=result.kind,
+                client_secret=result.client_secret,
             )
         return PaymentDeclined(
             c.checkout_id,

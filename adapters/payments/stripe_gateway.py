@@ -116,7 +116,12 @@ class StripeGateway(ReconcilingGateway):
                 payment_id=data["id"], amount=data["amount"], currency=data["currency"]
             )
         if status == PaymentStatus.REQUIRES_ACTION:
-            return ActionRequired(payment_id=data["id"], action_url=_action_url(data))
+            return ActionRequired(
+                payment_id=data["id"],
+                action_url=_action_url(data),
+                kind=_action_kind(data),
+                client_secret=_client_secret(data),
+            )
         if status == PaymentStatus.REQUIRES_PAYMENT_METHOD:
             code = _decline_code(data)
             return Declined(
@@ -180,6 +185,18 @@ class StripeGateway(ReconcilingGateway):
 
     # --- reads -----------------------------------------------------------------------------
 
+    def _pending_action(self, payment_id: str) -> ActionRequired:
+        try:
+            data = self._client.v1.payment_intents.retrieve(payment_id).to_dict()
+        except stripe.StripeError as e:
+            raise _translate(e, mutating=False, what="retrieve payment intent") from e
+        return ActionRequired(
+            payment_id=payment_id,
+            action_url=_action_url(data),
+            kind=_action_kind(data),
+            client_secret=_client_secret(data),
+        )
+
     def retrieve(self, payment_id: str) -> PaymentSnapshot:
         try:
             pi = self._client.v1.payment_intents.retrieve(
@@ -228,6 +245,16 @@ def _action_url(pi: Mapping[str, Any]) -> str | None:
     redirect = action.get("redirect_to_url") or {}
     url = redirect.get("url")
     return url if isinstance(url, str) else None
+
+
+def _action_kind(pi: Mapping[str, Any]) -> str | None:
+    kind = (pi.get("next_action") or {}).get("type")
+    return kind if isinstance(kind, str) else None
+
+
+def _client_secret(pi: Mapping[str, Any]) -> str | None:
+    secret = pi.get("client_secret")
+    return secret if isinstance(secret, str) and secret else None
 
 
 def _decline_code(pi: Mapping[str, Any]) -> str | None:

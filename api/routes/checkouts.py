@@ -113,7 +113,7 @@ def create_checkout(
     "/checkouts/{checkout_id}",
     response_model=CheckoutStatus,
     responses=responses(401, 403, 404, 429, s422=ValidationErrorBody),
-    summary="A checkout's status, amounts and step timeline",
+    summary="A checkout's status, amounts, step timeline and pending payment action",
 )
 def get_checkout(checkout_id: CheckoutId, caller: Caller, deps: Deps) -> CheckoutStatus:
     caller.require("storefront", "operator", "admin")
@@ -126,7 +126,8 @@ def get_checkout(checkout_id: CheckoutId, caller: Caller, deps: Deps) -> Checkou
     if record is None:
         assert accepted is not None
         return accepted_status(accepted)
-    return checkout_status(record)
+    # may_see has matched a storefront's tenant to the checkout's: it is the owner.
+    return checkout_status(record, owner=caller.role == "storefront")
 
 
 @router.post(

@@ -47,3 +47,12 @@ def test_a_rejected_command_shows_what_was_refused_and_why() -> None:
     assert (row.event, row.at_ms) == ("CommandRejected", 50)
     assert row.detail == f"command=StartCheckout, reason={reason}"
     assert status_of(history) == "PENDING"  # a refusal changes nothing
+
+
+def test_the_timeline_never_shows_a_client_secret() -> None:
+    reply = m.PaymentActionRequired(
+        "co-1", 1, "stripe", "pi_1", None, kind="use_stripe_sdk", client_secret="pi_1_secret_zz"
+    )
+    [row] = timeline([env(reply, 1_000)])
+    assert "kind=use_stripe_sdk" in row.detail
+    assert "secret" not in row.detail

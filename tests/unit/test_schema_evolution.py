@@ -268,3 +268,39 @@ def test_old_authorize_payment_bytes_decode_into_the_new_class_with_defaults(
     )
     assert (decoded.message.tenant_id, decoded.message.country) == ("", "")
     assert decoded.producer == "orchestrator@v1"
+
+
+# --- PaymentActionRequired v1 -> v2 (kind, client_secret appended; issue 13 item 3) -----------
+
+
+def test_old_payment_action_required_bytes_decode_with_no_kind_and_no_secret(
+    tmp_path: Path,
+) -> None:
+    hints = get_type_hints(m.PaymentActionRequired)
+    fields: list[Any] = [
+        (f.name, hints[f.name])
+        for f in dataclasses.fields(m.PaymentActionRequired)
+        if f.name not in ("kind", "client_secret")
+    ]
+    v1_cls = dataclasses.make_dataclass("PaymentActionRequired", fields, frozen=True, slots=True)
+    shutil.copytree(avro.SCHEMA_DIR, tmp_path, dirs_exist_ok=True)
+    shutil.rmtree(tmp_path / avro.HISTORY_DIR)
+    shutil.copyfile(
+        avro.SCHEMA_DIR / avro.HISTORY_DIR / "PaymentActionRequired.v1.avsc",
+        tmp_path / "PaymentActionRequired.avsc",
+    )
+    classes = [v1_cls if c is m.PaymentActionRequired else c for c in avro.message_classes()]
+    old = Envelope.new(
+        v1_cls("c-8", 1, "stripe", "pi_8", None),
+        occurred_at=1_700_000_000_000,
+        producer="payment-adapter@v1",
+        message_id="00000000-0000-0000-0000-0000000000c1",
+    )
+    written = SingleObjectSerde(Contracts(classes, tmp_path)).encode(old, TOPIC)
+    decoded = SingleObjectSerde().decode(written, TOPIC)
+    assert decoded.message == m.PaymentActionRequired("c-8", 1, "stripe", "pi_8", None)
+    assert (decoded.message.kind, decoded.message.client_secret) == (None, None)
+    v1 = avro.load_schema(avro.SCHEMA_DIR / avro.HISTORY_DIR / "PaymentActionRequired.v1.avsc")
+    current = avro.load_schema(avro.SCHEMA_DIR / "PaymentActionRequired.avsc")
+    assert current["fields"][:-2] == v1["fields"]
+    assert avro.check_compatible(v1, current) == []

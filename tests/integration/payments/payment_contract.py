@@ -156,6 +156,17 @@ class PaymentGatewayContract:
         request = auth(checkout_id, harness.card(THREE_DS))
         result = gateway.authorize(request)
         assert isinstance(result, ActionRequired)
+        # What the storefront's client library needs: the kind of action, and Stripe.js's
+        # client secret or the page to redirect the buyer to (kept out of repr: logs).
+        assert result.kind in ("use_stripe_sdk", "redirect_to_url"), result
+        assert result.client_secret or result.action_url
+        if result.client_secret:
+            assert result.client_secret not in repr(result)
+        # A redelivered command reuses the payment and still hands the storefront its secret.
+        again_action = gateway.authorize(request)
+        assert isinstance(again_action, ActionRequired)
+        assert again_action.payment_id == result.payment_id
+        assert again_action.client_secret == result.client_secret
         assert gateway.retrieve(result.payment_id).status == PaymentStatus.REQUIRES_ACTION
         harness.complete_3ds(result.payment_id, success=True)
         assert gateway.retrieve(result.payment_id).status == PaymentStatus.AUTHORIZED

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.auth import make_token
-from api.ports import CheckoutRecord, StepRecord
+from api.ports import CheckoutRecord, NextActionRecord, StepRecord
 from events import messages as m
 from tests.unit.api.fakes import (
     JWT_SECRET,
@@ -261,3 +261,56 @@ def test_cancel_of_another_tenants_checkout_is_404(client: TestClient, world: Wo
     r = client.post(f"/v1/checkouts/{checkout_id}/cancel", headers={"X-API-Key": OTHER_KEY})
     assert r.status_code == 404
     assert world.bus.messages(m.CancelCheckout) == []
+
+
+def _awaiting(status: str = "AWAITING_PAYMENT_ACTION") -> CheckoutRecord:
+    return CheckoutRecord(
+        checkout_id="co_3ds",
+        tenant_id="shop-1",
+        status=status,
+        currency="EUR",
+        subtotal=3000,
+        next_action=NextActionRecord(
+            provider="stripe", kind="use_stripe_sdk", client_secret="pi_1_secret_x"
+        ),
+    )
+
+
+def test_get_gives_the_owning_storefront_the_next_action(client: TestClient, world: World) -> None:
+    world.reads.checkouts["co_3ds"] = _awaiting()
+    body = client.get("/v1/checkouts/co_3ds", headers=SHOP).json()
+    assert body["status"] == "AWAITING_PAYMENT_ACTION"
+    assert body["next_action"] == {
+        "provider": "stripe",
+        "kind": "use_stripe_sdk",
+        "client_secret": "pi_1_secret_x",
+        "redirect_url": None,
+    }
+
+
+def test_next_action_is_never_shown_to_another_tenant_and_its_secret_not_to_operators(
+    client: TestClient, world: World
+) -> None:
+    world.reads.checkouts["co_3ds"] = _awaiting()
+    other = client.get("/v1/checkouts/co_3ds", headers={"X-API-Key": OTHER_KEY})
+    assert other.status_code == 404
+    assert "secret" not in other.text
+    foreign = client.get("/v1/checkouts/co_3ds", headers=token("storefront", tenant="shop-2"))
+    assert foreign.status_code == 404
+    op = client.get("/v1/checkouts/co_3ds", headers=token("operator")).json()
+    assert op["next_action"] == {
+        "provider": "stripe",
+        "kind": "use_stripe_sdk",
+        "client_secret": None,
+        "redirect_url": None,
+    }
+
+
+def test_next_action_is_absent_outside_awaiting_payment_action(
+    client: TestClient, world: World
+) -> None:
+    # Even a row that still carried one (a projector mid-upgrade) shows none once it is over.
+    world.reads.checkouts["co_3ds"] = _awaiting(status="COMPLETED")
+    r = client.get("/v1/checkouts/co_3ds", headers=SHOP)
+    assert r.json()["next_action"] is None
+    assert "pi_1_secret_x" not in r.text

@@ -86,6 +86,10 @@ def test_decline_and_action_required(service: PaymentService, checkout_id: str) 
     )
     action = service.handle(authorize(f"{checkout_id}x", "4000002500003155"))
     assert isinstance(action, PaymentActionRequired) and action.action_url is None
+    # What the storefront's Stripe.js needs travels in the reply, and never in its repr (logs).
+    assert action.kind == "use_stripe_sdk"
+    assert action.client_secret == f"{action.payment_id}_secret_fake"
+    assert "secret" not in repr(action)
 
 
 def test_provider_errors_become_retryable_replies(
