@@ -171,5 +171,9 @@ WebhookIngest = Callable[[bytes, str], None]
 """(raw payload, Stripe-Signature header) -> None; raises InvalidSignature, or
 BrokerUnavailable when the signal could not be handed on (Stripe then retries)."""
 
+ProviderWebhook = Callable[[bytes, Mapping[str, str]], None]
+"""Another provider's delivery: (raw payload, the request's headers, lower-cased names) -> None;
+the provider's ingest picks its signature and event-id headers. Raises like `WebhookIngest`."""
+
 Probe = Callable[[], str]
 """A readiness check: returns a short detail, raises when the dependency is down."""

@@ -6,22 +6,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import redis
 from psycopg_pool import ConnectionPool
 
+from adapters.payments.razorpay_webhooks import DEDUP_TTL_S as RAZORPAY_DEDUP_TTL_S
+from adapters.payments.razorpay_webhooks import RazorpayWebhookHandler
 from adapters.payments.webhook_ingest import WebhookIngest
 from adapters.payments.webhooks import RedisEventStore, StripeWebhookHandler
 from api.bus import DEFAULT_ACK_TIMEOUT_S, KafkaCommandBus
 from api.deps import ApiDeps
 from api.keys import PostgresAuditLog, PostgresKeyStore
-from api.ports import Probe
+from api.ports import Probe, ProviderWebhook
 from api.reads import ProjectionReads
 from api.redis_stores import RedisAcceptedCheckouts, RedisIdempotencyStore, RedisTokenBucket
 from db.migrate import upgrade as upgrade_schema
-from events.serde import make_serde
+from events.serde import Serde, make_serde
 from infra.processor import producer_config
 from infra.settings import Settings, require
 
@@ -74,6 +77,32 @@ def _probes(
     return {"broker": broker, "postgres": postgres, "redis": redis_ping, "stripe": stripe}
 
 
+def _provider_webhooks(
+    settings: Settings, client: redis.Redis, producer: Any, serde: Serde
+) -> dict[str, ProviderWebhook]:
+    """Providers besides Stripe whose webhook secret is configured."""
+    hooks: dict[str, ProviderWebhook] = {}
+    if settings.razorpay_webhook_secrets:
+        # Its own dedup namespace: event ids of different providers may collide.
+        store = RedisEventStore(client, prefix="webhook:razorpay:", ttl_s=RAZORPAY_DEDUP_TTL_S)
+        ingest = WebhookIngest(
+            RazorpayWebhookHandler(settings.razorpay_webhook_secrets, store),
+            producer,
+            serde,
+            producer_name="api",
+        )
+
+        def razorpay(payload: bytes, headers: Mapping[str, str]) -> None:
+            ingest(
+                payload,
+                headers.get("x-razorpay-signature", ""),
+                headers.get("x-razorpay-event-id") or None,
+            )
+
+        hooks["razorpay"] = razorpay
+    return hooks
+
+
 def build_api_deps(settings: Settings) -> ApiDeps:
     """Raises ConfigError (one line naming the variable) without JWT_SECRET or a Stripe webhook
     secret: there is no default either could fall back to."""
@@ -115,6 +144,7 @@ def build_api_deps(settings: Settings) -> ApiDeps:
             keys=PostgresKeyStore(pool.connection),
             audit=PostgresAuditLog(pool.connection),
             webhook_ingest=WebhookIngest(handler, bus.producer, serde, producer_name="api"),
+            provider_webhooks=_provider_webhooks(settings, client, bus.producer, serde),
             probes=_probes(bus, pool, client, settings.stripe_api_base or STRIPE_DEFAULT_BASE),
         )
         deps.close = opened.pop_all().close  # from here on, the app owns them

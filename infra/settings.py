@@ -127,6 +127,9 @@ class Settings:
     rate_limit_per_minute: int = 600  # per API key and per IP, on checkout and auth routes
     # several during rotation, newest first
     stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # The secret set on the Razorpay dashboard's webhook (several while rotating); unset: the
+    # Razorpay webhook route answers 404, as no Razorpay account can be pointed at it.
+    razorpay_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     # Email: an SMTP URL (smtp://host:port) or unset for the embedded demo inbox
     smtp_url: str | None = None
     email_from: str = "orders@shop.example"
@@ -180,6 +183,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     # One secret, or a comma list while rotating; both set: the single one first.
     "STRIPE_WEBHOOK_SECRET": ("stripe_webhook_secrets", _single),
     "STRIPE_WEBHOOK_SECRETS": ("stripe_webhook_secrets", _csv),
+    "RAZORPAY_WEBHOOK_SECRET": ("razorpay_webhook_secrets", _single),
+    "RAZORPAY_WEBHOOK_SECRETS": ("razorpay_webhook_secrets", _csv),
     "SMTP_URL": ("smtp_url", _optional_str),
     "EMAIL_FROM": ("email_from", str),
     "PAYMENT_PROVIDERS_KEY": ("payment_providers_key", _optional_str),
@@ -198,6 +203,9 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHIP_FROM_COUNTRY": ("ship_from_country", _optional_str),
     "JAVA_HOME": ("java_home", _optional_str),
 }
+
+# Fields set by a single-secret and a list variable: both set, the single one first.
+_SECRET_LISTS = frozenset({"stripe_webhook_secrets", "razorpay_webhook_secrets"})
 
 # Settings field -> the variable that sets it (the first one listed, for error messages)
 VARIABLE: dict[str, str] = {}
@@ -225,7 +233,7 @@ def load_settings(
             value = parse(env[var])
         except ValueError as e:
             raise ConfigError(f"{var}={_shown(var, env[var])} is invalid: {e}") from e
-        if field_name == "stripe_webhook_secrets" and field_name in values:
+        if field_name in _SECRET_LISTS and field_name in values:
             value = tuple(dict.fromkeys((*values[field_name], *value)))
         values[field_name] = value
     return Settings(**values)

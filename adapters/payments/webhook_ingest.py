@@ -1,7 +1,8 @@
 """A provider webhook in, one `RecordPaymentSignal` on `checkout.commands` out, acknowledged.
 
-The HTTP endpoint (`POST /v1/webhooks/stripe`) calls `WebhookIngest(payload, signature)` with the
-raw body and the `Stripe-Signature` header and answers 2xx only when the call returns:
+The HTTP endpoints (`POST /v1/webhooks/stripe`, `/v1/webhooks/razorpay`) call
+`WebhookIngest(payload, signature[, event_id])` with the raw body and the provider's signature
+header and answer 2xx only when the call returns:
 
 * an invalid signature raises `InvalidSignature` (answer 400: Stripe does not retry a 4xx that
   it caused, and an attacker learns nothing);
@@ -47,7 +48,7 @@ class SignalSource(Protocol):
     """What `StripeWebhookHandler` offers: verify + dedup + translate, and undoing a claim."""
 
     def handle_webhook(
-        self, payload: bytes, signature_header: str, now: int
+        self, payload: bytes, signature_header: str, now: int, event_id: str | None = None
     ) -> RecordPaymentSignal | None: ...
 
     def release(self, event_id: str) -> None: ...
@@ -85,9 +86,11 @@ class WebhookIngest:
         # The handler holds the endpoint secrets; its own repr hides them, ours does not nest it.
         return f"WebhookIngest(topic={self._topic!r})"
 
-    def __call__(self, payload: bytes, signature: str) -> None:
+    def __call__(self, payload: bytes, signature: str, event_id: str | None = None) -> None:
+        """`event_id`: the provider's event id when it travels outside the signed body
+        (Razorpay's `X-Razorpay-Event-Id`); Stripe's is inside the body."""
         now_s = self._clock()
-        signal = self._handler.handle_webhook(payload, signature, int(now_s))
+        signal = self._handler.handle_webhook(payload, signature, int(now_s), event_id)
         if signal is None:
             return  # duplicate, or an event that is not a saga signal
         try:

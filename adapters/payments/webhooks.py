@@ -117,8 +117,11 @@ class StripeWebhookHandler:
         return event
 
     def handle_webhook(
-        self, payload: bytes, signature_header: str, now: int
+        self, payload: bytes, signature_header: str, now: int, event_id: str | None = None
     ) -> RecordPaymentSignal | None:
+        # `event_id` is ignored: Stripe's event id is inside the signed body, which is the
+        # only place an id can be trusted.
+        del event_id
         event = self.verify(payload, signature_header, now)
         signal = self.translate(event)
         if signal is None:
