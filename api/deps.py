@@ -29,7 +29,8 @@ class ApiDeps:
     reads: CheckoutReads  # projections (PostgreSQL)
     accepted: AcceptedCheckouts  # Redis: checkouts accepted, maybe not projected yet
     idempotency: IdempotencyStore  # Redis
-    rate_limiter: RateLimiter  # Redis
+    rate_limiter: RateLimiter  # Redis: writes, per credential
+    auth_failures: RateLimiter  # Redis: failed authentications, per client IP
     keys: KeyStore  # PostgreSQL api_keys
     audit: AuditLog  # PostgreSQL audit_log
     webhook_ingest: WebhookIngest

@@ -138,7 +138,13 @@ class RateDecision:
 
 
 class RateLimiter(Protocol):
-    def hit(self, bucket: str, now_ms: int) -> RateDecision: ...
+    def hit(self, bucket: str, now_ms: int) -> RateDecision:
+        """Take one token if there is one."""
+        ...
+
+    def check(self, bucket: str, now_ms: int) -> RateDecision:
+        """Whether a hit would be allowed now, taking nothing."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

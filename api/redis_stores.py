@@ -55,6 +55,8 @@ local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
+-- tokens the bucket must hold to allow: the cost, or 1 for a look that takes nothing
+local need = math.max(cost, 1)
 local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(bucket[1])
 local ts = tonumber(bucket[2])
@@ -68,11 +70,11 @@ if now > ts then
 end
 local allowed = 0
 local wait_ms = 0
-if tokens >= cost then
+if tokens >= need then
   tokens = tokens - cost
   allowed = 1
 else
-  wait_ms = math.ceil((cost - tokens) / rate)
+  wait_ms = math.ceil((need - tokens) / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', tostring(ts))
 redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate) + 1000)
@@ -135,9 +137,15 @@ class RedisTokenBucket:
         self._script = client.register_script(_TOKEN_BUCKET)
 
     def hit(self, bucket: str, now_ms: int) -> RateDecision:
+        return self._take(bucket, now_ms, 1)
+
+    def check(self, bucket: str, now_ms: int) -> RateDecision:
+        return self._take(bucket, now_ms, 0)
+
+    def _take(self, bucket: str, now_ms: int, cost: int) -> RateDecision:
         allowed, wait_ms = self._script(
             keys=[self._prefix + bucket],
-            args=[self._capacity, repr(self._rate_per_ms), now_ms, 1],
+            args=[self._capacity, repr(self._rate_per_ms), now_ms, cost],
         )
         if int(allowed):
             return RateDecision(True)

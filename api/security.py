@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from api.auth import Authenticator, Principal
 from api.deps import ApiDeps
 from api.errors import ApiError
+from api.ports import RateDecision
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -30,13 +31,12 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _limit(deps: ApiDeps, bucket: str) -> None:
-    decision = deps.rate_limiter.hit(bucket, deps.now_ms())
+def _refuse(decision: RateDecision, reason: str) -> None:
     if not decision.allowed:
         raise ApiError(
             429,
             "rate_limited",
-            f"too many requests; retry in {decision.retry_after_s}s",
+            f"{reason}; retry in {decision.retry_after_s}s",
             headers={"Retry-After": str(decision.retry_after_s)},
         )
 
@@ -47,24 +47,30 @@ def authenticated(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
-    # Every authentication attempt costs a token of the caller's IP bucket *before* the
-    # credential is checked, so guessing keys or tokens is throttled too.
-    _limit(deps, f"ip:{client_ip(request)}")
+    # Guessing is throttled by what it produces, failures: an IP over its failure budget is
+    # refused before its credential is even looked at, while a storefront server polling
+    # status with a valid key (many buyers behind one IP) never drains that budget.
+    bucket = f"ip:{client_ip(request)}"
+    _refuse(deps.auth_failures.check(bucket, deps.now_ms()), "too many failed authentications")
     authenticator = Authenticator(deps.keys, deps.jwt_secret)
-    principal = authenticator.authenticate(bearer.credentials if bearer else None, api_key)
+    try:
+        principal = authenticator.authenticate(bearer.credentials if bearer else None, api_key)
+    except ApiError:
+        deps.auth_failures.hit(bucket, deps.now_ms())
+        raise
     request.state.actor = principal.actor
     return principal
 
 
-def checkout_caller(
+def writer(
     principal: Annotated[Principal, Depends(authenticated)],
     deps: Annotated[ApiDeps, Depends(get_deps)],
 ) -> Principal:
-    """Authenticated, then limited per API key (or token subject) on the checkout writes."""
-    _limit(deps, f"key:{principal.actor}")
+    """Authenticated, then limited per API key (or token subject): the writes."""
+    _refuse(deps.rate_limiter.hit(f"key:{principal.actor}", deps.now_ms()), "too many requests")
     return principal
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
-CheckoutCaller = Annotated[Principal, Depends(checkout_caller)]
+Writer = Annotated[Principal, Depends(writer)]
 Deps = Annotated[ApiDeps, Depends(get_deps)]

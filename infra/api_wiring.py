@@ -141,6 +141,9 @@ def build_api_deps(settings: Settings) -> ApiDeps:
             accepted=RedisAcceptedCheckouts(client),
             idempotency=RedisIdempotencyStore(client),
             rate_limiter=RedisTokenBucket(client, per_minute=settings.rate_limit_per_minute),
+            auth_failures=RedisTokenBucket(
+                client, per_minute=settings.auth_failures_per_minute, prefix="api:authfail:"
+            ),
             keys=PostgresKeyStore(pool.connection),
             audit=PostgresAuditLog(pool.connection),
             webhook_ingest=WebhookIngest(handler, bus.producer, serde, producer_name="api"),

@@ -124,7 +124,10 @@ class Settings:
     # Secrets have no usable default: a deployment that forgets them must not start and accept
     # tokens or webhooks anyone could forge. The embedded stack generates them per data dir.
     jwt_secret: str | None = field(default=None, repr=False)  # HS256, >= 32 bytes
-    rate_limit_per_minute: int = 600  # per API key and per IP, on checkout and auth routes
+    rate_limit_per_minute: int = 600  # writes per API key / token subject
+    # Failed authentications per client IP; an IP over it is refused before its credential is
+    # checked. Successful requests (a storefront polling status) never count.
+    auth_failures_per_minute: int = 30
     # several during rotation, newest first
     stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     # The secret set on the Razorpay dashboard's webhook (several while rotating); unset: the
@@ -180,6 +183,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "API_PORT": ("api_port", _int(1, 65535)),
     "JWT_SECRET": ("jwt_secret", _jwt_secret),
     "RATE_LIMIT_PER_MINUTE": ("rate_limit_per_minute", _int(1, 1_000_000)),
+    "AUTH_FAILURES_PER_MINUTE": ("auth_failures_per_minute", _int(1, 1_000_000)),
     # One secret, or a comma list while rotating; both set: the single one first.
     "STRIPE_WEBHOOK_SECRET": ("stripe_webhook_secrets", _single),
     "STRIPE_WEBHOOK_SECRETS": ("stripe_webhook_secrets", _csv),

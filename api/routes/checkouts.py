@@ -20,7 +20,7 @@ from api.models import (
     responses,
 )
 from api.ports import Accepted, BrokerUnavailable
-from api.security import Caller, CheckoutCaller, Deps
+from api.security import Caller, Deps, Writer
 from api.views import accepted_status, checkout_status
 
 router = APIRouter(prefix="/v1", tags=["checkouts"])
@@ -57,7 +57,7 @@ def create_checkout(
     body: CheckoutRequest,
     request: Request,
     response: Response,
-    caller: CheckoutCaller,
+    caller: Writer,
     deps: Deps,
     idempotency_key: IdempotencyKey = None,
 ) -> CheckoutAccepted:
@@ -140,7 +140,7 @@ def get_checkout(checkout_id: CheckoutId, caller: Caller, deps: Deps) -> Checkou
 def cancel_checkout(
     checkout_id: CheckoutId,
     request: Request,
-    caller: CheckoutCaller,
+    caller: Writer,
     deps: Deps,
     body: CancelRequest | None = None,
 ) -> CancelAccepted:

@@ -13,7 +13,7 @@ from api.idempotency import check_key, fingerprint, run_once
 from api.models import OverRefundBody, RefundAccepted, RefundRequest, ValidationErrorBody, responses
 from api.ports import BrokerUnavailable
 from api.routes.checkouts import IdempotencyKey, broker_unavailable
-from api.security import Caller, Deps
+from api.security import Deps, Writer
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 
@@ -37,7 +37,7 @@ def refund_order(
     order_id: OrderId,
     body: RefundRequest,
     request: Request,
-    caller: Caller,
+    caller: Writer,
     deps: Deps,
     idempotency_key: IdempotencyKey = None,
 ) -> RefundAccepted:

@@ -322,21 +322,36 @@ def test_webhooks_signature_failures_and_duplicates(env: Env) -> None:
     assert duplicate.status_code == 200
 
 
-def test_rate_limit_429_with_retry_after(env: Env) -> None:
+def test_rate_limits_on_real_redis_writes_per_key_failures_per_ip(env: Env) -> None:
     assert env.settings.redis_url
     client = redis.Redis.from_url(env.settings.redis_url)
+    prefix = f"t:{uuid.uuid4().hex}:"
     limited = dataclasses.replace(
         env.deps,
-        rate_limiter=RedisTokenBucket(client, per_minute=3, prefix=f"t:{uuid.uuid4().hex}:"),
+        rate_limiter=RedisTokenBucket(client, per_minute=3, prefix=prefix + "w:"),
+        auth_failures=RedisTokenBucket(client, per_minute=2, prefix=prefix + "f:"),
         close=lambda: None,
     )
     with TestClient(create_app(limited)) as api:
-        codes = [api.get("/v1/checkouts/co_x", headers=env.shop()).status_code for _ in range(4)]
-        last = api.get("/v1/checkouts/co_x", headers=env.shop())
+        # Status reads with a valid key are never throttled, however many.
+        reads = {api.get("/v1/checkouts/co_x", headers=env.shop()).status_code for _ in range(12)}
+        # Writes: 3 per minute for this key (invalid bodies still cost: they are writes).
+        writes = [
+            api.post("/v1/checkouts", json={}, headers={**env.shop(), "Idempotency-Key": "x"})
+            for _ in range(4)
+        ]
+        # Failed authentications: 2 per minute for this IP, then even a valid key waits.
+        wrong = [
+            api.get("/v1/checkouts/co_x", headers={"Authorization": "Bearer sk_nope"}).status_code
+            for _ in range(3)
+        ]
+        after = api.get("/v1/checkouts/co_x", headers=env.shop())
     client.close()
-    assert codes == [404, 404, 404, 429]
-    assert last.status_code == 429
-    assert 1 <= int(last.headers["retry-after"]) <= 20
+    assert reads == {404}
+    assert [w.status_code for w in writes] == [422, 422, 422, 429]
+    assert 1 <= int(writes[-1].headers["retry-after"]) <= 20
+    assert wrong == [401, 401, 429]
+    assert after.status_code == 429 and "failed authentications" in after.json()["reason"]
 
 
 def test_real_http_server_health_ready_metrics(env: Env) -> None:

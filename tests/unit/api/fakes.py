@@ -112,6 +112,11 @@ class CountingLimiter:
             return RateDecision(False, retry_after_s=7)
         return RateDecision(True)
 
+    def check(self, bucket: str, now_ms: int) -> RateDecision:
+        if self.hits.get(bucket, 0) >= self.limit:
+            return RateDecision(False, retry_after_s=7)
+        return RateDecision(True)
+
 
 class FakeKeys:
     def __init__(self) -> None:
@@ -156,6 +161,7 @@ class World:
     accepted: FakeAccepted
     idempotency: MemoryIdempotency
     limiter: CountingLimiter
+    auth_failures: CountingLimiter
     audit: FakeAudit
     ingest: FakeIngest
 
@@ -163,6 +169,7 @@ class World:
 def make_world(**overrides: Any) -> World:
     bus, reads, accepted = FakeBus(), FakeReads(), FakeAccepted()
     idem, limiter, audit, ingest = MemoryIdempotency(), CountingLimiter(), FakeAudit(), FakeIngest()
+    failures = CountingLimiter()
     deps = ApiDeps(
         jwt_secret=JWT_SECRET,
         bus=bus,
@@ -170,6 +177,7 @@ def make_world(**overrides: Any) -> World:
         accepted=accepted,
         idempotency=idem,
         rate_limiter=limiter,
+        auth_failures=failures,
         keys=FakeKeys(),
         audit=audit,
         webhook_ingest=ingest,
@@ -179,7 +187,7 @@ def make_world(**overrides: Any) -> World:
     )
     for name, value in overrides.items():
         setattr(deps, name, value)
-    return World(deps, bus, reads, accepted, idem, limiter, audit, ingest)
+    return World(deps, bus, reads, accepted, idem, limiter, failures, audit, ingest)
 
 
 def app_for(world: World) -> Any:

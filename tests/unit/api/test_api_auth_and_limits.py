@@ -10,7 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.auth import make_token
-from tests.unit.api.fakes import JWT_SECRET, SHOP_KEY, World, app_for, checkout_body, make_world
+from tests.unit.api.fakes import (
+    JWT_SECRET,
+    OTHER_KEY,
+    SHOP_KEY,
+    World,
+    app_for,
+    checkout_body,
+    make_world,
+)
 
 
 def bearer(value: str) -> dict[str, str]:
@@ -78,7 +86,7 @@ def test_operators_and_admins_do_not_create_checkouts(client: TestClient) -> Non
     }
 
 
-def test_rate_limit_is_429_with_retry_after() -> None:
+def test_writes_are_limited_per_credential_with_retry_after() -> None:
     world = make_world()
     world.limiter.limit = 2
     headers = {**bearer(SHOP_KEY), "Idempotency-Key": "k"}
@@ -89,15 +97,35 @@ def test_rate_limit_is_429_with_retry_after() -> None:
         ]
         assert codes == [202, 202, 429]
         r = client.post("/v1/checkouts", json=checkout_body(), headers=headers)
-    assert r.headers["retry-after"] == "7"
-    assert r.json()["error"] == "rate_limited"
-    # Both buckets are consulted: the caller's IP (before auth) and the key (after).
-    assert {b.split(":")[0] for b in world.limiter.hits} == {"ip", "key"}
+        assert r.headers["retry-after"] == "7"
+        assert r.json()["error"] == "rate_limited"
+        # Another storefront behind the same IP is not slowed by the first one's writes.
+        other = {**bearer(OTHER_KEY), "Idempotency-Key": "k"}
+        assert client.post("/v1/checkouts", json=checkout_body(), headers=other).status_code == 202
+    assert set(world.limiter.hits) == {"key:key_shop1", "key:key_shop2"}
 
 
-def test_failed_authentication_still_costs_the_ip_bucket() -> None:
+def test_status_reads_by_an_authenticated_storefront_are_not_throttled() -> None:
     world = make_world()
     world.limiter.limit = 1
+    world.auth_failures.limit = 1
     with TestClient(app_for(world)) as client:
-        assert client.get("/v1/checkouts/x", headers=bearer("sk_wrong")).status_code == 401
-        assert client.get("/v1/checkouts/x", headers=bearer("sk_wrong")).status_code == 429
+        codes = {client.get("/v1/checkouts/co_x", headers=bearer(SHOP_KEY)).status_code
+                 for _ in range(50)}  # fmt: skip
+    assert codes == {404}
+    assert world.limiter.hits == {} and world.auth_failures.hits == {}
+
+
+def test_failed_authentications_are_limited_per_ip_and_then_refused_unchecked() -> None:
+    world = make_world()
+    world.auth_failures.limit = 2
+    with TestClient(app_for(world)) as client:
+        wrong = [client.get("/v1/checkouts/x", headers=bearer("sk_wrong")).status_code
+                 for _ in range(3)]  # fmt: skip
+        assert wrong == [401, 401, 429]
+        r = client.get("/v1/checkouts/x", headers=bearer(SHOP_KEY))
+        # Over the budget even a valid key waits: the credential is not looked at.
+        assert r.status_code == 429 and r.headers["retry-after"] == "7"
+        assert "failed authentications" in r.json()["reason"]
+    assert set(world.auth_failures.hits) == {"ip:testclient"}
+    assert world.auth_failures.hits["ip:testclient"] == 2
