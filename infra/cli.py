@@ -17,6 +17,7 @@ from rich.table import Table
 
 from infra.embedded.process import ServiceError
 from infra.embedded.stack import RunningStack, embedded_stack
+from infra.identity import os_user
 from infra.logs import configure_logging
 from infra.settings import ConfigError, Settings, load_settings
 from infra.topics import TopicReport
@@ -218,17 +219,6 @@ def _stock_store(settings: Settings) -> Any:
     return stock_store(settings)
 
 
-def _os_user() -> str:
-    """The account running the command, from the OS (not $USER, which anyone can set)."""
-    import os
-    import pwd
-
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:  # a uid with no passwd entry (containers)
-        return f"uid:{os.getuid()}"
-
-
 ActorOption = Annotated[
     str | None, typer.Option("--actor", help="who makes the change (default: the OS user)")
 ]
@@ -257,7 +247,7 @@ def stock_set(sku: str, units: int, actor: ActorOption = None, reason: ReasonOpt
     if units < 0:
         console.print("[red]refused:[/red] units must be >= 0")
         raise typer.Exit(2)
-    _set_levels({sku: units}, StockChange(actor or _os_user(), "set", reason))
+    _set_levels({sku: units}, StockChange(actor or os_user(), "set", reason))
 
 
 @stock_app.command("load")
@@ -271,7 +261,7 @@ def stock_load(file: Path, actor: ActorOption = None, reason: ReasonOption = Non
     except (OSError, ValueError) as e:
         console.print(f"[red]cannot load {file}:[/red] {e}")
         raise typer.Exit(2) from e
-    change = StockChange(actor or _os_user(), "load", reason, str(file.resolve()))
+    change = StockChange(actor or os_user(), "load", reason, str(file.resolve()))
     _set_levels(levels, change)
 
 
@@ -433,10 +423,12 @@ def bench(
 
 
 def _register_projections() -> None:
-    """`saga replay`, `saga status` (infra/projections_cli.py)."""
+    """`saga replay`, `saga status` (infra/projections_cli.py), `saga dlq` (infra/dlq_cli.py)."""
+    from infra import dlq_cli
     from infra.projections_cli import register
 
     register(app, console)
+    dlq_cli.register(app, console)
 
 
 _register_projections()
