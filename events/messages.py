@@ -81,6 +81,17 @@ class CancelCheckout:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryCheckout:
+    """An operator resumes a parked (NEEDS_ATTENTION) saga once the cause is fixed: it tries its
+    open compensations again with a fresh attempt budget. `requested_by` and `reason` are kept
+    in the saga's history (CheckoutResumed) as the audit of that decision."""
+
+    checkout_id: str
+    requested_by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecordPaymentSignal:
     """A provider webhook turned into a saga input; deduplicated by `provider_event_id`."""
 
@@ -567,6 +578,17 @@ class CheckoutNeedsAttention:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class CheckoutResumed:
+    """A parked saga taken up again on an operator's RetryCheckout: it leaves NEEDS_ATTENTION
+    and works through what it still has to undo, `step` first (the one that kept failing)."""
+
+    checkout_id: str
+    step: Step
+    requested_by: str
+    reason: str
+
+
 # --- public order events (orders.events, keyed by order_id) --------------------------------
 
 
@@ -615,7 +637,9 @@ class ShipmentCreated:
     created_at: int
 
 
-StorefrontCommand = StartCheckout | CancelCheckout | RecordPaymentSignal | RequestRefund | Tick
+StorefrontCommand = (
+    StartCheckout | CancelCheckout | RecordPaymentSignal | RequestRefund | RetryCheckout | Tick
+)
 
 AdapterCommand = (
     ReserveInventory
@@ -671,6 +695,7 @@ SagaEvent = (
     | RefundRejected
     | CommandRejected
     | CheckoutNeedsAttention
+    | CheckoutResumed
 )
 
 PublicEvent = OrderPlaced | OrderRefunded | ShipmentCreated

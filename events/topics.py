@@ -63,7 +63,7 @@ def topic_for(message: m.Message) -> str:
         return ORDERS_EVENTS
     if isinstance(
         message,
-        m.StartCheckout | m.CancelCheckout | m.RecordPaymentSignal | m.RequestRefund | m.Tick,
+        m.StorefrontCommand,
     ):
         return CHECKOUT_COMMANDS
     if kind.__name__ in _REPLY_NAMES:

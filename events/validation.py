@@ -149,6 +149,7 @@ POSTAL_CODE = TextRule(
     20, min_length=0, pattern=NO_CONTROL_PATTERN, mismatch="no control characters"
 )
 REASON = TextRule(200, min_length=0, pattern=NO_CONTROL_PATTERN, mismatch="no control characters")
+ACTOR = TextRule(200, pattern=NO_CONTROL_PATTERN, mismatch="no control characters")
 REFUND_AMOUNT = IntRule(1, MAX_REFUND_AMOUNT)
 
 
@@ -198,6 +199,14 @@ def cancel_checkout_problems(command: m.CancelCheckout) -> list[Problem]:
     return found.problems
 
 
+def retry_checkout_problems(command: m.RetryCheckout) -> list[Problem]:
+    found = _Found()
+    found.check("checkout_id", ID, command.checkout_id)
+    found.check("requested_by", ACTOR, command.requested_by)
+    found.check("reason", REASON, command.reason)
+    return found.problems
+
+
 def request_refund_problems(command: m.RequestRefund) -> list[Problem]:
     found = _Found()
     found.check("checkout_id", ID, command.checkout_id)
@@ -222,6 +231,8 @@ def command_problems(message: object, size: int = 0) -> list[Problem]:
             problems += cancel_checkout_problems(message)
         case m.RequestRefund():
             problems += request_refund_problems(message)
+        case m.RetryCheckout():
+            problems += retry_checkout_problems(message)
         case _:
             return []
     return problems

@@ -423,12 +423,14 @@ def bench(
 
 
 def _register_projections() -> None:
-    """`saga replay`, `saga status` (infra/projections_cli.py), `saga dlq` (infra/dlq_cli.py)."""
-    from infra import dlq_cli
+    """`saga replay`, `saga status` (infra/projections_cli.py), `saga dlq` (infra/dlq_cli.py),
+    `saga checkouts list`, `saga checkout retry` (infra/checkouts_cli.py)."""
+    from infra import checkouts_cli, dlq_cli
     from infra.projections_cli import register
 
     register(app, console)
     dlq_cli.register(app, console)
+    checkouts_cli.register(app, console)
 
 
 _register_projections()

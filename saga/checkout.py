@@ -94,6 +94,8 @@ def decide(
             _cancel(draft, message)
         case m.RequestRefund():
             _request_refund(draft, message)
+        case m.RetryCheckout():
+            _resume(draft, message)
         case m.RecordPaymentSignal():
             _payment_signal(draft, message)
         case m.Tick():
@@ -188,6 +190,17 @@ def _cancel(draft: _Draft, command: m.CancelCheckout) -> None:
         draft.record(m.CompensationStarted(state.checkout_id, failed_step=None, reason=reason))
     else:
         draft.record(m.CancellationRejected(state.checkout_id, refusal))
+
+
+def _resume(draft: _Draft, command: m.RetryCheckout) -> None:
+    state = draft.state
+    if state.status is not Status.NEEDS_ATTENTION or state.attention is None:
+        reason = f"checkout is {state.status.value}, not parked: nothing to retry"
+        draft.record(m.CommandRejected(state.checkout_id, "RetryCheckout", reason))
+        return
+    step = state.attention.step
+    assert step is not None  # parking always names the compensation that kept failing
+    draft.record(m.CheckoutResumed(state.checkout_id, step, command.requested_by, command.reason))
 
 
 def _why_not_cancellable(state: SagaState) -> str | None:

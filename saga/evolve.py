@@ -86,6 +86,8 @@ def evolve(state: SagaState | None, event: CheckoutEvent) -> SagaState:
             return replace(state, refund_requests=(*state.refund_requests, request))
         case m.RefundRejected():
             return _refund_rejected(state, event)
+        case m.CheckoutResumed():
+            return _resumed(state)
         case m.CheckoutNeedsAttention():
             return replace(
                 _abandon_open_steps(state, failed=None),
@@ -99,6 +101,18 @@ def evolve(state: SagaState | None, event: CheckoutEvent) -> SagaState:
 
 
 # --- saga events ---------------------------------------------------------------------------
+
+
+def _resumed(state: SagaState) -> SagaState:
+    """Out of NEEDS_ATTENTION, back to what the saga was doing: a completed order stays
+    COMPLETED (it was undoing a stray, late resource); anything else compensates, and ends
+    FAILED for the reason it was first failing or, when it was going forward, for the parking."""
+    if state.status is not Status.NEEDS_ATTENTION:
+        return state
+    if state.order_id is not None:
+        return replace(state, status=Status.COMPLETED, attention=None)
+    failure = state.failure or state.attention
+    return replace(state, status=Status.COMPENSATING, failure=failure, attention=None)
 
 
 def _started(event: m.CheckoutStarted) -> SagaState:

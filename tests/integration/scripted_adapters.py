@@ -25,6 +25,8 @@ class ScriptedWorld:
     # A gate the test controls: authorizations wait at it, so the test can kill the
     # orchestrator while a saga is provably mid-flight.
     gate_authorizations: bool = False
+    # While set, every release fails permanently (a broken inventory database): the saga parks.
+    releases_broken: bool = False
     authorization_gate: threading.Event = field(default_factory=threading.Event)
     authorization_requested: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -48,6 +50,10 @@ class ScriptedWorld:
             self._once(cmd.idempotency_key)
             return m.InventoryCommitted(cmd.checkout_id, cmd.attempt, cmd.reservation_id)
         if isinstance(cmd, m.ReleaseInventory):
+            if self.releases_broken:
+                return m.InventoryReleaseFailed(
+                    cmd.checkout_id, cmd.attempt, "inventory database is read-only", False
+                )
             if self._once(cmd.idempotency_key):
                 self.released[cmd.checkout_id] += 1
             return m.InventoryReleased(cmd.checkout_id, cmd.attempt, cmd.reservation_id)
