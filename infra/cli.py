@@ -424,13 +424,15 @@ def bench(
 
 def _register_projections() -> None:
     """`saga replay`, `saga status` (infra/projections_cli.py), `saga dlq` (infra/dlq_cli.py),
-    `saga checkouts list`, `saga checkout retry` (infra/checkouts_cli.py)."""
-    from infra import checkouts_cli, dlq_cli
+    `saga checkouts list`, `saga checkout retry` (infra/checkouts_cli.py), `saga run`,
+    `saga env` (infra/run_cli.py)."""
+    from infra import checkouts_cli, dlq_cli, run_cli
     from infra.projections_cli import register
 
     register(app, console)
     dlq_cli.register(app, console)
     checkouts_cli.register(app, console)
+    run_cli.register(app, console, data_dir=DEFAULT_DATA_DIR, env_name=ENV_FILE)
 
 
 _register_projections()

@@ -1,0 +1,89 @@
+"""`saga run` (the whole engine, supervised: infra/supervisor.py) and `saga env` (the
+environment `saga up` wrote, for `eval`). Registered on the main app by infra/cli.py."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from infra.bootstrap import ROLES
+
+# Every role the engine needs. The notification adapter is not among them: nothing sends it
+# commands yet and it is wired only with an email transport (infra/adapters_wiring.py).
+ALL_ROLES = (*(r for r in ROLES if r != "notification"), "projector")
+
+
+def register(app: typer.Typer, console: Console, *, data_dir: Path, env_name: str) -> None:
+    default_env = data_dir / env_name
+
+    @app.command("run")
+    def run_engine(
+        roles: Annotated[
+            str, typer.Option(help=f"comma list of roles, or all: {', '.join(ALL_ROLES)}")
+        ] = "all",
+        instances: Annotated[int, typer.Option(min=1, max=64, help="instances of each role")] = 1,
+        instance_offset: Annotated[
+            int,
+            typer.Option(min=0, help="first instance id: another machine takes its own range"),
+        ] = 0,
+        api: Annotated[bool, typer.Option("--api/--no-api", help="also run the HTTP API")] = True,
+        env_file: Annotated[
+            Path, typer.Option(help="`saga up`'s env file; the environment overrides it")
+        ] = default_env,
+    ) -> None:
+        """Every worker role (and the API) as supervised child processes; a crashed child is
+        restarted with backoff; Ctrl-C stops them all, nothing is left running."""
+        from infra.settings import ConfigError, child_environ, load_settings, parse_env_file
+        from infra.supervisor import Supervisor, specs
+
+        chosen = list(ALL_ROLES) if roles == "all" else [r.strip() for r in roles.split(",")]
+        unknown = [r for r in chosen if r not in ALL_ROLES]
+        if unknown or not chosen:
+            console.print(
+                f"[red]unknown role {unknown[0] if unknown else '(none)'}[/red] "
+                f"(one of {', '.join(ALL_ROLES)}, or all)"
+            )
+            raise typer.Exit(2)
+        try:
+            settings = load_settings(env_file=env_file)
+        except ConfigError as e:
+            console.print(f"[red]config error:[/red] {e}", soft_wrap=True)
+            raise typer.Exit(2) from e
+        if not settings.kafka_bootstrap_servers:
+            console.print(
+                "[red]KAFKA_BOOTSTRAP_SERVERS is not set[/red] "
+                f"(start a stack with `saga up`, or name its --env-file; looked in {env_file})"
+            )
+            raise typer.Exit(2)
+        file_values = parse_env_file(env_file) if env_file.exists() else {}
+        env = {**file_values, **child_environ()}  # what the caller exports wins, as in Settings
+        ids = list(range(instance_offset, instance_offset + instances))
+        children = specs(chosen, ids, api=api)
+        supervisor = Supervisor(children, env, say=lambda text: console.print(f"[bold]{text}"))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: supervisor.stop())
+        console.print(
+            f"running {len(children)} processes: {', '.join(c.name for c in children)} "
+            "(Ctrl-C stops them all)"
+        )
+        supervisor.run()
+        console.print("stopped; nothing left running.")
+
+    @app.command("env")
+    def env_command(
+        data_dir_option: Annotated[
+            Path, typer.Option("--data-dir", help="the `saga up` data directory")
+        ] = data_dir,
+    ) -> None:
+        """Print the environment `saga up` wrote (URLs and secrets): eval "$(saga env)"."""
+        path = data_dir_option / env_name
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            console.print(f"[red]no {env_name} in {data_dir_option}[/red]: start `saga up` there")
+            raise typer.Exit(1) from None
+        print(text, end="")
