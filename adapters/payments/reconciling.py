@@ -104,7 +104,13 @@ class ReconcilingGateway(ABC):
             raise
 
     def _existing_authorization(self, request: AuthorizationRequest) -> AuthorizationResult | None:
-        payments = self.find_by_checkout(request.checkout_id)
+        return self._decide_from(request, self.find_by_checkout(request.checkout_id))
+
+    def _decide_from(
+        self, request: AuthorizationRequest, payments: list[PaymentSnapshot]
+    ) -> AuthorizationResult | None:
+        """What `request` must answer given the checkout's payments at the provider: a live one
+        is reused, a decline of this very key replayed; None means a new payment may be made."""
         live = [p for p in payments if p.status in LIVE_STATUSES]
         if len(live) > 1:
             # Should never happen; if it does an operator must void the extras.
