@@ -36,11 +36,76 @@ def _no_disk_persistence() -> None:
     resources.Store.dump_to_disk = dump_to_disk
 
 
+def _indexed_store() -> None:
+    """Listings and refund totals in O(matching objects), not O(everything in the store).
+
+    localstripe lists a type by scanning every key of its one store (`key.startswith(...)`), and
+    a charge's `refunds`, `amount_refunded` and `refunded` each list all refunds that way:
+    exporting one PaymentIntent with its charge scanned the whole store six times, so every
+    create and retrieve grew with the account's history (profiled: 95 % of the emulator's time
+    at 3,000 intents). Real Stripe has no such cost, so it is an emulator artefact we remove:
+    the store keeps its keys per object type, and refunds are indexed by charge."""
+    from localstripe import resources
+    from localstripe.errors import UserError
+
+    store_cls, store = resources.Store, resources.store
+    kinds: dict[str, dict[str, None]] = {}
+    refunds_of: dict[str, list[str]] = {}
+
+    def setitem(self: Any, key: str, value: Any) -> None:
+        dict.__setitem__(self, key, value)
+        kinds.setdefault(key.split(":", 1)[0], {})[key] = None
+
+    def delitem(self: Any, key: str) -> None:
+        dict.__delitem__(self, key)
+        kinds.get(key.split(":", 1)[0], {}).pop(key, None)
+
+    def clear(self: Any) -> None:
+        dict.clear(self)
+        kinds.clear()
+        refunds_of.clear()
+
+    store_cls.__setitem__ = setitem
+    store_cls.__delitem__ = delitem
+    store_cls.clear = clear
+    for key in list(store):  # anything made at import time
+        kinds.setdefault(key.split(":", 1)[0], {})[key] = None
+
+    def list_all(
+        cls: Any, url: str, limit: Any = None, starting_after: Any = None, **kw: Any
+    ) -> Any:
+        if kw:
+            raise UserError(400, "Unexpected " + ", ".join(kw.keys()))
+        li = resources.List(url, limit=limit, starting_after=starting_after)
+        li._list = [store[k] for k in kinds.get(cls.object, {})]
+        return li
+
+    resources.StripeObject._api_list_all = classmethod(list_all)
+
+    refund_init = resources.Refund.__init__
+
+    def init_refund(self: Any, *args: Any, **kwargs: Any) -> None:
+        refund_init(self, *args, **kwargs)
+        refunds_of.setdefault(self.charge, []).append("refund:" + self.id)
+
+    resources.Refund.__init__ = init_refund
+
+    def charge_refunds(self: Any) -> Any:
+        li = resources.List("/v1/charges/" + self.id + "/refunds")
+        found = [store[k] for k in refunds_of.get(self.id, ()) if k in store]
+        li._list = sorted(found, key=lambda r: r.date, reverse=True)
+        return li
+
+    resources.Charge.refunds = property(charge_refunds)
+
+
 def _payment_intent_created_filter() -> None:
     from localstripe.errors import UserError
     from localstripe.resources import PaymentIntent, try_convert_to_int
 
-    original = PaymentIntent._api_list_all.__func__
+    def original(cls: Any, url: str, **kwargs: Any) -> Any:
+        return super(PaymentIntent, cls)._api_list_all(url, **kwargs)
+
     tests = {
         "gt": lambda c, v: c > v,
         "gte": lambda c, v: c >= v,
@@ -71,6 +136,7 @@ def build_app(*, layer: Any = None) -> Any:
     from infra.embedded.idempotency_layer import IdempotencyLayer
 
     _no_disk_persistence()
+    _indexed_store()
     _payment_intent_created_filter()
     (layer or IdempotencyLayer()).install(server.app)
     return server.app
