@@ -36,9 +36,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg
 import requests
 import stripe
+from psycopg_pool import ConnectionPool
 
 from adapters.payments.attempt_log import AttemptLog, InMemoryAttemptLog, PostgresAttemptLog
 from adapters.payments.port import AuthorizationRequest, Authorized
@@ -165,7 +165,10 @@ def run(
             url = running.settings.database_url
             assert url
             upgrade(url)
-            log = PostgresAttemptLog(lambda: psycopg.connect(url))
+            # Pooled, as the payment worker wires it (infra/adapters_wiring.py).
+            pool: ConnectionPool[Any] = ConnectionPool(url, min_size=1, max_size=4, open=True)
+            stack.callback(pool.close)
+            log = PostgresAttemptLog(pool.connection)
         else:
             log = InMemoryAttemptLog()
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pay-")))

@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 import redis
+from psycopg_pool import ConnectionPool
 
 from db.migrate import upgrade
 from infra.settings import Settings, require
@@ -50,7 +51,11 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
     ledger = RefundLedger(connect)
     # Authorizations are recorded before they are sent, so a restarted worker still knows which
     # payment (or unanswered request) each attempt left, without listing the provider's account.
-    attempts = PostgresAttemptLog(connect)
+    # Three short transactions per authorization: pooled, not a new connection each.
+    pool: ConnectionPool[Any] = ConnectionPool(
+        settings.database_url, min_size=0, max_size=4, open=True, name="payment-attempts"
+    )
+    attempts = PostgresAttemptLog(pool.connection)
     # Refunds must pass the ledger: it is what stops concurrent refunds exceeding the capture.
     registry = ProviderRegistry(
         lambda account: LedgerGuardedGateway(build_gateway(account, attempts), ledger)

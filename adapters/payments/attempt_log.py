@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
@@ -137,7 +138,9 @@ class InMemoryAttemptLog:
                 )
 
 
-Connect = Callable[[], psycopg.Connection]
+# A new connection (closed on exit) or a pool's `connection` (returned on exit): three short
+# transactions per authorization, so the payment worker hands in a pool.
+Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 _COLUMNS = (
     "provider, idempotency_key, checkout_id, attempt, amount, currency, payment_method,"
