@@ -192,8 +192,9 @@ class RetryablePaymentError(PaymentError):
 
 
 class UnknownOutcomeError(PaymentError):
-    """The request may have reached the provider (read timeout, reset, 5xx): reconcile with
-    `find_by_checkout`/`retrieve` before trying again."""
+    """The request may have reached the provider (read timeout, reset, 5xx): reconcile before
+    trying again (re-send under the same idempotency key where the provider honours keys,
+    else `find_by_checkout`/`retrieve`)."""
 
 
 class PermanentPaymentError(PaymentError):

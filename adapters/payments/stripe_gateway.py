@@ -1,8 +1,10 @@
 """Stripe PaymentIntents (manual capture) on the official SDK, one `StripeClient` per gateway.
 
 No global `stripe.api_key`/`api_base`: several tenants' keys may live in one process. The SDK's own
-network retries are off (`max_network_retries=0`): a retry would resend a create to a provider that
-may not honour the idempotency key; our reconciliation decides instead, and the saga owns retries.
+network retries are off (`max_network_retries=0`): our gateway decides when a create is re-sent
+under its key (adapters/payments/keyed.py), and the saga owns retries. Authorization reads our
+attempt log and never lists the account; `find_by_checkout` (a full listing, or Search) is for
+operators and reconciliation only.
 """
 
 from __future__ import annotations
