@@ -48,6 +48,12 @@ class AttemptRecord:
     payment_id: str | None = None
     outcome: Outcome = Outcome.PENDING
     decline_code: str | None = None
+    # The latest (re-)send under this key; None: only the first, at `started_at`.
+    last_sent_at: float | None = None
+
+    @property
+    def sent_until(self) -> float:
+        return self.started_at if self.last_sent_at is None else self.last_sent_at
 
     @classmethod
     def of(cls, provider: str, request: AuthorizationRequest, started_at: float) -> AttemptRecord:
@@ -61,6 +67,7 @@ class AttemptRecord:
             payment_method=request.payment_method,
             customer_id=request.customer_id,
             started_at=started_at,
+            last_sent_at=started_at,
         )
 
     def request(self) -> AuthorizationRequest:
@@ -100,6 +107,10 @@ class AttemptLog(Protocol):
         """Record what an answer said. A payment id once known is never forgotten."""
         ...
 
+    def resent(self, provider: str, idempotency_key: str, at: float) -> None:
+        """Record (durably, before it leaves) that the attempt is being sent again at `at`."""
+        ...
+
 
 class InMemoryAttemptLog:
     def __init__(self) -> None:
@@ -137,6 +148,14 @@ class InMemoryAttemptLog:
                     decline_code=decline_code,
                 )
 
+    def resent(self, provider: str, idempotency_key: str, at: float) -> None:
+        with self._lock:
+            row = self._rows.get((provider, idempotency_key))
+            if row is not None:
+                self._rows[(provider, idempotency_key)] = replace(
+                    row, last_sent_at=max(at, row.sent_until)
+                )
+
 
 # A new connection (closed on exit) or a pool's `connection` (returned on exit): three short
 # transactions per authorization, so the payment worker hands in a pool.
@@ -144,13 +163,13 @@ Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 _COLUMNS = (
     "provider, idempotency_key, checkout_id, attempt, amount, currency, payment_method,"
-    " customer_id, started_at, payment_id, outcome, decline_code"
+    " customer_id, started_at, payment_id, outcome, decline_code, last_sent_at"
 )
 
 
 def _record(row: tuple[object, ...]) -> AttemptRecord:
     (provider, key, checkout_id, attempt, amount, currency, method, customer, started) = row[:9]
-    payment_id, outcome, decline_code = row[9:]
+    payment_id, outcome, decline_code, last_sent = row[9:]
     return AttemptRecord(
         provider=str(provider),
         idempotency_key=str(key),
@@ -164,6 +183,7 @@ def _record(row: tuple[object, ...]) -> AttemptRecord:
         payment_id=None if payment_id is None else str(payment_id),
         outcome=Outcome(str(outcome)),
         decline_code=None if decline_code is None else str(decline_code),
+        last_sent_at=float(last_sent),  # type: ignore[arg-type]
     )
 
 
@@ -188,7 +208,7 @@ class PostgresAttemptLog:
         with self._connect() as conn, conn.transaction():
             conn.execute(
                 f"INSERT INTO payment_attempts ({_COLUMNS}, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (provider, idempotency_key) DO NOTHING",
                 (
                     record.provider,
@@ -203,6 +223,7 @@ class PostgresAttemptLog:
                     record.payment_id,
                     str(record.outcome),
                     record.decline_code,
+                    record.sent_until,
                     record.started_at,
                 ),
             )
@@ -228,4 +249,12 @@ class PostgresAttemptLog:
                 " payment_id = coalesce(%s, payment_id), decline_code = %s, updated_at = %s"
                 " WHERE provider = %s AND idempotency_key = %s",
                 (str(outcome), payment_id, decline_code, self._clock(), provider, idempotency_key),
+            )
+
+    def resent(self, provider: str, idempotency_key: str, at: float) -> None:
+        with self._connect() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE payment_attempts SET last_sent_at = greatest(last_sent_at, %s),"
+                " updated_at = %s WHERE provider = %s AND idempotency_key = %s",
+                (at, self._clock(), provider, idempotency_key),
             )

@@ -13,8 +13,11 @@ parameters give the same result for at least 24 h; other parameters give `idempo
    request that was in flight) it is re-sent with its own key and identical parameters: the
    provider replays the original answer, or executes the create once if the original never
    arrived. One call settles it. Older, or when the re-send cannot answer either (Stripe saved
-   a 500 for it), the provider is listed, bounded to payments created around the attempt's start
-   (`created` in [started_at - LOOKUP_BEFORE_S, started_at + LOOKUP_AFTER_S]).
+   a 500 for it), the provider is listed, bounded to payments created while the key was being
+   sent (`created` in [started_at - LOOKUP_BEFORE_S, last_sent_at + LOOKUP_AFTER_S]). Finding
+   nothing proves "never created" only once no send can still be executing (the last one is
+   older than LOOKUP_AFTER_S); before that the attempt stays in doubt (UnknownOutcomeError)
+   and no new attempt is made.
 4. Only when nothing is live: record the new attempt (committed) and send the create under the
    saga's key (checkout:step:attempt, saga/ids.py); the answer's payment id goes into the row.
 
@@ -40,6 +43,7 @@ from adapters.payments.port import (
     PaymentSnapshot,
     PaymentStatus,
     PermanentPaymentError,
+    ReplayedFailureError,
     UnknownOutcomeError,
 )
 from adapters.payments.reconciling import ReconcilingGateway
@@ -120,6 +124,7 @@ class KeyedReconcilingGateway(ReconcilingGateway):
             result = self._send(request)
         except UnknownOutcomeError:
             # The create may have happened: the same key, re-sent at once, replays its answer.
+            self._attempts.resent(self.provider, request.idempotency_key, self._clock())
             try:
                 result = self._send(request)
             except UnknownOutcomeError as e:
@@ -162,11 +167,18 @@ class KeyedReconcilingGateway(ReconcilingGateway):
             return row, [self._peek(row.payment_id)]
         if row.outcome != Outcome.PENDING:
             return row, []  # failed, or declined without a payment object
-        if self._clock() - row.started_at < REPLAY_WINDOW_S:
+        now = self._clock()
+        if now - row.started_at < REPLAY_WINDOW_S:
+            self._attempts.resent(self.provider, row.idempotency_key, now)
+            row = replace(row, last_sent_at=now)
             try:
                 result = self._send(row.request())
+            except ReplayedFailureError:
+                # The provider saved a 500 for this key: whatever it did has finished, so a
+                # bounded listing settles it now.
+                return self._lookup(row, settled=True)
             except UnknownOutcomeError:
-                pass  # e.g. the provider saved a 500 for it: look it up, bounded, below
+                pass  # no answer again: look it up, bounded, below
             else:
                 settled = _settled(row, result)
                 if result.payment_id is None:
@@ -174,13 +186,17 @@ class KeyedReconcilingGateway(ReconcilingGateway):
                 return settled, [self._peek(result.payment_id)]
         return self._lookup(row)
 
-    def _lookup(self, row: AttemptRecord) -> tuple[AttemptRecord, list[PaymentSnapshot]]:
+    def _lookup(
+        self, row: AttemptRecord, *, settled: bool = False
+    ) -> tuple[AttemptRecord, list[PaymentSnapshot]]:
+        """`settled`: the provider said every send of this key has finished executing."""
+        # Any send of this key (the first or a re-send) executes within its window, so the
+        # payment, if there is one, was created between the first send and the last one.
         start = int(row.started_at) - LOOKUP_BEFORE_S
+        end = int(row.sent_until) + LOOKUP_AFTER_S
         found = [
             p
-            for p in self._find_created_between(
-                row.checkout_id, start, int(row.started_at) + LOOKUP_AFTER_S
-            )
+            for p in self._find_created_between(row.checkout_id, start, end)
             if p.idempotency_key == row.idempotency_key
         ]
         log.info(
@@ -188,6 +204,13 @@ class KeyedReconcilingGateway(ReconcilingGateway):
             extra={"checkout_id": row.checkout_id, "found": len(found)},
         )
         if not found:
+            if not settled and self._clock() - row.sent_until <= LOOKUP_AFTER_S:
+                # A send may still be executing at the provider: not finding it proves nothing
+                # yet, and creating another attempt now could charge twice.
+                raise UnknownOutcomeError(
+                    f"authorize attempt {row.idempotency_key}: no answer and no payment yet",
+                    code="attempt_in_doubt",
+                )
             # The provider's list is consistent: a create that took effect would be in it.
             self._attempts.resolve(self.provider, row.idempotency_key, Outcome.FAILED, None)
             return replace(row, outcome=Outcome.FAILED), []

@@ -197,6 +197,12 @@ class UnknownOutcomeError(PaymentError):
     else `find_by_checkout`/`retrieve`)."""
 
 
+class ReplayedFailureError(UnknownOutcomeError):
+    """The provider answered a re-sent request with the failure it saved for its idempotency key
+    (Stripe: a 5xx with `Idempotent-Replayed: true`). The outcome is still unknown, but the
+    request that produced it has finished: nothing sent under this key is still executing."""
+
+
 class PermanentPaymentError(PaymentError):
     """Retrying the same request cannot help (invalid request, wrong state, auth failure)."""
 

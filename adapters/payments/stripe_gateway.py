@@ -35,6 +35,7 @@ from adapters.payments.port import (
     Refunded,
     RefundRecord,
     RefundRequest,
+    ReplayedFailureError,
     RetryablePaymentError,
     UnknownOutcomeError,
     Voided,
@@ -379,6 +380,14 @@ def _request_never_sent(e: stripe.APIConnectionError) -> bool:
     return False
 
 
+def _replayed(e: stripe.StripeError) -> bool:
+    """Stripe replayed the answer it saved for this idempotency key."""
+    headers = e.headers or {}
+    return any(
+        k.lower() == "idempotent-replayed" and str(v).lower() == "true" for k, v in headers.items()
+    )
+
+
 def _translate(e: stripe.StripeError, *, mutating: bool, what: str) -> PaymentError:
     """Vendor error -> our error family. Messages carry Stripe's text, never request bodies."""
     status = e.http_status
@@ -409,7 +418,7 @@ def _translate(e: stripe.StripeError, *, mutating: bool, what: str) -> PaymentEr
     if isinstance(e, stripe.APIError) or (status is not None and status >= 500):
         # A 5xx after a write is indeterminate per Stripe's docs: it may have been applied.
         if mutating:
-            return err(UnknownOutcomeError)
+            return err(ReplayedFailureError if _replayed(e) else UnknownOutcomeError)
         return err(RetryablePaymentError)
     if status == 404:
         return err(PaymentNotFoundError)

@@ -8,8 +8,9 @@ One row per (provider account, idempotency key), committed before the create cal
 given the provider's payment id as soon as an answer names it, so authorizing never has to list
 the provider's account to learn what an earlier attempt did (ADR 0003, decision 17). The row
 keeps every parameter of the create, so an attempt whose answer was lost can be re-sent with its
-own key and identical parameters. `started_at`/`updated_at` are epoch seconds like
-`payment_refunds`. A new, empty table: nothing to backfill, no rewrite of existing rows.
+own key and identical parameters. `started_at` (first send: what the 23 h re-send rule counts
+from) and `last_sent_at` (latest re-send: a lookup's window must reach past it) are epoch
+seconds like `payment_refunds`. A new, empty table: nothing to backfill, no rows rewritten.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ CREATE TABLE payment_attempts (
     payment_method  text NOT NULL,
     customer_id     text NOT NULL,
     started_at      double precision NOT NULL,
+    last_sent_at    double precision NOT NULL,
     payment_id      text,
     outcome         text NOT NULL CHECK (outcome IN
                         ('pending', 'authorized', 'action_required', 'declined', 'failed')),

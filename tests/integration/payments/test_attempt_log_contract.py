@@ -63,6 +63,16 @@ class AttemptLogContract:
         assert row.same_request(request(cid, 1))
         assert not row.same_request(request(cid, 1, amount=1))
 
+    def test_resent_only_moves_the_last_send_forward(self, log: AttemptLog) -> None:
+        cid = f"co_{uuid.uuid4().hex[:8]}"
+        key = request(cid, 1).idempotency_key
+        log.begin(AttemptRecord.of("stripe", request(cid, 1), 100.0))
+        assert log.attempts("stripe", cid)[0].sent_until == 100.0
+        log.resent("stripe", key, 400.0)
+        log.resent("stripe", key, 300.0)  # a slower worker's older re-send
+        [row] = log.attempts("stripe", cid)
+        assert (row.started_at, row.sent_until) == (100.0, 400.0)
+
 
 class TestInMemoryAttemptLog(AttemptLogContract):
     @pytest.fixture

@@ -27,12 +27,15 @@ from adapters.payments.port import (
 from adapters.payments.stripe_gateway import StripeGateway
 
 LOST = "lost"  # the request was sent; its answer never came (a read timeout)
+Answer = tuple[int, Mapping[str, Any], Mapping[str, str]]  # status, body, extra headers
+API_ERROR = {"error": {"type": "api_error", "message": "An unknown error occurred."}}
+EMPTY = {"object": "list", "data": [], "has_more": False, "url": "/v1/payment_intents"}
 
 
 class ScriptedStripe(stripe.HTTPClient):
     name = "scripted"
 
-    def __init__(self, *answers: tuple[int, Mapping[str, Any]] | str) -> None:
+    def __init__(self, *answers: tuple[int, Mapping[str, Any]] | Answer | str) -> None:
         super().__init__()
         self.answers = deque(answers)
         self.sent: list[tuple[str, str, str | None, dict[str, str]]] = []
@@ -52,8 +55,9 @@ class ScriptedStripe(stripe.HTTPClient):
         answer = self.answers.popleft()
         if answer == LOST:
             raise stripe.APIConnectionError("read timed out")
-        status, body = answer
-        return json.dumps(body), status, {"Request-Id": f"req_{len(self.sent)}"}
+        status, body, *extra = answer
+        headers = {"Request-Id": f"req_{len(self.sent)}", **(extra[0] if extra else {})}
+        return json.dumps(body), status, headers
 
     def close(self) -> None:
         pass
@@ -217,3 +221,46 @@ def test_stripes_in_flight_conflict_is_retryable_and_keeps_the_attempt_pending(
     with pytest.raises(RetryablePaymentError):
         gateway(http, log, clock).authorize(auth(checkout_id))
     assert log.attempts("stripe", checkout_id)[0].outcome == Outcome.PENDING
+
+
+def test_an_attempt_still_in_doubt_blocks_a_new_one(checkout_id: str) -> None:
+    log, clock = InMemoryAttemptLog(), Clock()
+    http = ScriptedStripe(LOST, LOST, LOST, (200, EMPTY))
+    gw = gateway(http, log, clock)
+    with pytest.raises(UnknownOutcomeError):
+        gw.authorize(auth(checkout_id))
+    clock.now += 60
+    # Re-sent, no answer again, nothing listed: the re-send may still be executing at Stripe,
+    # so attempt 2 must not be created yet.
+    with pytest.raises(UnknownOutcomeError) as doubt:
+        gw.authorize(auth(checkout_id, attempt=2))
+    assert doubt.value.code == "attempt_in_doubt"
+    assert [k for m, _, k, _ in http.sent if m == "post"] == [
+        f"{checkout_id}:authorize_payment:1"
+    ] * 3
+    assert [r.attempt for r in log.attempts("stripe", checkout_id)] == [1]
+    assert log.attempts("stripe", checkout_id)[0].last_sent_at == clock.now
+
+
+def test_a_replayed_500_settles_the_attempt_by_one_bounded_listing(checkout_id: str) -> None:
+    log, clock = InMemoryAttemptLog(), Clock()
+    second = auth(checkout_id, attempt=2)
+    replayed = {"Idempotent-Replayed": "true"}
+    http = ScriptedStripe(
+        (500, API_ERROR),  # the create: Stripe began executing and failed
+        (500, API_ERROR, replayed),  # its immediate re-send: the saved 500
+        (500, API_ERROR, replayed),  # attempt 2 re-sends attempt 1 first: the saved 500 again
+        (200, EMPTY),  # nothing was created under that key
+        (200, intent("pi_2", second)),
+    )
+    gw = gateway(http, log, clock)
+    with pytest.raises(UnknownOutcomeError):
+        gw.authorize(auth(checkout_id))
+    clock.now += 60
+    assert gw.authorize(second) == Authorized("pi_2", 1000, "eur")
+    assert [k for m, _, k, _ in http.sent if m == "post"][-1] == second.idempotency_key
+    assert http.lists() == 1
+    assert [r.outcome for r in log.attempts("stripe", checkout_id)] == [
+        Outcome.FAILED,
+        Outcome.AUTHORIZED,
+    ]
