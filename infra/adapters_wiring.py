@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 import redis
+from psycopg_pool import ConnectionPool
 
 from db.migrate import upgrade
 from infra.settings import Settings, require
@@ -20,7 +21,8 @@ def _connect(database_url: str) -> Callable[[], psycopg.Connection]:
 
 
 def payment_service(settings: Settings) -> Callable[[Any], Any]:
-    """Every provider account behind the refund ledger, routed by the registry.
+    """Every provider account behind the refund ledger, routed by the registry, authorizing
+    with the PostgreSQL attempt log (`payment_attempts`).
 
     Default: the configured Stripe account (the embedded localstripe in dev/test) as "stripe"
     for every tenant. When the `payment_providers` table has rows (registered with
@@ -28,6 +30,7 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
     register`), those accounts and their `payment_routes` rules are added; they need
     PAYMENT_PROVIDERS_KEY to decrypt, and starting without it fails rather than misroutes.
     """
+    from adapters.payments.attempt_log import PostgresAttemptLog
     from adapters.payments.refund_ledger import LedgerGuardedGateway, RefundLedger
     from adapters.payments.registry import (
         ANY_TENANT,
@@ -46,9 +49,16 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
     upgrade(settings.database_url)
     connect = _connect(settings.database_url)
     ledger = RefundLedger(connect)
+    # Authorizations are recorded before they are sent, so a restarted worker still knows which
+    # payment (or unanswered request) each attempt left, without listing the provider's account.
+    # Three short transactions per authorization: pooled, not a new connection each.
+    pool: ConnectionPool[Any] = ConnectionPool(
+        settings.database_url, min_size=0, max_size=4, open=True, name="payment-attempts"
+    )
+    attempts = PostgresAttemptLog(pool.connection)
     # Refunds must pass the ledger: it is what stops concurrent refunds exceeding the capture.
     registry = ProviderRegistry(
-        lambda account: LedgerGuardedGateway(build_gateway(account), ledger)
+        lambda account: LedgerGuardedGateway(build_gateway(account, attempts), ledger)
     )
     options = {"api_base": settings.stripe_api_base} if settings.stripe_api_base else {}
     default = ProviderAccount(

@@ -404,7 +404,9 @@ def demo(checkouts: int = typer.Option(5, help="how many checkouts to run")) -> 
 @app.command()
 def bench(
     only: str = typer.Option(
-        "", help="run one section alone: rebuild (orchestrator rebuild time and RSS, ADR 0014)"
+        "",
+        help="run one section alone: rebuild (orchestrator rebuild time and RSS, ADR 0014), "
+        "payments (authorize latency with 0 and 10,000 PaymentIntents, ADR 0003)",
     ),
 ) -> None:
     """Every benchmark section in one run on the embedded stack; table + bench/results/."""
@@ -414,8 +416,13 @@ def bench(
 
         rebuild.report(rebuild.run([10_000, 100_000]))
         return
+    if only == "payments":
+        from bench import payments
+
+        payments.report(payments.run())
+        return
     if only:
-        console.print(f"[red]unknown section {only!r}[/red] (known: rebuild)")
+        console.print(f"[red]unknown section {only!r}[/red] (known: rebuild, payments)")
         raise typer.Exit(2)
     from bench.run import run
 

@@ -1,7 +1,8 @@
 """An in-memory payment provider with Stripe's test-card semantics, for unit and contract tests.
 
-Like localstripe it ignores idempotency keys, so the shared reconciliation in `ReconcilingGateway`
-is what keeps it from double charging, exactly as in production. Faults can be injected per raw
+It ignores idempotency keys (as bare localstripe does and Razorpay must be treated), so the
+shared list-based reconciliation in `ReconcilingGateway` is what keeps it from double charging,
+as it does for Razorpay in production. Faults can be injected per raw
 operation and call number: `unknown_after` applies the call and then loses the response (a read
 timeout after the provider acted), `unknown_before` and `retryable_before` fail without applying.
 """

@@ -192,8 +192,15 @@ class RetryablePaymentError(PaymentError):
 
 
 class UnknownOutcomeError(PaymentError):
-    """The request may have reached the provider (read timeout, reset, 5xx): reconcile with
-    `find_by_checkout`/`retrieve` before trying again."""
+    """The request may have reached the provider (read timeout, reset, 5xx): reconcile before
+    trying again (re-send under the same idempotency key where the provider honours keys,
+    else `find_by_checkout`/`retrieve`)."""
+
+
+class ReplayedFailureError(UnknownOutcomeError):
+    """The provider answered a re-sent request with the failure it saved for its idempotency key
+    (Stripe: a 5xx with `Idempotent-Replayed: true`). The outcome is still unknown, but the
+    request that produced it has finished: nothing sent under this key is still executing."""
 
 
 class PermanentPaymentError(PaymentError):

@@ -1,10 +1,13 @@
 """Reconcile-before-act: the part of every gateway that prevents double charges and refunds.
 
-A provider's idempotency keys are the first line of defence, but not all honour them (localstripe
-ignores them; a key also expires after 24 h at Stripe, and a saga retry uses a new attempt and so a
+A provider's idempotency keys are the first line of defence, but not all honour them (Razorpay
+has none; a key also expires after 24 h at Stripe, and a saga retry uses a new attempt and so a
 new key). So each mutating call first consults the provider's own records:
 
-- authorize: a payment for the checkout that holds or may hold money is reused, never duplicated;
+- authorize: a payment for the checkout that holds or may hold money is reused, never duplicated
+  (`_decide_from`). Here the payments come from `find_by_checkout`; a provider that honours
+  idempotency keys (Stripe) finds them through our attempt log instead, at a cost that does not
+  grow with the account (adapters/payments/keyed.py);
 - capture: "already captured" is success;
 - void: "already canceled" is success;
 - refund: a refund carrying our idempotency key in its metadata is returned, and the provider's
@@ -104,7 +107,13 @@ class ReconcilingGateway(ABC):
             raise
 
     def _existing_authorization(self, request: AuthorizationRequest) -> AuthorizationResult | None:
-        payments = self.find_by_checkout(request.checkout_id)
+        return self._decide_from(request, self.find_by_checkout(request.checkout_id))
+
+    def _decide_from(
+        self, request: AuthorizationRequest, payments: list[PaymentSnapshot]
+    ) -> AuthorizationResult | None:
+        """What `request` must answer given the checkout's payments at the provider: a live one
+        is reused, a decline of this very key replayed; None means a new payment may be made."""
         live = [p for p in payments if p.status in LIVE_STATUSES]
         if len(live) > 1:
             # Should never happen; if it does an operator must void the extras.

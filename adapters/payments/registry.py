@@ -29,6 +29,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from adapters.payments.attempt_log import AttemptLog
 from adapters.payments.port import PaymentGateway
 
 log = logging.getLogger(__name__)
@@ -169,8 +170,10 @@ class ProviderRegistry:
         return self._accounts[key]
 
 
-def build_gateway(account: ProviderAccount) -> PaymentGateway:
-    """The one place a secret is revealed: handed to the provider's client."""
+def build_gateway(account: ProviderAccount, attempts: AttemptLog | None = None) -> PaymentGateway:
+    """The one place a secret is revealed: handed to the provider's client. `attempts` is the
+    durable authorization-attempt log for providers that authorize by idempotency key (Stripe);
+    without it such a gateway keeps its log in memory, for the process's lifetime only."""
     if account.kind == "stripe":
         from adapters.payments.stripe_gateway import StripeGateway
 
@@ -178,6 +181,7 @@ def build_gateway(account: ProviderAccount) -> PaymentGateway:
             account.secret.reveal(),
             api_base=account.options.get("api_base"),
             provider_name=account.key,
+            attempts=attempts,
         )
     if account.kind == "razorpay":
         from adapters.payments.razorpay_gateway import RazorpayGateway

@@ -1,19 +1,24 @@
 """Stripe PaymentIntents (manual capture) on the official SDK, one `StripeClient` per gateway.
 
 No global `stripe.api_key`/`api_base`: several tenants' keys may live in one process. The SDK's own
-network retries are off (`max_network_retries=0`): a retry would resend a create to a provider that
-may not honour the idempotency key; our reconciliation decides instead, and the saga owns retries.
+network retries are off (`max_network_retries=0`): our gateway decides when a create is re-sent
+under its key (adapters/payments/keyed.py), and the saga owns retries. Authorization reads our
+attempt log and never lists the account; `find_by_checkout` (a full listing, or Search) is for
+operators and reconciliation only.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
 import stripe
 
+from adapters.payments.attempt_log import AttemptLog
+from adapters.payments.keyed import KeyedReconcilingGateway
 from adapters.payments.port import (
     ActionRequired,
     AuthorizationRequest,
@@ -30,12 +35,12 @@ from adapters.payments.port import (
     Refunded,
     RefundRecord,
     RefundRequest,
+    ReplayedFailureError,
     RetryablePaymentError,
     UnknownOutcomeError,
     Voided,
     VoidRequest,
 )
-from adapters.payments.reconciling import ReconcilingGateway
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ _STATUS = {
 _RETRYABLE_DECLINES = frozenset({"processing_error", "try_again_later", "issuer_not_available"})
 
 
-class StripeGateway(ReconcilingGateway):
+class StripeGateway(KeyedReconcilingGateway):
     def __init__(
         self,
         api_key: str,
@@ -63,7 +68,10 @@ class StripeGateway(ReconcilingGateway):
         http_client: stripe.HTTPClient | None = None,
         use_search_api: bool = False,
         provider_name: str = "stripe",
+        attempts: AttemptLog | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(attempts, clock=clock)
         base = {"api": api_base} if api_base else None
         self._client = stripe.StripeClient(
             api_key,
@@ -71,8 +79,9 @@ class StripeGateway(ReconcilingGateway):
             max_network_retries=0,
             http_client=http_client or stripe.RequestsClient(timeout=timeout_s),
         )
-        # Real Stripe: the Search API (eventually consistent, ~1 min) finds by metadata.
-        # localstripe has no Search, so we page through the list and filter client-side.
+        # `find_by_checkout` (operators, reconciliation; never on the authorize path): real
+        # Stripe's Search API (eventually consistent, ~1 min) finds by metadata; localstripe has
+        # no Search, so we page through the list and filter client-side.
         self._use_search_api = use_search_api
         self._provider = provider_name
 
@@ -213,6 +222,36 @@ class StripeGateway(ReconcilingGateway):
             raise _translate(e, mutating=False, what="retrieve") from e
         return _snapshot(pi, records)
 
+    def _peek(self, payment_id: str) -> PaymentSnapshot:
+        # Deciding an authorization needs status, amount and currency: one GET, no refunds.
+        try:
+            pi = self._client.v1.payment_intents.retrieve(payment_id).to_dict()
+        except stripe.StripeError as e:
+            raise _translate(e, mutating=False, what="retrieve payment intent") from e
+        return _snapshot(pi, ())
+
+    def _decline_retryable(self, decline_code: str | None) -> bool:
+        return decline_code in _RETRYABLE_DECLINES
+
+    def _find_created_between(
+        self, checkout_id: str, start: int, end: int
+    ) -> list[PaymentSnapshot]:
+        # The List API is strongly consistent (Search is not), and `created` bounds it to the
+        # payments made while one attempt was in flight, not the account's history.
+        try:
+            listing = self._client.v1.payment_intents.list(
+                params={"limit": 100, "created": {"gte": start, "lte": end}}
+            )
+            items = [
+                d
+                for d in (pi.to_dict() for pi in listing.auto_paging_iter())
+                if (d.get("metadata") or {}).get("checkout_id") == checkout_id
+            ]
+        except stripe.StripeError as e:
+            raise _translate(e, mutating=False, what="list payments") from e
+        snaps = [_snapshot(d, ()) for d in items]
+        return sorted(snaps, key=lambda s: (s.created, s.payment_id))
+
     def find_by_checkout(self, checkout_id: str) -> list[PaymentSnapshot]:
         try:
             if self._use_search_api:
@@ -341,6 +380,14 @@ def _request_never_sent(e: stripe.APIConnectionError) -> bool:
     return False
 
 
+def _replayed(e: stripe.StripeError) -> bool:
+    """Stripe replayed the answer it saved for this idempotency key."""
+    headers = e.headers or {}
+    return any(
+        k.lower() == "idempotent-replayed" and str(v).lower() == "true" for k, v in headers.items()
+    )
+
+
 def _translate(e: stripe.StripeError, *, mutating: bool, what: str) -> PaymentError:
     """Vendor error -> our error family. Messages carry Stripe's text, never request bodies."""
     status = e.http_status
@@ -354,6 +401,11 @@ def _translate(e: stripe.StripeError, *, mutating: bool, what: str) -> PaymentEr
     def err(kind: type[PaymentError]) -> PaymentError:
         return kind(msg, http_status=status, code=code)
 
+    if isinstance(e, stripe.IdempotencyError):
+        code = "idempotency_error"
+        # 409: a request with this key is still executing; once it ends, the key replays it.
+        # 400: the key was first used with other parameters, which retrying cannot change.
+        return err(RetryablePaymentError if status == 409 else PermanentPaymentError)
     if isinstance(e, stripe.APIConnectionError):
         if not mutating or _request_never_sent(e):
             return err(RetryablePaymentError)
@@ -366,7 +418,7 @@ def _translate(e: stripe.StripeError, *, mutating: bool, what: str) -> PaymentEr
     if isinstance(e, stripe.APIError) or (status is not None and status >= 500):
         # A 5xx after a write is indeterminate per Stripe's docs: it may have been applied.
         if mutating:
-            return err(UnknownOutcomeError)
+            return err(ReplayedFailureError if _replayed(e) else UnknownOutcomeError)
         return err(RetryablePaymentError)
     if status == 404:
         return err(PaymentNotFoundError)

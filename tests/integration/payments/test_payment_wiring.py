@@ -79,9 +79,19 @@ def razorpay_account(peer: RazorpayPeer, tenant: str = "shop-in") -> ProviderAcc
 
 def test_default_is_stripe_for_every_tenant(db_settings: Settings) -> None:
     handle = payment_service(db_settings)
-    reply = handle(authorize("shop-in", "IN", currency="EUR"))
+    command = authorize("shop-in", "IN", currency="EUR")
+    reply = handle(command)
     assert isinstance(reply, PaymentAuthorized) and reply.provider == "stripe"
     assert reply.payment_id.startswith("pi_")  # localstripe
+    # The attempt is in our durable log, with the payment it made.
+    assert db_settings.database_url
+    with psycopg.connect(db_settings.database_url) as conn:
+        rows = conn.execute(
+            "SELECT idempotency_key, payment_id, outcome FROM payment_attempts"
+            " WHERE checkout_id = %s",
+            (command.checkout_id,),
+        ).fetchall()
+    assert rows == [(command.idempotency_key, reply.payment_id, "authorized")]
 
 
 def test_stored_tenant_provider_is_routed_end_to_end(

@@ -189,7 +189,8 @@ def test_a_decline_is_an_answer_not_a_failed_call(
     caplog: pytest.LogCaptureFixture, checkout_id: str, quiet: None
 ) -> None:
     declined = error("card_error", "card_declined", "Your card was declined.")
-    http = ScriptedStripe((200, {"object": "list", "data": [], "has_more": False}), (402, declined))
+    # The create is the only request: authorizing reads our attempt log, never the account.
+    http = ScriptedStripe((402, declined))
     service = service_over(http)
     caplog.set_level(logging.INFO)
     try:
@@ -197,4 +198,5 @@ def test_a_decline_is_an_answer_not_a_failed_call(
     finally:
         service.close()
     assert isinstance(reply, PaymentDeclined) and not reply.retryable
+    assert http.requests == [("post", "http://stripe.invalid/v1/payment_intents")]
     assert warnings(caplog) == []
