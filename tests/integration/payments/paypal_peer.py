@@ -135,6 +135,7 @@ class PayPalPeer:
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     sent_webhooks: list[SentWebhook] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    request_ids: list[tuple[str, str, str | None]] = field(default_factory=list)
     token_requests: int = 0
     base_url: str = ""
     _tokens: set[str] = field(default_factory=set)
@@ -178,6 +179,7 @@ class PayPalPeer:
         path, query = url.path, {k: v[-1] for k, v in parse_qs(url.query).items()}
         with self._lock:
             self.requests.append((method, path))
+            self.request_ids.append((method, path, headers.get("PayPal-Request-Id")))
             try:
                 if method == "GET" and path == f"/v1/notifications/certs/{CERT_NAME}":
                     return 200, self.identity.cert_pem
