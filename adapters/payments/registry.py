@@ -70,8 +70,8 @@ class Secret:
 class ProviderAccount:
     key: str  # unique engine-wide: what commands and replies name as `provider`
     tenant_id: str
-    kind: str  # "stripe" or "razorpay"
-    key_id: str  # public part (Razorpay key_id; empty for Stripe)
+    kind: str  # "stripe", "razorpay" or "paypal"
+    key_id: str  # public part (Razorpay key_id, PayPal client id; empty for Stripe)
     secret: Secret = field(repr=False)
     options: Mapping[str, str] = field(default_factory=dict)  # e.g. api_base
 
@@ -185,6 +185,17 @@ def build_gateway(account: ProviderAccount) -> PaymentGateway:
         if not account.key_id:
             raise NoProvider(f"razorpay account {account.key!r} has no key_id")
         return RazorpayGateway(
+            account.key_id,
+            account.secret.reveal(),
+            api_base=account.options.get("api_base"),
+            provider_name=account.key,
+        )
+    if account.kind == "paypal":
+        from adapters.payments.paypal_gateway import PayPalGateway
+
+        if not account.key_id:
+            raise NoProvider(f"paypal account {account.key!r} has no client id (key_id)")
+        return PayPalGateway(
             account.key_id,
             account.secret.reveal(),
             api_base=account.options.get("api_base"),
