@@ -32,6 +32,9 @@ class ApiDeps:
     keys: KeyStore  # PostgreSQL api_keys
     audit: AuditLog  # PostgreSQL audit_log
     webhook_ingest: WebhookIngest
+    # PayPal's signature is five headers; the route packs them into the one string (None: no
+    # PAYPAL_WEBHOOK_ID configured, the route answers 404).
+    paypal_webhook_ingest: WebhookIngest | None = None
     probes: Mapping[str, Probe] = field(default_factory=dict)  # name -> readiness check
     clock: Callable[[], float] = time.time  # epoch seconds
     max_body_bytes: int = MAX_COMMAND_BYTES  # the orchestrator refuses bigger commands too

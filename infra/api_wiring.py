@@ -12,6 +12,7 @@ import httpx
 import redis
 from psycopg_pool import ConnectionPool
 
+from adapters.payments.paypal_webhooks import PAYPAL_CERT_HOSTS, PayPalWebhookHandler
 from adapters.payments.webhook_ingest import WebhookIngest
 from adapters.payments.webhooks import RedisEventStore, StripeWebhookHandler
 from api.bus import DEFAULT_ACK_TIMEOUT_S, KafkaCommandBus
@@ -105,6 +106,7 @@ def build_api_deps(settings: Settings) -> ApiDeps:
         )
         opened.callback(bus.close)
         handler = StripeWebhookHandler(settings.stripe_webhook_secrets, RedisEventStore(client))
+        paypal_ingest = _paypal_ingest(settings, client, bus, serde)
         deps = ApiDeps(
             jwt_secret=settings.jwt_secret,
             bus=bus,
@@ -115,7 +117,22 @@ def build_api_deps(settings: Settings) -> ApiDeps:
             keys=PostgresKeyStore(pool.connection),
             audit=PostgresAuditLog(pool.connection),
             webhook_ingest=WebhookIngest(handler, bus.producer, serde, producer_name="api"),
+            paypal_webhook_ingest=paypal_ingest,
             probes=_probes(bus, pool, client, settings.stripe_api_base or STRIPE_DEFAULT_BASE),
         )
         deps.close = opened.pop_all().close  # from here on, the app owns them
     return deps
+
+
+def _paypal_ingest(
+    settings: Settings, client: Any, bus: KafkaCommandBus, serde: Any
+) -> WebhookIngest | None:
+    """`POST /v1/webhooks/paypal` behind the PayPal handler, when PAYPAL_WEBHOOK_ID is set."""
+    if not settings.paypal_webhook_id:
+        return None
+    handler = PayPalWebhookHandler(
+        [settings.paypal_webhook_id],
+        RedisEventStore(client, prefix="webhook:paypal:"),
+        cert_hosts=settings.paypal_cert_hosts or PAYPAL_CERT_HOSTS,
+    )
+    return WebhookIngest(handler, bus.producer, serde, producer_name="api")
