@@ -273,7 +273,7 @@ def test_over_limit_fields_of_start_cancel_and_refund_are_dead_lettered(
     send(
         settings,
         CHECKOUT_COMMANDS,
-        start(bad_start, currency="eur", customer_email="nobody", payment_provider="paypal"),
+        start(bad_start, currency="eur", customer_email="nobody", payment_provider="adyen"),
         start(checkout_id),
     )
     events = events_until(settings, checkout_id, completed)

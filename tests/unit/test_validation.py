@@ -67,7 +67,7 @@ def test_a_maximal_valid_start_checkout_fits_the_size_limit_with_room_to_spare()
         ({"items": (m.LineItem("s", 10_001, 1),)}, "items.0.quantity", "at most 10000"),
         ({"items": (m.LineItem("s", 1, -1),)}, "items.0.unit_amount", "at least 0 (got -1)"),
         ({"items": (m.LineItem("s", 1, 10**11 + 1),)}, "items.0.unit_amount", "at most"),
-        ({"payment_provider": "paypal"}, "payment_provider", "is not a payment provider"),
+        ({"payment_provider": "adyen"}, "payment_provider", "is not a payment provider"),
         ({"payment_method": " "}, "payment_method", "visible character"),
     ],
 )  # fmt: skip

@@ -101,7 +101,7 @@ def test_missing_idempotency_key_is_400(client: TestClient, world: World) -> Non
         ({"items": [{"sku": "A", "quantity": 1, "unit_amount": -1}]}, "items.0.unit_amount"),
         ({"items": [{"sku": "A", "quantity": True, "unit_amount": 1}]}, "items.0.quantity"),
         ({"customer": {"id": "c", "email": "not-an-email"}}, "customer.email"),
-        ({"payment": {"provider": "paypal", "payment_method": "x"}}, "payment.provider"),
+        ({"payment": {"provider": "adyen", "payment_method": "x"}}, "payment.provider"),
         ({"payment": {"provider": "stripe", "payment_method": ""}}, "payment.payment_method"),
         ({"unexpected": 1}, "unexpected"),
     ],

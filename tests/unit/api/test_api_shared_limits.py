@@ -37,8 +37,8 @@ def _reasons(response: Any) -> dict[str, str]:
          v.COUNTRY.check("ZZ")),
         ({"shipping_address": {**ADDRESS, "postal_code": "1" * 21}},
          "shipping_address.postal_code", v.POSTAL_CODE.check("1" * 21)),
-        ({"payment": {"provider": "paypal", "payment_method": "pm"}}, "payment.provider",
-         v.PAYMENT_PROVIDER.check("paypal")),
+        ({"payment": {"provider": "adyen", "payment_method": "pm"}}, "payment.provider",
+         v.PAYMENT_PROVIDER.check("adyen")),
     ],
 )  # fmt: skip
 def test_checkout_refusals_carry_the_shared_reason(
