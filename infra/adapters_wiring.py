@@ -48,9 +48,17 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
     upgrade(settings.database_url)
     connect = _connect(settings.database_url)
     ledger = RefundLedger(connect)
+    # Our record of PayPal orders per checkout (PayPal cannot list them), shared by workers.
+    paypal_index = None
+    if settings.redis_url:
+        from adapters.payments.paypal_gateway import RedisOrderIndex
+
+        paypal_index = RedisOrderIndex(redis.Redis.from_url(settings.redis_url))
     # Refunds must pass the ledger: it is what stops concurrent refunds exceeding the capture.
     registry = ProviderRegistry(
-        lambda account: LedgerGuardedGateway(build_gateway(account), ledger)
+        lambda account: LedgerGuardedGateway(
+            build_gateway(account, paypal_index=paypal_index), ledger
+        )
     )
     options = {"api_base": settings.stripe_api_base} if settings.stripe_api_base else {}
     default = ProviderAccount(

@@ -25,9 +25,10 @@ The flow per checkout:
    `authorize` (saga retry or redelivery), or else `capture`, makes. Snapshots therefore report
    an APPROVED order as AUTHORIZED (docs/decisions/0003-payments.md, decision 18).
 
-`find_by_checkout` cannot ask PayPal (no list or search of orders): it reads the orders this
-gateway recorded in its `OrderIndex` (bounded, one entry per checkout). Authorization does not
-depend on it: step 1 finds the order by PayPal's own idempotency replay.
+`find_by_checkout` cannot ask PayPal (no list or search of orders): it reads the orders we
+recorded in an `OrderIndex` (one small entry per checkout: `RedisOrderIndex` shared by the
+payment workers, else a bounded in-memory one). Authorization does not depend on it: step 1
+finds the order by PayPal's own idempotency replay.
 
 Money: PayPal's decimal strings <-> our integer minor units (`paypal_money`), never floats.
 OAuth2: client-credentials token (`POST /v1/oauth2/token`), cached until shortly before it
@@ -124,6 +125,30 @@ class InMemoryOrderIndex:
     def orders(self, checkout_id: str) -> list[str]:
         with self._lock:
             return list(self._orders.get(checkout_id, ()))
+
+
+class RedisOrderIndex:
+    """The index shared by every payment worker: one sorted set per checkout (order ids by
+    first sight), expiring `ttl_s` after its last write. A lost write costs only the lookup,
+    never a second charge (authorization reconciles by PayPal's replay)."""
+
+    def __init__(
+        self, client: Any, *, ttl_s: int = 30 * 24 * 3600, prefix: str = "paypal:orders:"
+    ) -> None:
+        self._redis = client
+        self._ttl = ttl_s
+        self._prefix = prefix
+
+    def add(self, checkout_id: str, order_id: str) -> None:
+        key = self._prefix + checkout_id
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zadd(key, {order_id: time.time()}, nx=True)
+        pipe.expire(key, self._ttl)
+        pipe.execute()
+
+    def orders(self, checkout_id: str) -> list[str]:
+        raw = self._redis.zrange(self._prefix + checkout_id, 0, -1)
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
 
 
 def request_key(*parts: str) -> str:

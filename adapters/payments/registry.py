@@ -169,8 +169,9 @@ class ProviderRegistry:
         return self._accounts[key]
 
 
-def build_gateway(account: ProviderAccount) -> PaymentGateway:
-    """The one place a secret is revealed: handed to the provider's client."""
+def build_gateway(account: ProviderAccount, *, paypal_index: Any = None) -> PaymentGateway:
+    """The one place a secret is revealed: handed to the provider's client. `paypal_index`:
+    the `OrderIndex` PayPal gateways share (default: one in-memory index per gateway)."""
     if account.kind == "stripe":
         from adapters.payments.stripe_gateway import StripeGateway
 
@@ -200,6 +201,7 @@ def build_gateway(account: ProviderAccount) -> PaymentGateway:
             account.secret.reveal(),
             api_base=account.options.get("api_base"),
             provider_name=account.key,
+            index=paypal_index,
         )
     raise NoProvider(f"no gateway for provider kind {account.kind!r}")
 

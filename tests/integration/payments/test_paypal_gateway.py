@@ -11,8 +11,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
-from adapters.payments.paypal_gateway import PayPalGateway, order_request_id
+from adapters.payments.paypal_gateway import PayPalGateway, RedisOrderIndex, order_request_id
 from adapters.payments.paypal_webhooks import PayPalWebhookHandler, fetch_cert_https
 from adapters.payments.port import (
     ActionRequired,
@@ -28,6 +29,7 @@ from adapters.payments.port import (
 )
 from adapters.payments.webhooks import InMemoryEventStore
 from events.messages import PaymentSignal
+from infra.embedded.stack import RunningStack
 from tests.integration.payments.payment_contract import auth, capture, refund
 from tests.integration.payments.paypal_peer import CERT_NAME, PayPalPeer, vault_for
 
@@ -295,3 +297,26 @@ def _refund_hooks(peer: PayPalPeer, checkout_id: str) -> list:  # type: ignore[t
         for w in peer.sent_webhooks
         if w.event_type == "PAYMENT.CAPTURE.REFUNDED" and checkout_id.encode() in w.body
     ]
+
+
+def test_the_redis_index_lets_another_worker_find_the_checkouts_orders(
+    stack: RunningStack, paypal_peer: PayPalPeer, checkout_id: str
+) -> None:
+    assert stack.settings.redis_url
+    client = redis.Redis.from_url(stack.settings.redis_url)
+    prefix = f"test:{uuid.uuid4().hex}:"
+
+    def worker() -> PayPalGateway:
+        return PayPalGateway(
+            paypal_peer.client_id,
+            paypal_peer.client_secret,
+            api_base=paypal_peer.base_url,
+            index=RedisOrderIndex(client, ttl_s=60, prefix=prefix),
+        )
+
+    order_id = _authorized(worker(), checkout_id)
+    other = worker()
+    assert [s.payment_id for s in other.find_by_checkout(checkout_id)] == [order_id]
+    assert other.find_by_checkout(f"{checkout_id}-none") == []
+    assert 0 < client.ttl(prefix + checkout_id) <= 60
+    client.close()
