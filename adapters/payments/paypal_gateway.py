@@ -8,12 +8,13 @@ captures and refunds) and act on the authorization or capture inside it.
 
 The flow per checkout:
 
-1. **One order per checkout**, money-free: `POST /v2/checkout/orders {intent: AUTHORIZE,
-   purchase_units: [{custom_id: checkout_id, invoice_id: checkout_id, amount}]}` with
-   `PayPal-Request-Id` derived from the checkout id alone. PayPal answers a repeated request id
-   with the order it created the first time (keys are kept 6 hours; the saga's authorization
-   window is minutes), so every attempt, redelivery or retry after a lost answer lands on the
-   same order. The order holds no money, so creating it can never double-charge.
+1. **One order per checkout**, money-free: the one our `OrderIndex` recorded for the checkout,
+   else `POST /v2/checkout/orders {intent: AUTHORIZE, purchase_units: [{custom_id:
+   checkout_id, invoice_id: checkout_id, amount}]}` with `PayPal-Request-Id` derived from the
+   checkout id alone. PayPal answers a repeated request id with the order it created the first
+   time (keys are kept 6 hours; the saga's authorization window is minutes), so every attempt,
+   redelivery or retry after a lost answer lands on the same order even when the index lost
+   it. The order holds no money, so creating it can never double-charge.
 2. **The authorization**: `POST /v2/checkout/orders/{id}/authorize` with the vaulted payment
    source (`payment_source.card.vault_id` or `payment_source.paypal.vault_id`) and
    `PayPal-Request-Id` = our idempotency key. PayPal authorizes an order once
@@ -27,8 +28,8 @@ The flow per checkout:
 
 `find_by_checkout` cannot ask PayPal (no list or search of orders): it reads the orders we
 recorded in an `OrderIndex` (one small entry per checkout: `RedisOrderIndex` shared by the
-payment workers, else a bounded in-memory one). Authorization does not depend on it: step 1
-finds the order by PayPal's own idempotency replay.
+payment workers, else a bounded in-memory one). Authorization does not depend on it alone:
+step 1 falls back to PayPal's own idempotency replay.
 
 Money: PayPal's decimal strings <-> our integer minor units (`paypal_money`), never floats.
 OAuth2: client-credentials token (`POST /v1/oauth2/token`), cached until shortly before it
@@ -258,6 +259,14 @@ class PayPalGateway(ReconcilingGateway):
     def _order_for(self, request: AuthorizationRequest) -> dict[str, Any]:
         if len(request.checkout_id) > CUSTOM_ID_MAX:
             raise PermanentPaymentError(f"checkout id longer than {CUSTOM_ID_MAX} characters")
+        # Our record first: it outlives PayPal's 6-hour request-id memory and saves the create.
+        for order_id in self._index.orders(request.checkout_id):
+            try:
+                order = self._get_order(order_id)
+            except PaymentNotFoundError:
+                continue  # e.g. an order of another PayPal account under the same key
+            if _custom_id(order) == request.checkout_id:
+                return order
         unit = {
             "reference_id": "default",
             "custom_id": request.checkout_id,

@@ -151,6 +151,11 @@ class PayPalPeer:
         with self._lock:
             self._faults.append(_Fault(method, path_prefix, status, name))
 
+    def forget_request_ids(self) -> None:
+        """What 6 hours do at PayPal: repeated PayPal-Request-Ids are new requests again."""
+        with self._lock:
+            self._replies.clear()
+
     def revoke_tokens(self) -> None:
         """Every issued bearer token stops working (as after expiry)."""
         with self._lock:

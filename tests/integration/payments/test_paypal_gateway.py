@@ -95,7 +95,8 @@ def test_the_wire_one_order_per_checkout_keyed_by_request_ids(
     creates = [
         rid for m, p, rid in paypal_peer.request_ids if (m, p) == ("POST", "/v2/checkout/orders")
     ]
-    assert creates.count(order_request_id(checkout_id)) == 2  # both attempts, one order
+    # The first attempt made the order; the second found it in the index (no create at all).
+    assert creates.count(order_request_id(checkout_id)) == 1
     assert paypal_peer.orders_of_checkout(checkout_id) == [order_id]
 
 
@@ -121,6 +122,17 @@ def test_a_process_without_its_index_still_finds_the_authorization(
     assert again == Authorized(order_id, 1000, "eur")  # ...PayPal's replay is not
     assert paypal_peer.orders_of_checkout(checkout_id) == [order_id]
     assert len(paypal_peer.orders[order_id]["purchase_units"][0]["payments"]["authorizations"]) == 1
+
+
+def test_after_paypal_forgot_the_request_id_the_index_still_finds_the_order(
+    paypal_peer: PayPalPeer, gateway: PayPalGateway, checkout_id: str
+) -> None:
+    order_id = _authorized(gateway, checkout_id)
+    paypal_peer.forget_request_ids()  # e.g. a retry 6 hours later
+    assert gateway.authorize(auth(checkout_id, VISA, attempt=2)) == Authorized(
+        order_id, 1000, "eur"
+    )
+    assert paypal_peer.orders_of_checkout(checkout_id) == [order_id]
 
 
 def test_refused_transaction_is_a_decline(gateway: PayPalGateway, checkout_id: str) -> None:
