@@ -34,8 +34,8 @@ class ApiDeps:
     keys: KeyStore  # PostgreSQL api_keys
     audit: AuditLog  # PostgreSQL audit_log
     webhook_ingest: WebhookIngest
-    # Other providers' webhook endpoints by provider ("razorpay"); one without an entry is not
-    # configured here and answers 404.
+    # Other providers' webhook endpoints by provider ("razorpay", "paypal"); one without an
+    # entry is not configured here and answers 404.
     provider_webhooks: Mapping[str, ProviderWebhook] = field(default_factory=dict)
     probes: Mapping[str, Probe] = field(default_factory=dict)  # name -> readiness check
     clock: Callable[[], float] = time.time  # epoch seconds

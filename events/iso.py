@@ -37,4 +37,4 @@ COUNTRIES: frozenset[str] = _codes(
     """
 )
 
-PAYMENT_PROVIDERS: frozenset[str] = frozenset({"stripe", "razorpay"})
+PAYMENT_PROVIDERS: frozenset[str] = frozenset({"stripe", "razorpay", "paypal"})

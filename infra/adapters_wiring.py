@@ -10,7 +10,7 @@ import redis
 from psycopg_pool import ConnectionPool
 
 from db.migrate import upgrade
-from infra.settings import Settings, require
+from infra.settings import ConfigError, Settings, require
 
 
 def _connect(database_url: str) -> Callable[[], psycopg.Connection]:
@@ -29,6 +29,8 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
     `adapters.payments.registry.register_provider` or `python -m infra.providers_cli
     register`), those accounts and their `payment_routes` rules are added; they need
     PAYMENT_PROVIDERS_KEY to decrypt, and starting without it fails rather than misroutes.
+    With PAYPAL_CLIENT_ID/PAYPAL_CLIENT_SECRET the PayPal app is registered as "paypal", for
+    tenants' rules to name as primary or fallback (a stored "paypal" overrides it).
     """
     from adapters.payments.attempt_log import PostgresAttemptLog
     from adapters.payments.refund_ledger import LedgerGuardedGateway, RefundLedger
@@ -56,17 +58,27 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
         settings.database_url, min_size=0, max_size=4, open=True, name="payment-attempts"
     )
     attempts = PostgresAttemptLog(pool.connection)
+    # Our record of PayPal orders per checkout (PayPal cannot list them), shared by workers.
+    paypal_index = None
+    if settings.redis_url:
+        from adapters.payments.paypal_gateway import RedisOrderIndex
+
+        paypal_index = RedisOrderIndex(redis.Redis.from_url(settings.redis_url))
     # Refunds must pass the ledger: it is what stops concurrent refunds exceeding the capture.
     registry = ProviderRegistry(
-        lambda account: LedgerGuardedGateway(build_gateway(account, attempts), ledger)
+        lambda account: LedgerGuardedGateway(
+            build_gateway(account, attempts, paypal_index=paypal_index), ledger
+        )
     )
     options = {"api_base": settings.stripe_api_base} if settings.stripe_api_base else {}
     default = ProviderAccount(
         "stripe", ANY_TENANT, "stripe", "", Secret(settings.stripe_api_key), options
     )
     accounts, rules = stored_providers(connect, settings.payment_providers_key)
-    if not any(a.key == default.key for a in accounts):  # a stored "stripe" overrides
-        registry.register(default)
+    configured = [default, *_paypal_account(settings)]
+    for account in configured:
+        if not any(a.key == account.key for a in accounts):  # a stored one overrides
+            registry.register(account)
     for account in accounts:
         registry.register(account)
     for rule in rules:
@@ -76,6 +88,20 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
         router=registry.router,
         breaker_reset_s=settings.payment_breaker_reset_s,
     ).handle
+
+
+def _paypal_account(settings: Settings) -> list[Any]:
+    """The configured PayPal app as provider "paypal" for every tenant whose rules name it
+    (primary or fallback); none when PAYPAL_CLIENT_ID/SECRET are unset."""
+    from adapters.payments.registry import ANY_TENANT, ProviderAccount, Secret
+
+    client_id, secret = settings.paypal_client_id, settings.paypal_client_secret
+    if not client_id and not secret:
+        return []
+    if not (client_id and secret):
+        raise ConfigError("PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET must be set together")
+    options = {"api_base": settings.paypal_api_base} if settings.paypal_api_base else {}
+    return [ProviderAccount("paypal", ANY_TENANT, "paypal", client_id, Secret(secret), options)]
 
 
 def tax_service(settings: Settings) -> Callable[[Any], Any]:

@@ -13,6 +13,11 @@ import httpx
 import redis
 from psycopg_pool import ConnectionPool
 
+from adapters.payments.paypal_webhooks import (
+    PAYPAL_CERT_HOSTS,
+    PayPalWebhookHandler,
+    from_headers,
+)
 from adapters.payments.razorpay_webhooks import DEDUP_TTL_S as RAZORPAY_DEDUP_TTL_S
 from adapters.payments.razorpay_webhooks import RazorpayWebhookHandler
 from adapters.payments.webhook_ingest import WebhookIngest
@@ -100,6 +105,9 @@ def _provider_webhooks(
             )
 
         hooks["razorpay"] = razorpay
+    paypal = _paypal_ingest(settings, client, producer, serde)
+    if paypal is not None:
+        hooks["paypal"] = from_headers(paypal)
     return hooks
 
 
@@ -152,3 +160,17 @@ def build_api_deps(settings: Settings) -> ApiDeps:
         )
         deps.close = opened.pop_all().close  # from here on, the app owns them
     return deps
+
+
+def _paypal_ingest(
+    settings: Settings, client: Any, producer: Any, serde: Any
+) -> WebhookIngest | None:
+    """`POST /v1/webhooks/paypal` behind the PayPal handler, when PAYPAL_WEBHOOK_ID is set."""
+    if not settings.paypal_webhook_id:
+        return None
+    handler = PayPalWebhookHandler(
+        [settings.paypal_webhook_id],
+        RedisEventStore(client, prefix="webhook:paypal:"),
+        cert_hosts=settings.paypal_cert_hosts or PAYPAL_CERT_HOSTS,
+    )
+    return WebhookIngest(handler, producer, serde, producer_name="api")

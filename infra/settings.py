@@ -136,6 +136,15 @@ class Settings:
     # Email: an SMTP URL (smtp://host:port) or unset for the embedded demo inbox
     smtp_url: str | None = None
     email_from: str = "orders@shop.example"
+    # PayPal (REST app credentials): registered as provider "paypal" for rules to name as a
+    # tenant's primary or fallback when both are set. No default: a real app needs its own.
+    paypal_client_id: str | None = None
+    paypal_client_secret: str | None = field(default=None, repr=False)
+    paypal_api_base: str | None = None  # unset: https://api-m.paypal.com (live)
+    # The webhook listener's id in the PayPal app: part of every delivery's signed message.
+    paypal_webhook_id: str | None = None
+    # Hosts PAYPAL-CERT-URL may name; unset: PayPal's own (api(-m)(.sandbox).paypal.com).
+    paypal_cert_hosts: tuple[str, ...] = ()
     # Fernet key that decrypts the payment_providers table's credentials
     payment_providers_key: str | None = field(default=None, repr=False)
     # Only `saga provider register` reads it: a credential never goes on the command line.
@@ -191,6 +200,11 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "RAZORPAY_WEBHOOK_SECRETS": ("razorpay_webhook_secrets", _csv),
     "SMTP_URL": ("smtp_url", _optional_str),
     "EMAIL_FROM": ("email_from", str),
+    "PAYPAL_CLIENT_ID": ("paypal_client_id", _optional_str),
+    "PAYPAL_CLIENT_SECRET": ("paypal_client_secret", _optional_str),
+    "PAYPAL_API_BASE": ("paypal_api_base", _optional_str),
+    "PAYPAL_WEBHOOK_ID": ("paypal_webhook_id", _optional_str),
+    "PAYPAL_CERT_HOSTS": ("paypal_cert_hosts", _csv),
     "PAYMENT_PROVIDERS_KEY": ("payment_providers_key", _optional_str),
     "PAYMENT_PROVIDER_SECRET": ("payment_provider_secret", _optional_str),
     "SAGA_PROJECTOR_METRICS_PORT": ("projector_metrics_port", _optional_port),

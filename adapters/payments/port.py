@@ -68,7 +68,8 @@ class ActionRequired:
     """3-D Secure or similar: what the storefront's client library needs to finish it.
 
     `kind` is the provider's name for the action (Stripe's `next_action.type`:
-    "use_stripe_sdk", "redirect_to_url"); `client_secret` is Stripe's PaymentIntent secret,
+    "use_stripe_sdk", "redirect_to_url"; PayPal's "payer_action", whose `action_url` is the
+    order's payer-action link); `client_secret` is Stripe's PaymentIntent secret,
     which Stripe.js `handleNextAction` takes. It lets its holder confirm this one payment with
     the publishable key, so it travels only to the owning tenant's GET (ADR 0003) and is kept
     out of repr (never in a log line)."""

@@ -71,8 +71,8 @@ class Secret:
 class ProviderAccount:
     key: str  # unique engine-wide: what commands and replies name as `provider`
     tenant_id: str
-    kind: str  # "stripe" or "razorpay"
-    key_id: str  # public part (Razorpay key_id; empty for Stripe)
+    kind: str  # "stripe", "razorpay" or "paypal"
+    key_id: str  # public part (Razorpay key_id, PayPal client id; empty for Stripe)
     secret: Secret = field(repr=False)
     options: Mapping[str, str] = field(default_factory=dict)  # e.g. api_base
 
@@ -170,10 +170,14 @@ class ProviderRegistry:
         return self._accounts[key]
 
 
-def build_gateway(account: ProviderAccount, attempts: AttemptLog | None = None) -> PaymentGateway:
+def build_gateway(
+    account: ProviderAccount, attempts: AttemptLog | None = None, *, paypal_index: Any = None
+) -> PaymentGateway:
     """The one place a secret is revealed: handed to the provider's client. `attempts` is the
     durable authorization-attempt log for providers that authorize by idempotency key (Stripe);
-    without it such a gateway keeps its log in memory, for the process's lifetime only."""
+    without it such a gateway keeps its log in memory, for the process's lifetime only.
+    `paypal_index`: the `OrderIndex` PayPal gateways share (default: one in-memory index per
+    gateway)."""
     if account.kind == "stripe":
         from adapters.payments.stripe_gateway import StripeGateway
 
@@ -193,6 +197,18 @@ def build_gateway(account: ProviderAccount, attempts: AttemptLog | None = None) 
             account.secret.reveal(),
             api_base=account.options.get("api_base"),
             provider_name=account.key,
+        )
+    if account.kind == "paypal":
+        from adapters.payments.paypal_gateway import PayPalGateway
+
+        if not account.key_id:
+            raise NoProvider(f"paypal account {account.key!r} has no client id (key_id)")
+        return PayPalGateway(
+            account.key_id,
+            account.secret.reveal(),
+            api_base=account.options.get("api_base"),
+            provider_name=account.key,
+            index=paypal_index,
         )
     raise NoProvider(f"no gateway for provider kind {account.kind!r}")
 

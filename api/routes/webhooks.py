@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
+from adapters.payments.paypal_webhooks import HEADERS as PAYPAL_HEADERS
 from adapters.payments.webhook_ingest import InvalidSignature, WebhookNotRecorded
 from api.errors import ApiError
 from api.models import WebhookAck, responses
@@ -80,3 +81,29 @@ async def _ingest(ingest: ProviderWebhook, payload: bytes, headers: dict[str, st
     except (WebhookNotRecorded, BrokerUnavailable) as e:
         # Not acknowledged: the provider redelivers on any non-2xx; the dedup claim was released.
         raise ApiError(503, "broker_unavailable", "could not record the event; retry") from e
+
+
+@router.post(
+    "/paypal",
+    response_model=WebhookAck,
+    responses=responses(400, 404, 413, 503),
+    summary="PayPal event delivery (PAYPAL-* signature headers checked; duplicates acknowledged)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def paypal_webhook(request: Request, deps: Deps) -> WebhookAck:
+    ingest = deps.provider_webhooks.get("paypal")
+    if ingest is None:
+        raise ApiError(404, "not_configured", "PayPal webhooks are not configured here")
+    payload = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    missing = [h for h in PAYPAL_HEADERS if not headers.get(h.lower())]
+    if missing:
+        raise ApiError(400, "invalid_signature", f"missing {', '.join(missing)} header")
+    # PayPal redelivers on any non-2xx (up to 25 times over 3 days).
+    await _ingest(ingest, payload, headers)
+    return WebhookAck(received=True)

@@ -140,3 +140,22 @@ def test_secrets_never_show_in_the_settings_repr() -> None:
 
 def test_the_api_binds_loopback_unless_told_otherwise() -> None:
     assert load_settings({}).api_host == "127.0.0.1"
+
+
+def test_paypal_settings_and_no_secret_default() -> None:
+    assert load_settings({}).paypal_client_secret is None
+    s = load_settings(
+        {
+            "PAYPAL_CLIENT_ID": "AeB-client",
+            "PAYPAL_CLIENT_SECRET": "EPP-secret-visible",
+            "PAYPAL_API_BASE": "https://api-m.sandbox.paypal.com",
+            "PAYPAL_WEBHOOK_ID": "8PT597110X687430LKGECATA",
+            "PAYPAL_CERT_HOSTS": "api.sandbox.paypal.com, api-m.sandbox.paypal.com",
+        }
+    )
+    assert (s.paypal_client_id, s.paypal_client_secret) == ("AeB-client", "EPP-secret-visible")
+    assert s.paypal_api_base == "https://api-m.sandbox.paypal.com"
+    assert s.paypal_webhook_id == "8PT597110X687430LKGECATA"
+    assert s.paypal_cert_hosts == ("api.sandbox.paypal.com", "api-m.sandbox.paypal.com")
+    assert "visible" not in repr(s)
+    assert load_settings(to_environ(s)) == s

@@ -158,7 +158,8 @@ class PaymentGatewayContract:
         assert isinstance(result, ActionRequired)
         # What the storefront's client library needs: the kind of action, and Stripe.js's
         # client secret or the page to redirect the buyer to (kept out of repr: logs).
-        assert result.kind in ("use_stripe_sdk", "redirect_to_url"), result
+        # PayPal's is "payer_action": send the buyer to the order's payer-action link.
+        assert result.kind in ("use_stripe_sdk", "redirect_to_url", "payer_action"), result
         assert result.client_secret or result.action_url
         if result.client_secret:
             assert result.client_secret not in repr(result)

@@ -1,5 +1,5 @@
-"""The payment contract against the fake, localstripe (real SDK, real HTTP) and Razorpay on its
-local contract peer (real HTTP)."""
+"""The payment contract against the fake, localstripe (real SDK, real HTTP), and Razorpay and
+PayPal on their local contract peers (real HTTP)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ import requests
 import stripe
 
 from adapters.payments.fake import FakeGateway, Fault, Op
+from adapters.payments.paypal_gateway import PayPalGateway
 from adapters.payments.port import PaymentGateway
 from adapters.payments.razorpay_gateway import RazorpayGateway
 from adapters.payments.stripe_gateway import StripeGateway
 from infra.settings import Settings
 from tests.integration.payments.payment_contract import PaymentGatewayContract
+from tests.integration.payments.paypal_peer import PayPalPeer, vault_for
 from tests.integration.payments.razorpay_peer import RazorpayPeer, token_for
 
 # --- fake ------------------------------------------------------------------------------------
@@ -220,6 +222,77 @@ class TestRazorpayGatewayOnPeer(PaymentGatewayContract):
 
     @pytest.fixture
     def gateway(self, harness: RazorpayHarness) -> Iterator[RazorpayGateway]:
+        gateway = harness.gateway()
+        yield gateway
+        gateway.close()
+
+
+# --- PayPal on the local contract peer -------------------------------------------------------
+
+
+class LoseOrderAuthorizeResponses(LoseHttpxResponses):
+    """Drops the answer of the first `POST /v2/checkout/orders/{id}/authorize` after the peer
+    acted: the call that holds the money (the order itself holds none)."""
+
+    def __init__(self) -> None:
+        super().__init__("POST", "")
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        path = request.url.path
+        authorize = path.startswith("/v2/checkout/orders/") and path.endswith("/authorize")
+        if request.method == "POST" and authorize and self.remaining > 0:
+            self.remaining -= 1
+            response.read()
+            response.close()
+            raise httpx.ReadTimeout("injected: response lost after the request", request=request)
+        return response
+
+
+class PayPalHarness:
+    def __init__(self, peer: PayPalPeer) -> None:
+        self.peer = peer
+        self.lossy: LoseOrderAuthorizeResponses | None = None
+
+    def gateway(self, transport: httpx.BaseTransport | None = None) -> PayPalGateway:
+        return PayPalGateway(
+            self.peer.client_id,
+            self.peer.client_secret,
+            api_base=self.peer.base_url,
+            timeout_s=5,
+            transport=transport,
+        )
+
+    def card(self, number: str) -> str:
+        return vault_for(number)
+
+    def complete_3ds(self, payment_id: str, *, success: bool) -> None:
+        response = httpx.post(
+            f"{self.peer.base_url}/_test/orders/{payment_id}/payer-action",
+            params={"success": "true" if success else "false"},
+            timeout=5,
+        )
+        response.raise_for_status()
+
+    def payments_for(self, checkout_id: str) -> list[str]:
+        return self.peer.orders_of_checkout(checkout_id)
+
+    def gateway_losing_first_authorize_response(self) -> PaymentGateway:
+        self.lossy = LoseOrderAuthorizeResponses()
+        return self.gateway(self.lossy)
+
+    def responses_lost(self) -> int:
+        return 1 - self.lossy.remaining if self.lossy else 0
+
+
+@pytest.mark.integration
+class TestPayPalGatewayOnPeer(PaymentGatewayContract):
+    @pytest.fixture
+    def harness(self, paypal_peer: PayPalPeer) -> PayPalHarness:
+        return PayPalHarness(paypal_peer)
+
+    @pytest.fixture
+    def gateway(self, harness: PayPalHarness) -> Iterator[PayPalGateway]:
         gateway = harness.gateway()
         yield gateway
         gateway.close()

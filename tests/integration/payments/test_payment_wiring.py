@@ -1,4 +1,5 @@
-"""infra.adapters_wiring.payment_service on embedded Postgres + localstripe + the Razorpay peer:
+"""infra.adapters_wiring.payment_service on embedded Postgres + localstripe + the Razorpay and
+PayPal peers:
 the default Stripe account for every tenant, and tenants' stored providers routed by their rules."""
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
+from adapters.payments.fake import FakeGateway
 from adapters.payments.registry import (
     KEY_ENV,
     PostgresProviderStore,
     ProviderAccount,
+    ProviderRegistry,
+    ProviderRouter,
     RoutingRule,
     Secret,
+    build_gateway,
     register_provider,
     stored_providers,
 )
+from adapters.payments.service import PaymentService
 from events.messages import (
     AuthorizePayment,
     CapturePayment,
@@ -30,7 +36,8 @@ from events.messages import (
 )
 from infra.adapters_wiring import payment_service
 from infra.providers_cli import main
-from infra.settings import Settings
+from infra.settings import ConfigError, Settings
+from tests.integration.payments.paypal_peer import PayPalPeer, vault_for
 from tests.integration.payments.razorpay_peer import RazorpayPeer, token_for
 
 pytestmark = pytest.mark.integration
@@ -171,3 +178,89 @@ def test_cli_registers_without_the_secret_on_the_command_line(
     assert rule == RoutingRule(
         "shop-in", "shop-in/razorpay", frozenset({"INR"}), fallbacks=("stripe-backup",)
     )
+
+
+def test_stored_paypal_account_is_a_tenants_primary_end_to_end(
+    db_settings: Settings, store: PostgresProviderStore, paypal_peer: PayPalPeer
+) -> None:
+    tenant = f"shop-pp-{uuid.uuid4().hex[:6]}"
+    key = f"{tenant}/paypal"
+    account = ProviderAccount(
+        key, tenant, "paypal", paypal_peer.client_id, Secret(paypal_peer.client_secret),
+        {"api_base": paypal_peer.base_url},
+    )  # fmt: skip
+    register_provider(store, account, [RoutingRule(tenant, key, currencies=frozenset({"EUR"}))])
+    handle = payment_service(db_settings)
+    command = authorize(tenant, "DE", "EUR", payment_method=vault_for("4242424242424242"))
+    reply = handle(command)
+    assert isinstance(reply, PaymentAuthorized), reply
+    assert reply.provider == key
+    assert paypal_peer.orders_of_checkout(command.checkout_id) == [reply.payment_id]
+    cid = command.checkout_id
+    captured = handle(
+        CapturePayment(cid, 1, f"{cid}:capture_payment:1", key, reply.payment_id, 50_000, "EUR")
+    )
+    assert isinstance(captured, PaymentCaptured) and captured.amount == 50_000
+    refunded = handle(
+        RefundPayment(cid, 1, f"{cid}:refund_payment:1", key, reply.payment_id, 20_000, "EUR")
+    )
+    assert isinstance(refunded, PaymentRefunded) and refunded.amount == 20_000
+    (capture,) = [c for c in paypal_peer.captures.values() if c["custom_id"] == cid]
+    assert capture["status"] == "PARTIALLY_REFUNDED"
+
+
+def test_configured_paypal_is_asked_for_by_name_and_named_as_a_fallback(
+    db_settings: Settings,
+    store: PostgresProviderStore,
+    razorpay_peer: RazorpayPeer,
+    paypal_peer: PayPalPeer,
+) -> None:
+    settings = dataclasses.replace(
+        db_settings,
+        paypal_client_id=paypal_peer.client_id,
+        paypal_client_secret=paypal_peer.client_secret,
+        paypal_api_base=paypal_peer.base_url,
+    )
+    # A rule may name the configured "paypal" as its fallback (only primaries must be stored).
+    rule = RoutingRule("shop-in", "shop-in/razorpay", fallbacks=("paypal",))
+    register_provider(store, razorpay_account(razorpay_peer), [rule])
+    handle = payment_service(settings)
+    command = dataclasses.replace(
+        authorize("shop-x", "DE", "EUR", payment_method=vault_for("4242424242424242")),
+        provider="paypal",
+    )
+    reply = handle(command)
+    assert isinstance(reply, PaymentAuthorized), reply
+    assert reply.provider == "paypal"
+    assert paypal_peer.orders_of_checkout(command.checkout_id) == [reply.payment_id]
+
+
+def test_paypal_half_configured_refuses_to_start(db_settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET"):
+        payment_service(dataclasses.replace(db_settings, paypal_client_id="only-the-id"))
+
+
+def test_paypal_as_the_fallback_while_the_primary_breaker_is_open(
+    paypal_peer: PayPalPeer,
+) -> None:
+    registry = ProviderRegistry(build_gateway)
+    registry.register(
+        ProviderAccount("shop-eu/paypal", "shop-eu", "paypal", paypal_peer.client_id,
+                        Secret(paypal_peer.client_secret), {"api_base": paypal_peer.base_url})
+    )  # fmt: skip
+    primary = FakeGateway(provider_name="shop-eu/stripe")
+    gateways = {**registry.gateways, "shop-eu/stripe": primary}
+    router = ProviderRouter(
+        [RoutingRule("shop-eu", "shop-eu/stripe", fallbacks=("shop-eu/paypal",))]
+    )
+    service = PaymentService(gateways, router=router)
+    try:
+        service.breaker("shop-eu/stripe").open()
+        command = authorize("shop-eu", "DE", "EUR", payment_method=vault_for("4242424242424242"))
+        reply = service.handle(command)
+        assert isinstance(reply, PaymentAuthorized), reply
+        assert reply.provider == "shop-eu/paypal"
+        assert paypal_peer.orders_of_checkout(command.checkout_id) == [reply.payment_id]
+        assert primary.find_by_checkout(command.checkout_id) == []
+    finally:
+        service.close()

@@ -1,4 +1,5 @@
-"""The refund ledger on embedded Postgres, over the fake, localstripe and the Razorpay peer."""
+"""The refund ledger on embedded Postgres, over the fake, localstripe and the Razorpay and PayPal
+peers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import psycopg
 import pytest
 
 from adapters.payments.fake import FakeGateway, Fault, Op
+from adapters.payments.paypal_gateway import PayPalGateway
 from adapters.payments.port import (
     Authorized,
     PaymentError,
@@ -24,6 +26,7 @@ from adapters.payments.refund_ledger import LedgerGuardedGateway, RefundLedger
 from adapters.payments.stripe_gateway import StripeGateway
 from infra.settings import Settings
 from tests.integration.payments.payment_contract import auth, capture, refund
+from tests.integration.payments.paypal_peer import PayPalPeer
 from tests.integration.payments.razorpay_peer import RazorpayPeer
 
 pytestmark = pytest.mark.integration
@@ -34,13 +37,16 @@ def connect(migrated_database_url: str) -> Callable[[], psycopg.Connection]:
     return lambda: psycopg.connect(migrated_database_url)
 
 
-@pytest.fixture(params=["fake", "localstripe", "razorpay"])
+@pytest.fixture(params=["fake", "localstripe", "razorpay", "paypal"])
 def raw_gateway(request: pytest.FixtureRequest) -> PaymentGateway:
     if request.param == "fake":
         return FakeGateway()
     if request.param == "razorpay":
         peer: RazorpayPeer = request.getfixturevalue("razorpay_peer")
         return RazorpayGateway(peer.key_id, peer.key_secret, api_base=peer.base_url)
+    if request.param == "paypal":
+        paypal: PayPalPeer = request.getfixturevalue("paypal_peer")
+        return PayPalGateway(paypal.client_id, paypal.client_secret, api_base=paypal.base_url)
     settings: Settings = request.getfixturevalue("settings")
     return StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
 

@@ -232,3 +232,16 @@ def test_razorpay_accounts_build_a_named_gateway_and_need_a_key_id() -> None:
     no_key_id = ProviderAccount("r", "shop-in", "razorpay", "", Secret(SECRET))
     with pytest.raises(NoProvider, match="key_id"):
         build_gateway(no_key_id)
+
+
+def test_paypal_accounts_build_a_named_gateway_and_need_a_client_id() -> None:
+    from adapters.payments.paypal_gateway import PayPalGateway
+    from adapters.payments.registry import build_gateway
+
+    paypal = ProviderAccount("shop-eu/paypal", "shop-eu", "paypal", "AeB-client", Secret(SECRET))
+    gateway = build_gateway(paypal)
+    assert isinstance(gateway, PayPalGateway)
+    assert gateway.provider == "shop-eu/paypal" and SECRET not in repr(gateway)
+    no_client_id = ProviderAccount("p", "shop-eu", "paypal", "", Secret(SECRET))
+    with pytest.raises(NoProvider, match="client id"):
+        build_gateway(no_client_id)
