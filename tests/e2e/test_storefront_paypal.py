@@ -16,32 +16,18 @@ from the peer); inventory/tax/shipping are scripted.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import uuid
 from collections.abc import Iterator
 
 import httpx
-import psycopg
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.keys import create_api_key
-from events.serde import make_serde
-from infra.adapters_wiring import payment_service
-from infra.api_wiring import build_api_deps
-from infra.bootstrap import build_processor
 from infra.embedded.stack import RunningStack
-from infra.topics import ensure_topics
-from projections.projector import Projector, ProjectorConfig
-from tests.e2e.test_storefront_3ds import TERMINAL, Storefront, database, poll, status
+from tests.e2e.storefront import TERMINAL, Storefront, own_database, poll, storefront_engine
 from tests.integration.payments.paypal_peer import PayPalPeer, running_peer, vault_for
-from tests.integration.scripted_adapters import ScriptedWorld
-from tests.integration.workers import running
 from tests.unit.api.fakes import checkout_body
 
 pytestmark = pytest.mark.integration
-__all__ = ["database"]  # the module-scoped database fixture, shared with the 3-D Secure e2e
 
 
 @pytest.fixture(scope="module")
@@ -51,48 +37,17 @@ def peer() -> Iterator[PayPalPeer]:
 
 
 @pytest.fixture(scope="module")
-def storefront(stack: RunningStack, database: str, peer: PayPalPeer) -> Iterator[Storefront]:
+def storefront(stack: RunningStack, peer: PayPalPeer) -> Iterator[Storefront]:
     settings = dataclasses.replace(
         stack.settings,
-        database_url=database,
         paypal_client_id=peer.client_id,
         paypal_client_secret=peer.client_secret,
         paypal_api_base=peer.base_url,
         paypal_webhook_id=peer.webhook_id,
         paypal_cert_hosts=("127.0.0.1",),  # the peer serves its certificate on loopback
     )
-    assert settings.kafka_bootstrap_servers
-    ensure_topics(settings.kafka_bootstrap_servers, settings.partitions)
-    suffix = uuid.uuid4().hex[:6]
-    deps = build_api_deps(settings)
-    services = {**ScriptedWorld().services(), "payment": payment_service(settings)}
-    processors = [
-        build_processor(role, settings, services=services, instance_id=suffix)
-        for role in ("inventory", "tax", "shipping", "payment", "notification", "orchestrator")
-    ]
-    projector = Projector(
-        ProjectorConfig(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            database_url=database,
-            group=f"projector-paypal-{suffix}",
-            poll_timeout_s=0.05,
-            session_timeout_ms=settings.session_timeout_ms,
-            isolation_level=settings.kafka_isolation_level,
-        ),
-        make_serde(None),
-    )
-    projector_thread = threading.Thread(target=projector.run, name="projector", daemon=True)
-    with psycopg.connect(database, autocommit=True) as conn:
-        shop_key = create_api_key(conn, f"shop-{suffix}", "e2e")
-        other_key = create_api_key(conn, f"other-{suffix}", "e2e")
-    with running(*processors):
-        projector_thread.start()
-        try:
-            with TestClient(create_app(deps)) as client:
-                yield Storefront(client, settings, database, shop_key, other_key)
-        finally:
-            projector.stop()
-            projector_thread.join(30)
+    with own_database(stack, "sfpaypal") as database, storefront_engine(settings, database) as sf:
+        yield sf
 
 
 def start(sf: Storefront, card: str) -> str:
@@ -100,13 +55,7 @@ def start(sf: Storefront, card: str) -> str:
         customer={"id": f"cus-{uuid.uuid4().hex[:8]}", "email": "buyer@example.com"},
         payment={"provider": "paypal", "payment_method": vault_for(card)},
     )
-    r = sf.client.post(
-        "/v1/checkouts",
-        json=body,
-        headers={"Authorization": f"Bearer {sf.shop_key}", "Idempotency-Key": uuid.uuid4().hex},
-    )
-    assert r.status_code == 202, r.text
-    return str(r.json()["checkout_id"])
+    return sf.start(body)
 
 
 def assert_captured_once(peer: PayPalPeer, checkout_id: str, total: int) -> None:
@@ -123,7 +72,7 @@ def test_a_vaulted_card_completes_without_the_payer(
     storefront: Storefront, peer: PayPalPeer
 ) -> None:
     checkout_id = start(storefront, "4242424242424242")
-    done = poll(lambda: status(storefront, checkout_id), lambda s: s["status"] in TERMINAL)
+    done = poll(lambda: storefront.status(checkout_id), lambda s: s["status"] in TERMINAL)
     assert done["status"] == "COMPLETED", done
     assert_captured_once(peer, checkout_id, done["amounts"]["total"])
 
@@ -134,7 +83,7 @@ def test_payer_action_then_approval_webhook_completes(
     sf = storefront
     checkout_id = start(sf, "4000002500003155")
     waiting = poll(
-        lambda: status(sf, checkout_id),
+        lambda: sf.status(checkout_id),
         lambda s: s["status"] == "AWAITING_PAYMENT_ACTION" or s["status"] in TERMINAL,
     )
     assert waiting["status"] == "AWAITING_PAYMENT_ACTION", waiting
@@ -156,7 +105,7 @@ def test_payer_action_then_approval_webhook_completes(
     hook = sf.client.post("/v1/webhooks/paypal", content=approved.body, headers=approved.headers)
     assert hook.status_code == 200, hook.text
 
-    done = poll(lambda: status(sf, checkout_id), lambda s: s["status"] in TERMINAL)
+    done = poll(lambda: sf.status(checkout_id), lambda s: s["status"] in TERMINAL)
     assert done["status"] == "COMPLETED", done
     assert done["next_action"] is None
     assert_captured_once(peer, checkout_id, done["amounts"]["total"])
