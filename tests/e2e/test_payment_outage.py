@@ -2,8 +2,8 @@
 payment adapter (PaymentService, breaker, refund ledger) on localstripe behind a fault-injecting
 proxy (tests/fault_proxy.py), scripted inventory/tax/shipping, the real broker.
 
-24 checkouts start together; once 6 of them have authorized, the proxy answers 500 for 8 s, then
-for 14 s hangs every write (it reaches localstripe, its answer never comes back; reads are
+50 checkouts start together; once 12 of them have authorized, the proxy answers 500 for 12 s,
+then for 18 s hangs every write (it reaches localstripe, its answer never comes back; reads are
 answered). So some checkouts capture into the outage, the rest authorize into it, and creates
 and captures that happened without the client learning it must be found, not repeated. Judged
 afterwards from the event log (every checkout COMPLETED) and from localstripe's own records:
@@ -39,9 +39,9 @@ from tests.integration.workers import running
 
 pytestmark = pytest.mark.integration
 SERDE = make_serde(None)
-CHECKOUTS = 24
-AUTHORIZED_BEFORE_OUTAGE = 6
-ERROR_S, HANG_S = 8.0, 14.0
+CHECKOUTS = 50
+AUTHORIZED_BEFORE_OUTAGE = 12
+ERROR_S, HANG_S = 12.0, 18.0  # a 30 s outage, as issue 13 asks
 TERMINAL = (m.CheckoutCompleted, m.CheckoutFailed, m.CheckoutCancelled, m.CheckoutNeedsAttention)
 
 
@@ -122,7 +122,7 @@ def events_of(settings: Settings, ids: set[str], timeout_s: float) -> dict[str, 
     return {cid: list(es.values()) for cid, es in found.items()}
 
 
-def test_an_outage_of_22_seconds_costs_no_checkout_and_charges_each_once(
+def test_an_outage_of_30_seconds_costs_no_checkout_and_charges_each_once(
     engine_settings: Settings, proxy: FaultProxy, engine: None
 ) -> None:
     settings = engine_settings
@@ -142,7 +142,7 @@ def test_an_outage_of_22_seconds_costs_no_checkout_and_charges_each_once(
         ],
     )
 
-    events = events_of(settings, set(ids), timeout_s=150)
+    events = events_of(settings, set(ids), timeout_s=240)
     assert proxy.started.is_set() and proxy.healed.is_set()
     # The outage really met the traffic in both of its shapes.
     assert proxy.served[ERROR] > 0 and proxy.served[HANG] > 0, proxy.served
