@@ -5,24 +5,14 @@ tables hold is what the sagas hold, nothing was oversold, and every checkout end
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
 
 from events import messages as m
@@ -33,122 +23,16 @@ from infra.cli import app
 from infra.demo import tokenize
 from infra.settings import Settings
 from infra.topics import ensure_topics
+from tests.fleet import ROLES, fleet
 from tests.integration.kafka_helpers import Seen, produce, read_topic
 
 pytestmark = pytest.mark.integration
 
 SERDE = make_serde(None)
-# Every kind of worker `saga worker` runs on the money path. The notification adapter is not
-# among them: nothing wires it by default (infra/adapters_wiring.py).
-ROLES = ("orchestrator", "inventory", "tax", "shipping", "payment", "notifier", "fulfilment")
 INITIAL = 10  # units of the contested SKU
 PER_RESTART = 2  # checkouts started before each restart
 DECLINED_CARD = "4000000000000341"  # reserves, then fails at authorization: a release
 TERMINAL = (m.CheckoutCompleted, m.CheckoutFailed, m.CheckoutCancelled)
-GROUPS = {
-    role: role if role in ("orchestrator", "notifier", "fulfilment") else f"adapter-{role}"
-    for role in ROLES
-}  # each role's consumer group (infra/bootstrap.py names them)
-
-
-@dataclass
-class Fleet:
-    """One subprocess per role, as `saga worker --role R` runs in production."""
-
-    env: dict[str, str]
-    logdir: Path
-    admin: AdminClient
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    starts: int = 0
-
-    def start(self, role: str) -> None:
-        self.starts += 1
-        log = (self.logdir / f"{role}-{self.starts}.log").open("wb")
-        argv = [sys.executable, "-m", "infra.cli", "worker", "--role", role, "--instance", "0"]
-        self.procs[role] = subprocess.Popen(argv, env=self.env, stderr=log, stdout=log)
-        log.close()
-
-    def restart(self, role: str, sig: signal.Signals) -> None:
-        """Stop `role` with `sig` and start its successor; returns once the successor owns the
-        role's partitions, so the next restart hits a worker that is serving."""
-        proc = self.procs[role]
-        assert proc.poll() is None, f"{role} died on its own: {self.log_tail(role)}"
-        before = {member for member, _ in self.members(role)[1]}
-        proc.send_signal(sig)
-        proc.wait(30)  # SIGTERM: the runtime finishes its batch and leaves the group
-        self.start(role)
-        self.wait_serving(role, not_members=before)
-
-    def members(self, role: str) -> tuple[ConsumerGroupState, list[tuple[str, int]]]:
-        group = GROUPS[role]
-        described = self.admin.describe_consumer_groups([group], request_timeout=10)[group]
-        try:
-            desc = described.result()
-        except KafkaException:  # e.g. NOT_COORDINATOR while the coordinator moves: ask again
-            return ConsumerGroupState.UNKNOWN, []
-        members = [(x.member_id, len(x.assignment.topic_partitions)) for x in desc.members]
-        return desc.state, members
-
-    def wait_serving(self, role: str, not_members: set[str], deadline_s: float = 60) -> None:
-        """Until one new member holds every partition of the role's group. After a SIGKILL
-        that waits out the dead member's session timeout, as a real deployment would."""
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            state, members = self.members(role)
-            if (
-                state == ConsumerGroupState.STABLE
-                and len(members) == 1
-                and members[0][0] not in not_members
-                and members[0][1] > 0
-            ):
-                return
-            assert self.procs[role].poll() is None, f"{role} exited: {self.log_tail(role)}"
-            time.sleep(0.1)  # polling the group coordinator, not waiting for time to pass
-        raise AssertionError(f"{role} not serving within {deadline_s}s: {self.members(role)}")
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-    def log_tail(self, role: str) -> str:
-        logs = sorted(self.logdir.glob(f"{role}-*.log"), key=lambda p: p.stat().st_mtime)
-        return logs[-1].read_text(errors="replace")[-2000:] if logs else ""
-
-    def crashed(self) -> dict[str, str]:
-        return {r: self.log_tail(r) for r, p in self.procs.items() if p.poll() is not None}
-
-
-@contextlib.contextmanager
-def fleet(settings: Settings, database_url: str) -> Iterator[Fleet]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
-        "KAFKA_ISOLATION_LEVEL": settings.kafka_isolation_level,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": settings.redis_url or "",
-        "STRIPE_API_BASE": settings.stripe_api_base or "",
-        "STRIPE_API_KEY": settings.stripe_api_key,
-        "SMTP_URL": settings.smtp_url or "",
-        "SAGA_PARTITIONS": str(settings.partitions),
-        "LOG_LEVEL": "WARNING",
-    }
-    with tempfile.TemporaryDirectory(prefix="restart-workers-") as logdir:
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers or ""})
-        workers = Fleet(env, Path(logdir), admin)
-        try:
-            for role in ROLES:
-                workers.start(role)
-            for role in ROLES:
-                workers.wait_serving(role, not_members=set())
-            yield workers
-        finally:
-            workers.stop()
 
 
 def start_checkout(settings: Settings, sku: str, payment_method: str) -> str:
