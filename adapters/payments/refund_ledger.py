@@ -65,7 +65,8 @@ class RefundLedger:
         self, provider: str, request: RefundRequest, read_provider: Callable[[], PaymentSnapshot]
     ) -> Refunded | None:
         """Reserve `request.amount`; or return the refund that already satisfies this request
-        (same key, or an earlier attempt of the same refund whose outcome was unknown).
+        (same key, or an earlier attempt of the same refund: settled, or whose outcome was
+        unknown and the provider shows it).
 
         Raises RefundExceedsCapturedError when the provider's record cannot cover it, and
         RetryablePaymentError when only refunds still in flight stand in the way.
@@ -92,6 +93,19 @@ class RefundLedger:
                 return Refunded(snapshot.payment_id, mine.refund_id, mine.amount, snapshot.currency)
             if own is not None and own[0] == "pending" and now - own[1] < self._ttl:
                 raise RetryablePaymentError(f"refund {key} is already in flight")
+            # A saga retry of a refund an earlier attempt already made: that attempt settled,
+            # but its reply reached the saga too late (the saga had timed it out and asked
+            # again under a new key). Answer with that refund rather than refunding twice.
+            done = conn.execute(
+                "SELECT provider_refund_id, amount FROM payment_refunds"
+                " WHERE provider = %s AND payment_id = %s AND operation = %s AND amount = %s"
+                " AND status = 'settled' AND provider_refund_id IS NOT NULL"
+                " AND idempotency_key <> %s ORDER BY reserved_at LIMIT 1",
+                (provider, request.payment_id, operation_of(request), request.amount, key),
+            ).fetchone()
+            if done is not None:
+                self._record(conn, provider, request, "settled", done[0], now)
+                return Refunded(snapshot.payment_id, done[0], int(done[1]), snapshot.currency)
             pending = 0
             earlier: Refunded | None = None
             rows = conn.execute(

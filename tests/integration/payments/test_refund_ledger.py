@@ -141,3 +141,22 @@ def test_retry_after_unknown_refund_that_happened_returns_it(
     snap = fake.retrieve(payment_id)
     assert snap.amount_refunded == 1000 and len(snap.refunds) == 1
     assert retried.refund_id == snap.refunds[0].refund_id
+
+
+def test_retry_of_a_refund_an_earlier_attempt_settled_returns_it(
+    raw_gateway: PaymentGateway, connect: Callable[[], psycopg.Connection]
+) -> None:
+    """Found by the chaos run (docs/chaos.md): attempt 1 refunded and settled, but its reply
+    reached the saga after the step's deadline, so the saga asked again as attempt 2 (new key).
+    That retry must answer with attempt 1's refund, not refund the customer a second time."""
+    guarded = LedgerGuardedGateway(raw_gateway, RefundLedger(connect))
+    checkout_id = f"co_{uuid.uuid4().hex[:12]}"
+    payment_id = captured_payment(raw_gateway, checkout_id)
+    first = guarded.refund(refund(checkout_id, payment_id, 300, attempt=1))
+    retried = guarded.refund(refund(checkout_id, payment_id, 300, attempt=2))
+    assert retried.refund_id == first.refund_id and retried.amount == 300
+    assert raw_gateway.retrieve(payment_id).amount_refunded == 300
+    # Another refund of the same amount is another operation (another request): it is paid.
+    other = guarded.refund(refund(checkout_id, payment_id, 300, key=f"{checkout_id}:other:1"))
+    assert other.refund_id != first.refund_id
+    assert raw_gateway.retrieve(payment_id).amount_refunded == 600
