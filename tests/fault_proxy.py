@@ -8,19 +8,72 @@ when the outage ends. Counters say what each phase served.
 
 The outage starts either at once (`outage()`) or when the proxy has forwarded `creates`
 PaymentIntent creations (`outage_after_creates()`), so some checkouts are past authorization and
-reach capture during it while the rest authorize into it."""
+reach capture during it while the rest authorize into it.
+
+Besides the outage, `random_faults(seed, mix)` injects faults per request, drawn from a seeded
+RNG and targeted by operation (`operation_of`: create, capture, cancel, refund, read): Stripe's
+500 (`api_error`, not forwarded), 429 (`rate_limit`, not forwarded), a slow answer (forwarded,
+answered after a delay) and a timeout (forwarded, so it takes effect, then held past the
+client's timeout and closed without an answer). `injected` counts them by (operation, kind).
+An outage, while it lasts, overrides the random faults."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import random
+import re
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 from urllib.parse import urlsplit
 
 PASS, ERROR, HANG = "pass", "error", "hang"
+# Random fault kinds (`FaultMix`), as counted in `FaultProxy.injected`.
+E500, E429, SLOW, TIMEOUT = "500", "429", "slow", "timeout"
+OPERATIONS = ("create", "capture", "cancel", "refund", "read")
+
+
+def operation_of(method: str, path: str) -> str | None:
+    """The Stripe operation a request is, by Stripe's REST paths; None: not one we fault."""
+    bare = path.split("?", 1)[0].rstrip("/")
+    if method == "GET":
+        return "read"
+    if method != "POST":
+        return None
+    if bare == "/v1/payment_intents":
+        return "create"
+    if bare == "/v1/refunds":
+        return "refund"
+    found = re.fullmatch(r"/v1/payment_intents/[^/]+/(capture|cancel)", bare)
+    return found.group(1) if found else None
+
+
+@dataclass(frozen=True)
+class FaultMix:
+    """Probabilities (each in [0, 1], summing to at most 1) of each fault for one operation."""
+
+    e500: float = 0.0
+    e429: float = 0.0
+    slow: float = 0.0
+    timeout: float = 0.0
+    slow_s: tuple[float, float] = (0.3, 2.5)  # a slow answer's delay, drawn uniformly
+    hold_s: float = 12.0  # a timeout holds the connection this long: past the client's 10 s
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.e500 + self.e429 + self.slow + self.timeout <= 1, self
+
+    def draw(self, rng: random.Random) -> str:
+        x = rng.random()
+        for kind, p in ((E500, self.e500), (E429, self.e429), (SLOW, self.slow)):
+            if x < p:
+                return kind
+            x -= p
+        return TIMEOUT if x < self.timeout else PASS
+
+
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -36,6 +89,10 @@ class FaultProxy:
         self.started = threading.Event()
         self._lock = threading.Lock()
         self._trigger: tuple[int, float, float] | None = None
+        self.injected: Counter[tuple[str, str]] = Counter()  # (operation, kind) -> requests
+        self._mix: dict[str, FaultMix] = {}
+        self._rng = random.Random(0)
+        self._closing = threading.Event()  # set on exit: held connections end
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -53,6 +110,7 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.healed.set()
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -84,6 +142,31 @@ class FaultProxy:
                 return
             self._trigger = None
         self.outage(trigger[1], trigger[2])
+
+    # --- random faults -------------------------------------------------------------------
+
+    def random_faults(self, seed: int, mix: dict[str, FaultMix]) -> None:
+        """From now on each request of an operation in `mix` draws its fault from `mix[op]`
+        with an RNG seeded by `seed` (the draws' order follows the requests' arrival)."""
+        with self._lock:
+            self._rng = random.Random(seed)
+            self._mix = dict(mix)
+
+    def stop_random_faults(self) -> None:
+        with self._lock:
+            self._mix = {}
+
+    def _draw(self, method: str, path: str) -> tuple[str | None, str, float]:
+        op = operation_of(method, path)
+        with self._lock:
+            mix = self._mix.get(op) if op else None
+            if mix is None:
+                return op, PASS, 0.0
+            kind = mix.draw(self._rng)
+            delay = self._rng.uniform(*mix.slow_s) if kind == SLOW else mix.hold_s
+            if kind != PASS:
+                self.injected[(op or "?", kind)] += 1
+        return op, kind, delay
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -123,8 +206,21 @@ class FaultProxy:
                     proxy.healed.wait(120)
                     self.close_connection = True  # and its answer never comes
                     return
+                _, fault, delay = proxy._draw(self.command, self.path)
+                if fault == E500:
+                    self._answer(500, [("Content-Type", "application/json")], _API_ERROR)
+                    return
+                if fault == E429:
+                    self._answer(429, [("Content-Type", "application/json")], _RATE_LIMIT)
+                    return
                 proxy.served[PASS] += 1
                 status, kept, answer = proxy._forward(self.command, self.path, headers, body)
+                if fault == TIMEOUT:  # it took effect; the client gives up before the answer
+                    proxy._closing.wait(delay)
+                    self.close_connection = True
+                    return
+                if fault == SLOW:
+                    proxy._closing.wait(delay)
                 self._answer(status, kept, answer)
                 if self.command == "POST" and self.path.rstrip("/") == "/v1/payment_intents":
                     proxy._note_create()
@@ -142,6 +238,15 @@ class FaultProxy:
         return Handler
 
 
+_RATE_LIMIT = json.dumps(
+    {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "rate_limit",
+            "message": "injected: too many requests",
+        }
+    }
+).encode()
 _API_ERROR = json.dumps(
     {"error": {"type": "api_error", "code": "api_error", "message": "injected outage"}}
 ).encode()
