@@ -67,11 +67,19 @@ def register(app: typer.Typer, console: Console) -> None:
             str | None, typer.Option(help="one topic (or its .dlq); default: every DLQ")
         ] = None,
         pending: Annotated[bool, typer.Option(help="only those never re-driven")] = False,
+        key: Annotated[
+            str | None, typer.Option(help="only this record key (e.g. one checkout's id)")
+        ] = None,
         limit: Annotated[int, typer.Option(help="newest N")] = 100,
     ) -> None:
         """Dead letters, newest last: id, where from, type, key, when, who, re-driven, why."""
         _, _, letters, done = load(topic)
-        shown = [d for d in letters if not (pending and done.get(d.id))]
+        shown = [
+            d
+            for d in letters
+            if not (pending and done.get(d.id))
+            and (key is None or (d.key or b"").decode(errors="replace") == key)
+        ]
         shown.sort(key=lambda d: (d.failed_at_ms or d.timestamp_ms, d.id))
         if not shown:
             console.print("no dead letters" + (" waiting" if pending else ""))

@@ -99,7 +99,9 @@ def test_an_operator_redrives_a_dead_letter_once_its_cause_is_fixed(
     [dead] = records(settings, dlq(CHECKOUT_COMMANDS), checkout_id, lambda r: len(r) >= 1)
     dead_id = f"{dlq(CHECKOUT_COMMANDS)}:{dead.partition}:{dead.offset}"
 
-    listed = saga(env, "dlq", "list", "--topic", CHECKOUT_COMMANDS, "--limit", "1000")
+    # One checkout's dead letters (the whole DLQ of a shared test broker makes a table too wide
+    # for whole ids in an 80-column runner).
+    listed = saga(env, "dlq", "list", "--topic", CHECKOUT_COMMANDS, "--key", checkout_id)
     assert listed.exit_code == 0, listed.output
     assert dead_id in listed.output and checkout_id in listed.output
     assert "CancelCheckout" in listed.output  # the reason, folded in a table, is in `show`
@@ -167,8 +169,10 @@ def test_an_operator_redrives_a_dead_letter_once_its_cause_is_fixed(
     twice = saga(env, "dlq", "redrive", "--id", dead_id, "--reason", "again")
     assert twice.exit_code == 1
     assert "was re-driven by ops" in twice.output and "--again" in twice.output
-    pending = saga(env, "dlq", "list", "--topic", CHECKOUT_COMMANDS, "--pending", "--limit", "1000")
-    assert pending.exit_code == 0 and dead_id not in pending.output
+    pending = saga(env, "dlq", "list", "--pending", "--key", checkout_id)
+    assert pending.exit_code == 0 and "no dead letters waiting" in pending.output, pending.output
+    everything = saga(env, "dlq", "list", "--key", checkout_id)
+    assert dead_id in everything.output and "ops" in everything.output  # re-driven, by whom
 
 
 def test_operator_mistakes_are_one_line(
