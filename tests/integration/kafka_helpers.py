@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from events.envelope import Envelope
 from events.serde import Serde
@@ -101,11 +101,21 @@ def read_topic(
         consumer.close()
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
+def committed_offsets(bootstrap: str, group: str, topic: str, timeout_s: float = 60) -> int:
+    """The group's committed offsets on `topic`, summed. The coordinator may be busy (a group
+    rebalancing after a kill): a timed-out ask is asked again until the deadline."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    deadline = time.monotonic() + timeout_s
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        tps = consumer.committed([TopicPartition(topic, p) for p in meta.partitions], timeout=10)
-        return sum(max(tp.offset, 0) for tp in tps)
+        partitions = [TopicPartition(topic, p) for p in meta.partitions]
+        while True:
+            try:
+                tps = consumer.committed(partitions, timeout=10)
+                return sum(max(tp.offset, 0) for tp in tps)
+            except KafkaException as e:
+                timed_out = e.args and e.args[0].code() == KafkaError._TIMED_OUT
+                if not timed_out or time.monotonic() > deadline:
+                    raise
     finally:
         consumer.close()
