@@ -73,6 +73,11 @@ class KafkaCommandBus:
         return f"{len(metadata.brokers)} broker(s), {len(metadata.topics)} topic(s)"
 
     def close(self, timeout_s: float = 5.0) -> None:
+        if self._stop.is_set():
+            return
         self.producer.flush(timeout_s)
         self._stop.set()
         self._poller.join(timeout_s)
+        # Closed now rather than when collected: a live producer keeps reconnecting (and
+        # logging) once the broker it used has gone.
+        self.producer.close()

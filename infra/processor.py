@@ -247,6 +247,10 @@ class Processor:
                 closing()
         with contextlib.suppress(Exception):
             self._producer.flush(5)
+        # Closed now, not when garbage-collected: a producer that outlives its processor keeps
+        # reconnecting (and logging) after the broker of a one-process stack has stopped.
+        with contextlib.suppress(Exception):
+            self._producer.close()
 
     def _assigned_cb(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = list(partitions)
