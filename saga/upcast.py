@@ -37,7 +37,10 @@ def upcast(
     if type(event) in REPLY_STEP:
         # Version 1 recorded the 3-D Secure wait itself (PaymentActionAwaited follows): no
         # deadline is asked for here.
-        return (event, *verdicts.of_reply(noted, event, action_deadline=None))  # type: ignore[arg-type]
+        return (
+            event,
+            *verdicts.of_reply(noted, event, action_deadline=None, late_successes=False),  # type: ignore[arg-type]
+        )
     if isinstance(event, m.PaymentSignalRecorded):
         return (event, *verdicts.of_signal(noted, event))
     return (event,)

@@ -59,12 +59,23 @@ ACTION_TIMED_OUT = "payment action not completed in time"
 
 
 def of_reply(
-    state: SagaState, reply: AdapterReply, action_deadline: int | None
+    state: SagaState,
+    reply: AdapterReply,
+    action_deadline: int | None,
+    *,
+    late_successes: bool = True,
 ) -> tuple[Verdict, ...]:
     """What `reply` decides, judged on the state with its fact already recorded. A reply that
     answers nothing outstanding decides nothing (the ledger alone records what it holds).
     `action_deadline` is when a 3-D Secure wait would end; None asks for no wait event (the
-    upcaster: version-1 history recorded the wait itself)."""
+    upcaster: version-1 history recorded the wait itself).
+
+    A success from an attempt the saga gave up on settles the step while the step is still
+    being retried (`late_successes`): every forward step is idempotent per checkout, so the
+    late answer is the very result the retry is after. Ignoring it made a saga void the
+    authorization a retry was about to adopt (paid, then no order) and kept capture retrying
+    under a slow provider until it gave up on money already taken. Version 1 ignored them;
+    the upcaster passes False."""
     step = REPLY_STEP[type(reply)]
     cid, attempt = state.checkout_id, reply.attempt
     if step in COMPENSATION_STEPS:
@@ -79,12 +90,22 @@ def of_reply(
             return (m.StepAttemptFailed(cid, step, attempt, reply.reason, reply.retryable),)
         return ()  # successes settle the task through the ledger
     if not _is_outstanding(state, step, attempt):
+        if late_successes and _is_superseded(state, step, attempt):
+            return _late_success(state, reply)
         return ()
     if isinstance(reply, FailureReply):
         return (m.StepAttemptFailed(cid, step, attempt, reply.reason, reply.retryable),)
     problem = _mismatch(state, reply)
     if problem is not None:
         return (m.StepAttemptFailed(cid, step, attempt, problem, retryable=False),)
+    return _success(state, reply, action_deadline)
+
+
+def _success(
+    state: SagaState, reply: AdapterReply, action_deadline: int | None
+) -> tuple[Verdict, ...]:
+    step = REPLY_STEP[type(reply)]
+    cid, attempt = state.checkout_id, reply.attempt
     match reply:
         case m.InventoryReserved():
             return (m.StepSucceeded(cid, step, attempt, reference=reply.reservation_id),)
@@ -136,6 +157,28 @@ def of_timeout(state: SagaState, timed_out: m.StepTimedOut) -> tuple[Verdict, ..
 
 
 # --- rules -----------------------------------------------------------------------------------
+
+
+def _late_success(state: SagaState, reply: AdapterReply) -> tuple[Verdict, ...]:
+    """Only a plain success counts: a late failure says nothing the current attempt will not,
+    a 3-D Secure request belongs to an attempt whose wait is no longer kept, and a late answer
+    that does not match what was asked leaves the current attempt to decide."""
+    if isinstance(reply, FailureReply | m.PaymentActionRequired):
+        return ()
+    if _mismatch(state, reply) is not None:
+        return ()
+    return _success(state, reply, action_deadline=None)
+
+
+def _is_superseded(state: SagaState, step: Step, attempt: int) -> bool:
+    """`attempt` is an earlier attempt of a step that is being retried (in RETRY_WAIT the
+    step's `attempt` is the next one, not yet sent)."""
+    current = state.step(step)
+    return (
+        state.status in FORWARD_STATUSES
+        and current.phase in (Phase.IN_FLIGHT, Phase.RETRY_WAIT)
+        and 1 <= attempt < current.attempt
+    )
 
 
 def _is_outstanding(state: SagaState, step: Step, attempt: int) -> bool:

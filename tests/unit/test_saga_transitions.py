@@ -66,7 +66,7 @@ from saga.checkout import decide, fold, next_wakeup
 from saga.ids import order_id_for
 from saga.policy import DEFAULT_POLICY as P
 from saga.policy import backoff_ms
-from saga.state import Status, is_terminal
+from saga.state import Phase, Status, is_terminal
 
 RESERVE, TAX_STEP, SHIP = Step.RESERVE_INVENTORY, Step.CALCULATE_TAX, Step.QUOTE_SHIPPING
 AUTH, COMMIT, CAPTURE = Step.AUTHORIZE_PAYMENT, Step.COMMIT_INVENTORY, Step.CAPTURE_PAYMENT
@@ -188,11 +188,18 @@ def test_tick_past_a_deadline_times_the_attempt_out_and_retries_it() -> None:
     )
 
 
-def test_reply_to_a_superseded_attempt_changes_nothing() -> None:
+def test_a_superseded_attempt_settles_its_step_only_by_succeeding() -> None:
     history = given(*h_started(), tax_failed(), retry(TAX_STEP, 2, T0, "taxjar unavailable"))
-    history.when(tax_failed(1)).then_nothing()
-    history.when(taxed(1)).then_nothing()  # a tax quote holds nothing: dropped
+    history.when(tax_failed(1)).then_nothing()  # the retry decides, not a repeated failure
     history.when(taxed(2)).then_nothing()  # attempt 2 was never sent
+    # The quote the retry is after: taken, and the scheduled retry is not sent.
+    late = history.when(taxed(1))
+    late.then(*ok(taxed(1)))
+    assert late.state.tax == TAX
+    later = given(*late.before_and_after()).when(tick(T0 + 60_000))
+    assert not any(isinstance(c, m.CalculateTax) for c in later.decision.commands)
+    assert later.state.step(TAX_STEP).phase is Phase.SUCCEEDED
+    assert later.state.step(TAX_STEP).attempt == 2  # the retry it had scheduled: never sent
 
 
 def test_exhausted_retries_fail_the_checkout_after_compensating() -> None:
@@ -347,22 +354,58 @@ def test_compensation_timeout_is_retried() -> None:
 # --- late and superseded successes -----------------------------------------------------------
 
 
-def test_late_authorization_of_a_superseded_attempt_is_voided_once() -> None:
-    history = given(
-        *h_priced(),
-        m.StepTimedOut(CID, AUTH, 1),
-        retry(AUTH, 2, T0, "no reply before the deadline"),
-    )
-    outcome = history.when(authorized(1, pid="pi-late")).then(
-        authorized(1, pid="pi-late"),
-        step_started(VOID),
-        commands=(void_cmd(pid="pi-late"),),
-    )
-    assert outcome.state.payment_id is None  # the saga still goes forward with attempt 2
-    given(*outcome.before_and_after()).when(authorized(1, pid="pi-late")).then_nothing()
+def test_late_authorization_of_a_superseded_attempt_is_the_saga_s_payment() -> None:
+    """Voiding it (the old rule) while the retry reconciles with the provider and adopts that
+    very PaymentIntent left the saga capturing a voided authorization — or, when the capture
+    won the race, money taken and no order (found by the chaos suite)."""
+    for retrying in (
+        given(*h_priced(), *timed_out(AUTH), retry(AUTH, 2, T0, "no reply before the deadline")),
+        given(
+            *h_priced(),
+            *timed_out(AUTH),
+            retry(AUTH, 2, T0, "no reply before the deadline"),
+            step_started(AUTH, 2),
+        ),
+    ):
+        outcome = retrying.when(authorized(1, pid="pi-late"))
+        outcome.then(
+            *ok(authorized(1, pid="pi-late")),
+            step_started(COMMIT),
+            commands=(commit_cmd(),),
+        )
+        assert outcome.state.payment_id == "pi-late"
+        after = given(*outcome.before_and_after())
+        after.when(authorized(1, pid="pi-late")).then_nothing()
+        after.when(authorized(2, pid="pi-late")).then_nothing()  # the retry found the same one
+        # A retry that made a second authorization after all: that one is the stray.
+        after.when(authorized(2, pid="pi-second")).then(
+            authorized(2, pid="pi-second"),
+            step_started(VOID),
+            commands=(void_cmd(pid="pi-second"),),
+        )
 
 
-def test_a_late_reservation_waits_while_the_retry_may_answer_with_it() -> None:
+def test_late_capture_of_a_superseded_attempt_completes_the_order() -> None:
+    """Under a slow provider every capture attempt outlived its deadline while each one had
+    taken the money: the saga kept retrying, then gave up and refunded (the livelock)."""
+    retrying = given(
+        *h_committed(),
+        *timed_out(CAPTURE),
+        retry(CAPTURE, 2, T0, "no reply before the deadline"),
+        step_started(CAPTURE, 2),
+    )
+    outcome = retrying.when(captured(1))
+    assert outcome.state.status is Status.COMPLETED
+    assert outcome.decision.events[:2] == ok(captured(1))
+    assert any(isinstance(e, m.CheckoutCompleted) for e in outcome.decision.events)
+    assert not outcome.decision.commands  # nothing refunded, nothing captured again
+    given(*outcome.before_and_after()).when(captured(2)).then_nothing()
+    # A late capture of some other payment is not this order's money.
+    stray = retrying.when(captured(1, pid="pi-other"))
+    assert stray.state.status is not Status.COMPLETED
+
+
+def test_a_late_reservation_is_the_one_the_retry_would_answer_with() -> None:
     """The inventory adapter keeps one active reservation per checkout, so the retry of a
     timed-out reservation answers with the same one: releasing the late reply's reservation
     at once would free the stock the saga is about to commit (found by the restart test)."""
@@ -372,14 +415,15 @@ def test_a_late_reservation_waits_while_the_retry_may_answer_with_it() -> None:
         retry(RESERVE, 2, T0, "no reply before the deadline"),
         step_started(RESERVE, 2),
     )
-    late = retrying.when(reserved(1)).then(reserved(1))  # recorded, nothing released
-    adopted = given(*late.before_and_after()).when(reserved(2))
-    adopted.then(*ok(reserved(2)))
-    assert adopted.state.reservation_id == RESERVATION
-    assert not any(isinstance(c, m.ReleaseInventory) for c in adopted.decision.commands)
-    # Had the retry brought another reservation, the late one is a stray and goes back.
-    other = given(*late.before_and_after()).when(reserved(2, rid="res-2"))
-    other.then(*ok(reserved(2, rid="res-2")), step_started(RELEASE), commands=(release_cmd(),))
+    late = retrying.when(reserved(1))
+    late.then(*ok(reserved(1)))  # the retry's own answer, taken as soon as it comes
+    assert late.state.reservation_id == RESERVATION
+    after = given(*late.before_and_after())
+    after.when(reserved(2)).then_nothing()
+    # Had the retry brought another reservation, that one is the stray and goes back.
+    after.when(reserved(2, rid="res-2")).then(
+        reserved(2, rid="res-2"), step_started(RELEASE), commands=(release_cmd(rid="res-2"),)
+    )
 
 
 def test_late_reservation_of_a_superseded_attempt_is_released() -> None:
