@@ -389,15 +389,40 @@ def inspect(checkout_id: str) -> None:
 
 
 @app.command()
-def demo(checkouts: int = typer.Option(5, help="how many checkouts to run")) -> None:
-    """Start the embedded stack and run checkouts end to end through the engine."""
+def demo(
+    checkouts: int = typer.Option(5, min=4, help="how many checkouts to run"),
+    serve: bool | None = typer.Option(
+        None,
+        "--serve/--no-serve",
+        help="keep the engine running afterwards (console, CLI) until Ctrl-C; "
+        "default: when run from a terminal",
+    ),
+) -> None:
+    """Start the embedded stack and the engine (as `saga run` runs it), run checkouts end to end
+    (completed, compensated, parked, a dead letter) and print where to look at them."""
     from infra.demo import run_demo
 
     settings = _settings()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    keep = sys.stdin.isatty() and sys.stdout.isatty() if serve is None else serve
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def wait_for_ctrl_c() -> None:
+        console.print("[bold]the engine keeps running: open the console above; Ctrl-C stops all")
+        stop.wait()
+        console.print("stopping the engine, then the stack")
+
     with _stack(settings) as running:
         _print_urls(running)
-        ok = run_demo(running.settings, checkouts, console)
+        ok = run_demo(
+            running.settings,
+            checkouts,
+            console,
+            workdir=running.workdir,
+            serve=wait_for_ctrl_c if keep else None,
+        )
     raise typer.Exit(0 if ok else 1)
 
 

@@ -13,8 +13,9 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,12 +28,11 @@ from events import messages as m
 from events.envelope import Envelope
 from events.serde import Serde, make_serde
 from events.topics import CHECKOUT_EVENTS
-from infra.bootstrap import ROLES, build_processor, default_services
 from infra.embedded.smtp import inbox_at
 from infra.settings import Settings
 from infra.topics import ensure_topics
-from infra.workers.threads import on_threads
 
+AUDITED_SKU = "SKU-HOODIE-GRY-XL"  # under a stock take during the demo (infra/stock_take.py)
 TERMINAL = (m.CheckoutCompleted, m.CheckoutFailed, m.CheckoutCancelled, m.CheckoutNeedsAttention)
 
 
@@ -73,60 +73,93 @@ def scenarios(n: int) -> list[Scenario]:
     special = [
         Scenario("card declined", (m.LineItem("SKU-MUG-LOGO", 1, 1250),), "4000000000000341"),
         Scenario("out of stock", (m.LineItem("SKU-LIMITED-POSTER", 5, 4999),), "pm_card_visa"),
+        # Declined while its SKU is under a stock take: its units cannot go back, so it parks.
+        Scenario(
+            "declined during a stock take", (m.LineItem(AUDITED_SKU, 1, 5900),), "4000000000000341"
+        ),
     ]
     return [good] * max(1, n - len(special)) + special[: max(0, n - 1)]
 
 
 @contextlib.contextmanager
-def engine(settings: Settings, services: dict[str, Any] | None = None) -> Iterator[None]:
-    """Every role's processor on its own thread; stopped on the way out."""
-    services = services if services is not None else default_services(settings)
-    # The notifier needs somewhere to send mail: the embedded inbox, or SMTP_URL.
-    roles = [
-        r
-        for r in ROLES
-        if r in ("orchestrator", "fulfilment")
-        or r in services
-        or (r == "notifier" and settings.smtp_url)
-    ]
-    from infra.workers.projector import build_projector
-
-    processors = [build_processor(r, settings, services=services) for r in roles]
-    with on_threads(*processors, build_projector(settings)):
-        yield
-
-
-@contextlib.contextmanager
-def api_server(settings: Settings) -> Iterator[tuple[str, str]]:
-    """The HTTP API on a free loopback port, and a fresh storefront API key for it."""
+def engine(settings: Settings, console: Console, log_path: Path) -> Iterator[str]:
+    """The engine as `saga run` runs it: every worker role and the API as supervised child
+    processes against this stack. Yields the API's URL once it is ready; on the way out the
+    children stop before the caller stops the stack (no client outlives its broker)."""
     import threading
 
-    import uvicorn
+    from infra.run_cli import ALL_ROLES
+    from infra.settings import child_environ, to_environ
+    from infra.supervisor import Supervisor, specs
 
-    from api.app import create_app
+    port = _free_port()
+    env = child_environ(
+        {
+            **to_environ(settings),
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    with log_path.open("a") as log:
+        supervisor = Supervisor(
+            specs(ALL_ROLES, [0], api=True), env, say=lambda text: print(text, file=log), out=log
+        )
+        thread = threading.Thread(target=supervisor.run, name="demo-supervisor", daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, thread, timeout_s=120)
+            console.print(
+                f"engine: {len(ALL_ROLES)} worker roles and the API as `saga run` runs them "
+                f"(their output: {log_path})"
+            )
+            yield url
+        finally:
+            supervisor.stop()
+            thread.join(60)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(url: str, supervisor: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and supervisor.is_alive():
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the API at {url} was not ready within {timeout_s:.0f}s")
+
+
+def storefront_key(settings: Settings) -> str:
+    """A fresh storefront API key (what an operator hands a shop: `saga keys create`)."""
     from api.keys import create_api_key
-    from infra.api_wiring import build_api_deps
 
     assert settings.database_url
-    deps = build_api_deps(settings)  # creates the api_keys table
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        key = create_api_key(conn, "demo-shop", f"demo-{uuid.uuid4().hex[:6]}")
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(deps), host="127.0.0.1", port=0, log_level="warning")
+        return create_api_key(conn, "demo-shop", f"demo-{uuid.uuid4().hex[:6]}")
+
+
+def console_url(settings: Settings, api_url: str, hours: int = 8) -> str:
+    """The operator console with a short-lived operator token in the URL's fragment (never
+    sent to the server or written to its logs; the page keeps it for the tab)."""
+    from api.auth import make_token
+
+    assert settings.jwt_secret
+    token = make_token(
+        settings.jwt_secret,
+        sub="demo-operator",
+        role="operator",
+        exp=int(time.time()) + hours * 3600,
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the API did not start")
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}", key
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    return f"{api_url}/console#token={token}"
 
 
 def start(api: httpx.Client, settings: Settings, scenario: Scenario, email: str) -> str:
@@ -184,8 +217,19 @@ def wait_for_outcomes(
     return {c: list(h.values()) for c, h in history.items()}
 
 
-def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 120) -> bool:
-    assert settings.kafka_bootstrap_servers
+def run_demo(
+    settings: Settings,
+    n: int,
+    console: Console,
+    timeout_s: float = 120,
+    *,
+    workdir: Path,
+    serve: Callable[[], None] | None = None,
+) -> bool:
+    """Run the scenarios through the engine and print what happened and what an operator can
+    do next. `serve`, when given, is called with the engine still running (the interactive
+    demo waits there for Ctrl-C) before everything stops."""
+    assert settings.kafka_bootstrap_servers and settings.database_url
     report = ensure_topics(
         settings.kafka_bootstrap_servers, settings.partitions, settings.replication_factor
     )
@@ -195,9 +239,12 @@ def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 12
     # The shop stocks its SKUs the way an operator does (`saga stock load`); workers never do.
     from adapters.inventory.seed import seed_stock
     from infra.adapters_wiring import stock_store
+    from infra.stock_take import freeze_releases, lift_freeze
 
     seed_stock(stock_store(settings), actor="demo", reason="demo shop")
-    with engine(settings), api_server(settings) as (base_url, key):
+    freeze_releases(settings.database_url, AUDITED_SKU)
+    key = storefront_key(settings)
+    with engine(settings, console, workdir / "engine.log") as base_url:
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=base_url, headers=headers, timeout=30) as api:
             started = time.monotonic()
@@ -205,10 +252,35 @@ def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 12
             buyer = f"buyer+{uuid.uuid4().hex[:8]}@example.com"
             ids = {start(api, settings, s, buyer): s for s in plan}
             console.print(f"POST /v1/checkouts x{len(ids)} at {base_url}: all 202 Accepted")
+            typo_key = send_truncated_command(settings)
             outcomes = wait_for_outcomes(settings, serde, set(ids), timeout_s)
             elapsed = time.monotonic() - started
             views = wait_for_views(api, outcomes, timeout_s=30)
+            dead = wait_for_dead_letter(settings, typo_key, timeout_s=60)
+        # The stock take is over: the parked checkout can now give its units back.
+        lift_freeze(settings.database_url, AUDITED_SKU)
         emails = wait_for_emails(settings, buyer, expected_emails(outcomes), timeout_s=30)
+        all_finished = print_outcomes(console, ids, outcomes, views, elapsed)
+        print_emails(console, settings, emails)
+        completed = sum(
+            any(isinstance(e.message, m.CheckoutCompleted) for e in h) for h in outcomes.values()
+        )
+        wait_for_analyst_views(settings, completed, timeout_s=30)
+        print_analyst_views(console, settings)
+        env_file = write_env(settings, workdir)
+        print_next_steps(console, settings, base_url, ids, outcomes, dead, env_file)
+        if serve is not None:
+            serve()
+    return all_finished and dead is not None
+
+
+def print_outcomes(
+    console: Console,
+    ids: dict[str, Scenario],
+    outcomes: dict[str, list[Envelope[Any]]],
+    views: dict[str, dict[str, Any]],
+    elapsed: float,
+) -> bool:
     table = Table(title=f"{len(ids)} checkouts in {elapsed:.1f}s through the real broker")
     for column in ("checkout", "scenario", "outcome", "total", "events", "GET status", "detail"):
         table.add_column(column)
@@ -224,9 +296,95 @@ def run_demo(settings: Settings, n: int, console: Console, timeout_s: float = 12
             checkout_id, scenario.label, outcome, total, str(len(events)), api_status, detail[:60]
         )
     console.print(table)
-    print_emails(console, settings, emails)
-    print_analyst_views(console, settings)
     return all_finished
+
+
+def send_truncated_command(settings: Settings) -> str:
+    """What a storefront writing straight to Kafka sends when its serializer is broken: a
+    record that is not a command. The orchestrator dead-letters it with the reason."""
+    from confluent_kafka import Producer
+
+    from events.topics import CHECKOUT_COMMANDS
+
+    key = f"co-demo-typo-{uuid.uuid4().hex[:6]}"
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    try:
+        producer.produce(CHECKOUT_COMMANDS, key=key, value=b'{"type": "StartCheckout", "payl')
+        if producer.flush(30):
+            raise RuntimeError("the broker did not take the demo's record")
+    finally:
+        producer.close()
+    return key
+
+
+def wait_for_dead_letter(settings: Settings, key: str, timeout_s: float) -> Any:
+    """The dead letter of `key` (infra/dlq.py), once the orchestrator has written it."""
+    from infra.dlq import dlq_topics, read_dead_letters
+
+    assert settings.kafka_bootstrap_servers
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        topics = dlq_topics(settings.kafka_bootstrap_servers)
+        letters = read_dead_letters(settings.kafka_bootstrap_servers, topics)
+        found = [d for d in letters if (d.key or b"").decode() == key]
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    return None
+
+
+def write_env(settings: Settings, workdir: Path) -> Path:
+    """The demo's URLs and secrets as `saga up` writes them, so the CLI can reach this stack
+    while the demo serves: eval "$(saga env --data-dir DIR)"."""
+    import os
+    import shlex
+
+    from infra.settings import to_environ
+
+    values = to_environ(settings)
+    values.setdefault("KAFKA_ISOLATION_LEVEL", settings.kafka_isolation_level)
+    path = workdir / "saga.env"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(values.items())))
+    return path
+
+
+def print_next_steps(
+    console: Console,
+    settings: Settings,
+    api_url: str,
+    ids: dict[str, Scenario],
+    outcomes: dict[str, list[Envelope[Any]]],
+    dead: Any,
+    env_file: Path,
+) -> None:
+    def final_of(checkout_id: str) -> Any:
+        return next(
+            (e.message for e in reversed(outcomes[checkout_id]) if isinstance(e.message, TERMINAL)),
+            None,
+        )
+
+    compensated = [
+        c
+        for c in ids
+        if isinstance(final_of(c), m.CheckoutFailed) and final_of(c).step == "authorize_payment"
+    ]
+    parked = [c for c in ids if isinstance(final_of(c), m.CheckoutNeedsAttention)]
+    say = lambda text: console.print(text, soft_wrap=True, highlight=False)  # noqa: E731
+    say("\n[bold]What an operator can do now[/bold] (README: Operator walkthrough)")
+    say(f"  operator console:  {console_url(settings, api_url)}")
+    say(f'  CLI on this stack: eval "$(saga env --data-dir {env_file.parent})"')
+    if compensated:
+        say(f"  a compensated checkout (declined, its stock released): {compensated[0]}")
+        say(f"      saga inspect {compensated[0]}")
+    if dead is not None:
+        say(f"  a dead letter ({dead.error}): {dead.id}")
+        say(f"      saga dlq show {dead.id}")
+        say(f"      saga dlq redrive --id {dead.id} --reason 'replay it'")
+    for checkout_id in parked:
+        say(f"  a parked saga, its stock take now over: {checkout_id}")
+        say(f"      saga checkout retry {checkout_id} --reason 'stock take done'")
 
 
 def wait_for_views(
@@ -248,6 +406,21 @@ def wait_for_views(
             break
         time.sleep(0.2)
     return views
+
+
+def wait_for_analyst_views(settings: Settings, completed: int, timeout_s: float) -> None:
+    """Until the revenue view counts every completed order (the projector reads the public
+    order events on its own consumer, so it may trail the checkouts' status a little)."""
+    assert settings.database_url
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT coalesce(sum(order_count), 0) FROM projections.daily_revenue"
+            ).fetchone()
+            if row is not None and int(row[0]) >= completed:
+                return
+            time.sleep(0.2)
 
 
 def print_analyst_views(console: Console, settings: Settings) -> None:

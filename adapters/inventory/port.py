@@ -87,6 +87,11 @@ class InventoryProtocolError(Exception):
     Retrying the same request will not help; it is a bug on one side."""
 
 
+class InventoryRefused(Exception):
+    """The store itself refused the change with a reason of its own (a warehouse rule, a
+    freeze during a stock take): asking again will get the same answer until someone acts."""
+
+
 class InventoryProvider(Protocol):
     def reserve(
         self,

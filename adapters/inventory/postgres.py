@@ -27,6 +27,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from adapters.inventory.port import (
+    InventoryRefused,
     InventoryUnavailable,
     Line,
     Rejection,
@@ -82,6 +83,9 @@ class PostgresInventory:
                 continue
             except (psycopg.OperationalError, psycopg.InterfaceError) as e:
                 raise InventoryUnavailable(f"postgres: {e}") from e
+            except pg_errors.RaiseException as e:
+                # A rule the warehouse put in the database (a trigger that RAISEs) said no.
+                raise InventoryRefused(f"postgres: {e.diag.message_primary or e}") from e
         raise InventoryUnavailable("postgres: transaction kept conflicting")
 
     # --- admin (not part of the port) ---------------------------------------------------

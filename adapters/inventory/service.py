@@ -18,6 +18,7 @@ import pybreaker
 from adapters.inventory.port import (
     InventoryProtocolError,
     InventoryProvider,
+    InventoryRefused,
     InventoryUnavailable,
     Rejection,
     ReservationStatus,
@@ -75,7 +76,9 @@ class InventoryService:
         # httpx timeout). If it fires after the provider did reserve, no stock leaks: the
         # saga's next attempt gets the checkout's existing active reservation back.
         self._provider = provider
-        self._breaker = breaker or make_breaker("inventory", exclude=[InventoryProtocolError])
+        self._breaker = breaker or make_breaker(
+            "inventory", exclude=[InventoryProtocolError, InventoryRefused]
+        )
         self._timeout_s = timeout_s
         self._retries = retries
         self._sleep = sleep
@@ -144,3 +147,5 @@ class InventoryService:
             raise _Failed(f"inventory_unavailable: {e}", True) from e
         except InventoryProtocolError as e:
             raise _Failed(f"inventory_protocol_error: {e}", False) from e
+        except InventoryRefused as e:
+            raise _Failed(f"inventory_refused: {e}", False) from e

@@ -13,7 +13,7 @@ QUICK, LONG = "quick", "long"
 @dataclass(frozen=True)
 class Profile:
     name: str
-    checkouts: int  # all of them, every kind (tests/chaos/chaos_run.py: KINDS)
+    checkouts: int  # all of them, every kind (tests/chaos/test_chaos.py: KINDS)
     before_s: float  # the phases, by start time: no faults / faults / no faults again
     during_s: float
     after_s: float

@@ -21,11 +21,15 @@ from adapters.inventory.service import InventoryService
 from events.messages import (
     CommitInventory,
     InventoryCommitted,
+    InventoryReleased,
+    InventoryReleaseFailed,
     InventoryReservationRejected,
     InventoryReserved,
     LineItem,
+    ReleaseInventory,
     ReserveInventory,
 )
+from infra.stock_take import freeze_releases, lift_freeze
 
 pytestmark = pytest.mark.integration
 
@@ -175,3 +179,30 @@ class socket_on_free_port:
 
     def __exit__(self, *exc: object) -> None:
         self._sock.close()
+
+
+def test_a_release_the_warehouse_refuses_is_a_permanent_failure_with_its_reason(
+    pg_inventory: PostgresInventory, database_url: str
+) -> None:
+    """A rule in the database (a stock-take freeze) says no: the reply says why and is not
+    retryable, so the saga parks for an operator instead of retrying into the same answer;
+    once the rule is lifted the same release goes through."""
+    sku = f"FROZEN-{uuid.uuid4().hex[:6]}"
+    pg_inventory.set_stock({sku: 5}, OPERATOR)
+    svc = InventoryService(pg_inventory)
+    co = f"co-{uuid.uuid4().hex[:8]}"
+    held = svc.handle(ReserveInventory(co, 1, f"{co}:reserve:1", (LineItem(sku, 2, 500),), T0))
+    assert isinstance(held, InventoryReserved)
+    freeze_releases(database_url, sku)
+    try:
+        refused = svc.handle(ReleaseInventory(co, 1, f"{co}:release:1", held.reservation_id))
+        assert isinstance(refused, InventoryReleaseFailed)
+        assert not refused.retryable
+        assert refused.reason.startswith("inventory_refused: ")
+        assert f"stock take of {sku} in progress" in refused.reason
+        assert pg_inventory.stock_level(sku) == (5, 2)  # nothing half-done
+    finally:
+        lift_freeze(database_url, sku)
+    released = svc.handle(ReleaseInventory(co, 2, f"{co}:release:2", held.reservation_id))
+    assert isinstance(released, InventoryReleased)
+    assert pg_inventory.stock_level(sku) == (5, 0)
