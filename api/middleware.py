@@ -18,9 +18,18 @@ import time
 import uuid
 from typing import Any
 
+import psycopg
+import redis.exceptions
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import ApiMetrics
+
+# Errors that mean "a dependency is unreachable right now", not "this request is wrong".
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 
 log = logging.getLogger("api")
 
@@ -138,10 +147,24 @@ class GuardMiddleware:
                 type(exc).__name__,
             )
             log.debug("traceback for request_id=%s", request_id, exc_info=True)
-            if not status["started"]:
+            if status["started"]:
+                return
+            if isinstance(exc, UNAVAILABLE):
+                # A store we depend on is away (restart, failover): nothing was decided, so the
+                # caller may retry the same request (with its Idempotency-Key) shortly.
                 await send_json(
-                    500, {"error": "internal", "reason": "internal error", "request_id": request_id}
+                    503,
+                    {
+                        "error": "unavailable",
+                        "reason": f"a backing service is unavailable ({type(exc).__name__}); "
+                        "retry shortly",
+                        "request_id": request_id,
+                    },
                 )
+                return
+            await send_json(
+                500, {"error": "internal", "reason": "internal error", "request_id": request_id}
+            )
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

@@ -110,7 +110,10 @@ def tax_service(settings: Settings) -> Callable[[Any], Any]:
 
     client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     calculator = build_tax_calculator(
-        settings.taxjar_api_key, settings.tax_fallback_policy, redis_client=client
+        settings.taxjar_api_key,
+        settings.tax_fallback_policy,
+        redis_client=client,
+        taxjar_api_url=settings.taxjar_api_url,
     )
     return TaxService(calculator).handle
 
@@ -136,10 +139,21 @@ def shipping_service(settings: Settings) -> Callable[[Any], Any]:
     from adapters.shipping.quoting import FlatRate
     from adapters.shipping.rate_table_carrier import RateTableCarrier
     from adapters.shipping.service import ShippingService
+    from infra.workers.fulfilment import LabelCarrier
 
     # The flat rate is what a shop charges when no carrier answers in time.
     flat = FlatRate({"USD": 999, "EUR": 999, "GBP": 899})
-    return ShippingService([RateTableCarrier()], flat_rate=flat).handle
+    carrier = LabelCarrier.from_settings(settings)
+    if carrier.easypost_api_key is None:
+        return ShippingService([RateTableCarrier()], flat_rate=flat).handle
+    from adapters.shipping.easypost_client import EasyPostClient
+
+    # EasyPost quotes what it will sell the label for (EASYPOST_API_KEY + SHIP_FROM_*).
+    assert carrier.ship_from is not None
+    easypost = EasyPostClient(
+        carrier.easypost_api_key, from_address=carrier.ship_from, base_url=carrier.easypost_api_base
+    )
+    return ShippingService([easypost], flat_rate=flat).handle
 
 
 def build_default_services(settings: Settings) -> dict[str, Callable[[Any], Any]]:

@@ -102,6 +102,7 @@ class Settings:
     stripe_api_key: str | None = field(default=None, repr=False)
     schema_registry_url: str | None = None
     taxjar_api_key: str | None = field(default=None, repr=False)
+    taxjar_api_url: str = "https://api.taxjar.com"  # a sandbox, or a local peer in tests
     partitions: int = 6
     replication_factor: int = 1
     min_insync_replicas: int = 1  # for real clusters; applied to topics when replication > 1
@@ -173,6 +174,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "STRIPE_API_KEY": ("stripe_api_key", _optional_str),
     "SCHEMA_REGISTRY_URL": ("schema_registry_url", _optional_str),
     "TAXJAR_API_KEY": ("taxjar_api_key", _optional_str),
+    "TAXJAR_API_URL": ("taxjar_api_url", lambda raw: raw.strip() or "https://api.taxjar.com"),
     "SAGA_PARTITIONS": ("partitions", _int(1, 1024)),
     "SAGA_REPLICATION_FACTOR": ("replication_factor", _int(1, 16)),
     "SAGA_MIN_INSYNC_REPLICAS": ("min_insync_replicas", _int(1, 16)),

@@ -157,7 +157,9 @@ def due_compensations(state: SagaState) -> tuple[CompensationTask, ...]:
     would free the stock the saga is about to commit. Once the step settles, the ledger says
     whether it is the saga's own or a stray to release."""
     return tuple(
-        t for t in compensation_plan(state) if not _reservation_may_still_be_ours(state, t)
+        t
+        for t in compensation_plan(state)
+        if not _reservation_may_still_be_ours(state, t) and not _payment_may_still_be_ours(state, t)
     )
 
 
@@ -166,6 +168,17 @@ def _reservation_may_still_be_ours(state: SagaState, task: CompensationTask) -> 
         return False
     reserve = state.step(Step.RESERVE_INVENTORY)
     return reserve.phase in (Phase.IN_FLIGHT, Phase.RETRY_WAIT)
+
+
+def _payment_may_still_be_ours(state: SagaState, task: CompensationTask) -> bool:
+    """The same for payments: the authorization retry reconciles with the provider and adopts
+    a live PaymentIntent of this checkout, so one an earlier attempt left waiting for 3-D
+    Secure (a late PaymentActionRequired) may be the very one the retry comes back with.
+    Voiding it meanwhile made the saga capture a voided payment (found by the chaos suite)."""
+    if task.step is not Step.VOID_PAYMENT or state.status not in FORWARD_STATUSES:
+        return False
+    auth = state.step(Step.AUTHORIZE_PAYMENT)
+    return auth.phase in (Phase.IN_FLIGHT, Phase.RETRY_WAIT)
 
 
 def _may_still_be_ours(state: SagaState, payment: Payment) -> bool:

@@ -47,6 +47,8 @@ class RunningStack:
     started: tuple[str, ...]  # names of the services this stack runs itself
     workdir: Path
     pids: dict[str, int] = dataclasses.field(default_factory=dict)  # e.g. the broker's, for CPU
+    # The services this stack runs, by name: for tests that stop and start one (chaos).
+    services: dict[str, EmbeddedService] = dataclasses.field(default_factory=dict)
 
     def urls(self) -> dict[str, str]:
         s = self.settings
@@ -106,6 +108,7 @@ def embedded_stack(
     filled["stripe_webhook_secrets"] = webhook_secrets
     started: list[str] = []
     pids: dict[str, int] = {}
+    services: dict[str, EmbeddedService] = {}
     with contextlib.ExitStack() as stack:
         if own_dir:
             stack.callback(shutil.rmtree, root, ignore_errors=True)
@@ -135,6 +138,7 @@ def embedded_stack(
             service.start()
             filled[field] = service.url
             started.append(name)
+            services[name] = service
             proc = getattr(service, "_proc", None)
             if proc is not None:
                 pids[name] = proc.pid
@@ -145,7 +149,7 @@ def embedded_stack(
         if durable:
             (root / "ports.json").write_text(json.dumps(chosen, indent=2, sort_keys=True))
         filled_settings = dataclasses.replace(settings, **filled)  # type: ignore[arg-type]
-        yield RunningStack(filled_settings, tuple(started), root, pids)
+        yield RunningStack(filled_settings, tuple(started), root, pids, services)
 
 
 def _remembered_ports(root: Path) -> dict[str, int]:

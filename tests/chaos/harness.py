@@ -122,7 +122,7 @@ class StockSampler:
     skus: tuple[str, ...]
     every_s: float = 0.25
     samples: list[StockSample] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, error)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -153,7 +153,7 @@ class StockSampler:
             try:
                 self.samples.extend(self.sample())
             except psycopg.Error as e:  # a sample lost is reported, never silently skipped
-                self.errors.append(repr(e))
+                self.errors.append((time.monotonic(), repr(e)))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="chaos-stock", daemon=True)

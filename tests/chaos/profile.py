@@ -20,6 +20,9 @@ class Profile:
     outage_s: float  # one full Stripe outage inside `during`: half 500s, half hung writes
     fault_rate: float  # per Stripe request during `during`: chance it meets a fault
     kills: int  # SIGKILLs of orchestrator and payment worker, alternating, inside `during`
+    pg_kills: int  # rounds of pg_terminate_backend on every worker connection, inside `during`
+    pg_restarts: int  # PostgreSQL stopped and started again on its data, inside `during`
+    broker_kills: int  # the broker SIGKILLed and started again on its durable log
     contested_units: int  # the contested SKU's stock at the start (restocked once by as many)
     history_intents: int  # PaymentIntents the account holds before the run (long profile)
     quiesce_s: float  # after the last start: every saga terminal within this
@@ -48,6 +51,10 @@ _QUICK = Profile(
     outage_s=10.0,
     fault_rate=0.2,
     kills=2,
+    pg_kills=4,
+    pg_restarts=1,
+    # 0 until the stall after a broker SIGKILL is fixed (docs/chaos.md, finding 4).
+    broker_kills=0,
     contested_units=12,
     history_intents=0,
     quiesce_s=100.0,
@@ -65,6 +72,9 @@ _LONG = Profile(
     outage_s=30.0,
     fault_rate=0.2,
     kills=40,
+    pg_kills=40,
+    pg_restarts=5,
+    broker_kills=5,
     contested_units=200,
     history_intents=10_000,
     quiesce_s=900.0,

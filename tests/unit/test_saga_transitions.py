@@ -385,6 +385,27 @@ def test_late_authorization_of_a_superseded_attempt_is_the_saga_s_payment() -> N
         )
 
 
+def test_a_late_3ds_request_of_a_superseded_attempt_is_not_voided_under_the_retry() -> None:
+    """Chaos run, co-chaos-dac462-00102: attempt 1's PaymentActionRequired arrived while
+    attempt 2 was out; the saga voided that PaymentIntent, attempt 2 came back with the same
+    one, the customer authenticated, and the capture met a voided payment (paid, no order)."""
+    retrying = given(
+        *h_priced(),
+        *timed_out(AUTH),
+        retry(AUTH, 2, T0, "no reply before the deadline"),
+        step_started(AUTH, 2),
+    )
+    late = retrying.when(action_required(1, pid="pi-3ds"))
+    late.then(action_required(1, pid="pi-3ds"))  # recorded; nothing voided while attempt 2 is out
+    adopted = given(*late.before_and_after()).when(action_required(2, pid="pi-3ds"))
+    assert adopted.state.payment_id == "pi-3ds"
+    assert not any(isinstance(c, m.VoidPayment) for c in adopted.decision.commands)
+    # Had attempt 2 come back with another PaymentIntent, the first is a stray: voided now.
+    other = given(*late.before_and_after()).when(action_required(2, pid="pi-other"))
+    assert other.state.payment_id == "pi-other"
+    assert void_cmd(pid="pi-3ds") in other.decision.commands
+
+
 def test_late_capture_of_a_superseded_attempt_completes_the_order() -> None:
     """Under a slow provider every capture attempt outlived its deadline while each one had
     taken the money: the saga kept retrying, then gave up and refunded (the livelock)."""

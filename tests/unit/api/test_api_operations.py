@@ -108,3 +108,19 @@ def test_unexpected_errors_are_500_without_details(
     assert "hunter2" not in caplog.text
     assert "RuntimeError" in caplog.text and r.headers["x-request-id"] in caplog.text
     assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_store_that_is_away_is_503_retry_not_500(world: World) -> None:
+    """A PostgreSQL restart (or Redis failover) mid-request: nothing was decided, the caller
+    may send the same request again; the answer says so without the error's text."""
+    import psycopg
+
+    def away(checkout_id: str) -> None:
+        raise psycopg.OperationalError("connection to postgresql://u:hunter2@db failed")
+
+    world.reads.checkout = away  # type: ignore[method-assign]
+    with TestClient(app_for(world), raise_server_exceptions=False) as client:
+        r = client.get("/v1/checkouts/co_1", headers={"X-API-Key": SHOP_KEY})
+    assert r.status_code == 503
+    assert r.json()["error"] == "unavailable" and "OperationalError" in r.json()["reason"]
+    assert "hunter2" not in r.text
