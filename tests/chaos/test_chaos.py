@@ -12,9 +12,11 @@ HTTP and for every webhook. Stock is set and raised with the real `saga stock se
 Profile: SAGA_CHAOS_PROFILE=quick (default, in `make test`) or long; see docs/chaos.md. The
 report is printed (`pytest -s`) and written to the test's tmp dir and to SAGA_CHAOS_REPORT.
 
-Not injected here (say so rather than pretend): tax and shipping faults (the embedded tax
-adapter is the local rate table unless TAXJAR_API_KEY is set, and Settings cannot point TaxJar
-at a local fault proxy; shipping is the local rate table), broker and PostgreSQL restarts."""
+Besides Stripe's faults and worker SIGKILLs: TaxJar and EasyPost (local peers speaking their
+HTTP contracts) failing and hanging in windows, checkouts to an address no tax authority knows,
+PostgreSQL connections terminated mid-transaction and a PostgreSQL restart on the run's own
+server. A broker SIGKILL is in the long profile only while it stalls the engine (docs/chaos.md,
+finding 4)."""
 
 from __future__ import annotations
 
@@ -122,7 +124,12 @@ NOWHERE = m.Address("1 Market St", "San Francisco", "CA", "ABCDE", "US")  # no s
 
 
 def start_command(
-    checkout_id: str, sku: str, method: str, quantity: int, address: m.Address = SHOP_ADDRESS
+    checkout_id: str,
+    sku: str,
+    method: str,
+    quantity: int,
+    unit_amount: int,
+    address: m.Address = SHOP_ADDRESS,
 ) -> m.StartCheckout:
     return m.StartCheckout(
         checkout_id=checkout_id,
@@ -130,7 +137,7 @@ def start_command(
         customer_id=f"cus-{checkout_id[-6:]}",
         customer_email="buyer@example.com",
         currency="USD",
-        items=(m.LineItem(sku, quantity, 1500),),
+        items=(m.LineItem(sku, quantity, unit_amount),),
         shipping_address=address,
         payment_provider="stripe",
         payment_method=method,
@@ -388,11 +395,14 @@ def submit(run: Run, c: Checkout, run_id: str) -> None:
     card = {"declined": "declined"}.get(c.kind, "3ds" if c.kind.startswith("tds") else "ok")
     method = run.cards[card]
     quantity = 1 if c.kind == "contested" else 1 + c.index % 2
+    # A price of its own: the tax worker caches quotes by basket and address, and identical
+    # baskets would leave TaxJar's fault windows with no request to fail.
+    price = 1500 + c.index
     if c.kind == "api":
         body = {
             "customer": {"id": f"cus-api-{c.index}", "email": "buyer@example.com"},
             "currency": "USD",
-            "items": [{"sku": c.sku, "quantity": quantity, "unit_amount": 1500}],
+            "items": [{"sku": c.sku, "quantity": quantity, "unit_amount": price}],
             "shipping_address": {
                 "line1": "1 Market St",
                 "city": "San Francisco",
@@ -421,7 +431,7 @@ def submit(run: Run, c: Checkout, run_id: str) -> None:
     else:
         c.checkout_id = f"co-chaos-{run_id}-{c.index:05d}"
         address = NOWHERE if c.kind == "invalid" else SHOP_ADDRESS
-        run.command(start_command(c.checkout_id, c.sku, method, quantity, address))
+        run.command(start_command(c.checkout_id, c.sku, method, quantity, price, address))
     c.inputs.append(("start", c.checkout_id))
     c.sent_at = time.monotonic()
 
@@ -854,8 +864,8 @@ def judge(
         report.faults[f"webhook redelivered after {code}"] += n
     for code, n in run.starts_retried.items():
         report.faults[f"POST /v1/checkouts retried after {code}"] += n
-    for name, outcome, _, hits in conductor.vendor_windows:
-        report.faults[f"{name} {outcome} (requests)"] += hits
+    for name, answer, _, hits in conductor.vendor_windows:
+        report.faults[f"{name} {answer} (requests)"] += hits
     report.faults["commands resent by a new producer"] = run.commands_resent
     report.faults["postgres: connections terminated"] = sum(n for _, n in conductor.pg_kills)
     report.faults["postgres: termination rounds"] = len(conductor.pg_kills)
