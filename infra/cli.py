@@ -328,6 +328,7 @@ def worker(
 ) -> None:
     """Run one processor until SIGINT/SIGTERM. Scale by starting more with other --instance."""
     from infra.bootstrap import build_processor
+    from infra.breaker_states import publish_breakers
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -336,13 +337,19 @@ def worker(
 
         run_projector(settings)
         return
+    # Breakers live in this process: publish their states for `saga status` and the console.
+    publisher = publish_breakers(settings.redis_url, role)
     try:
-        processor = build_processor(role, settings, instance_id=instance)
-    except ValueError as e:
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2) from e
-    processor.install_signal_handlers()
-    processor.run()
+        try:
+            processor = build_processor(role, settings, instance_id=instance)
+        except ValueError as e:
+            console.print(f"[red]{e}[/red]")
+            raise typer.Exit(2) from e
+        processor.install_signal_handlers()
+        processor.run()
+    finally:
+        if publisher is not None:
+            publisher.stop()
 
 
 @app.command()
@@ -433,10 +440,11 @@ def _register_projections() -> None:
     """`saga replay`, `saga status` (infra/projections_cli.py), `saga dlq` (infra/dlq_cli.py),
     `saga checkouts list`, `saga checkout retry` (infra/checkouts_cli.py), `saga run`,
     `saga env` (infra/run_cli.py)."""
-    from infra import checkouts_cli, dlq_cli, run_cli
+    from infra import checkouts_cli, dlq_cli, run_cli, status_cli
     from infra.projections_cli import register
 
     register(app, console)
+    status_cli.register(app, console)
     dlq_cli.register(app, console)
     checkouts_cli.register(app, console)
     run_cli.register(app, console, data_dir=DEFAULT_DATA_DIR, env_name=ENV_FILE)
