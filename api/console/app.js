@@ -158,7 +158,7 @@ async function loadDeadLetters() {
   const tbody = body("dlq");
   for (const d of letters) {
     const last = d.redriven[d.redriven.length - 1];
-    const button = el("button", last ? "Re-drive again" : "Re-drive");
+    const button = el("button", last ? "Re-driven" : "Re-drive");
     button.type = "button";
     button.dataset.redrive = d.id;
     button.disabled = Boolean(last);
