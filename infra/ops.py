@@ -5,7 +5,10 @@ and the console (api/routes/ops.py through infra/ops_console.py).
   watermark. The processors commit inside their Kafka transactions
   (`send_offsets_to_transaction`), so the group's committed offsets are the progress they made.
   The projector tracks its offsets in PostgreSQL instead (in the same transaction as its rows):
-  its progress comes from `projection_offsets`.
+  its progress comes from `projection_offsets`. A caught-up partition a transactional producer
+  wrote to (ticks on checkout.commands, everything the processors produce) can show a lag of 1:
+  the commit marker takes an offset that no consumer is ever handed, and only reading the
+  partition could tell it from a record.
 - Dead letters: records per `<topic>.dlq` (counted by reading them: transaction markers take
   offsets too, so watermarks would over-count) and how many of them were re-driven (audit_log).
 - Breakers: as the workers publish them to Redis (infra/breaker_states.py).
