@@ -214,13 +214,13 @@ def test_an_operator_acts_from_the_console(console: Console) -> None:
             )
             # Still malformed, the record is dead-lettered again: a new row; this one is done.
             expect(page.locator(f'button[data-redrive="{dead_letter_id}"]')).to_be_disabled()
-            page.screenshot(path=str(SHOTS / "dlq.png"), full_page=True)
+            page.locator("#dlq-section").screenshot(path=str(SHOTS / "dlq.png"))
 
             # Fix the cause, then retry the parked saga.
             c.world.releases_broken = False
             parked_row = page.locator("#parked tbody tr", has_text=parked)
             expect(parked_row).to_have_count(1)
-            page.screenshot(path=str(SHOTS / "parked.png"), full_page=True)
+            page.locator("#parked-section").screenshot(path=str(SHOTS / "parked.png"))
             parked_row.locator("button[data-retry]").click()
             expect(page.locator("#flash")).to_have_text(re.compile(f"retry sent for {parked}"))
             expect(page.locator("#lag tbody tr").first).to_be_visible(timeout=60_000)
