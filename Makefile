@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up test test-unit lint typecheck check bench broker-report lock clean
+.PHONY: install demo up test test-unit lint typecheck check bench broker-report lock clean browser
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy saga events adapters projections api infra bench db
 
-test: $(STAMP)
+# The console's browser test drives Debian's chromium (never a downloaded browser). As root,
+# install it when missing; otherwise leave it to the machine (the test then fails, naming it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && apt-get install -y -qq chromium)
+
+test: $(STAMP) browser
 	$(BIN)/pytest
 
 test-unit: $(STAMP)

@@ -15,13 +15,18 @@ Retrying outside the breaker means every failed attempt counts towards tripping 
 is open the remaining attempts are skipped instead of hammering a provider that is down.
 
 Stable API (other adapters import it): `call_with_resilience`, `call_with_timeout`,
-`make_breaker`, `CallTimeout`, `CircuitBreakerError`.
+`make_breaker`, `CallTimeout`, `CircuitBreakerError`, `on_new_breaker`.
+
+`on_new_breaker(hook)` lets the composition root observe every breaker (existing and future)
+without this module knowing what observes it: infra/breaker_states.py publishes their states to
+Redis for `saga status` and the console.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -40,6 +45,7 @@ __all__ = [
     "call_with_resilience",
     "call_with_timeout",
     "make_breaker",
+    "on_new_breaker",
 ]
 
 T = TypeVar("T")
@@ -64,12 +70,42 @@ def make_breaker(
     5 consecutive failures open it for 30 s: long enough to shed load from a provider that is
     down, short enough that a blip does not fail checkouts for minutes.
     """
-    return pybreaker.CircuitBreaker(
+    breaker = pybreaker.CircuitBreaker(
         fail_max=fail_max,
         reset_timeout=reset_timeout_s,
         exclude=list(exclude),
         name=name,
     )
+    with _hooks_lock:
+        _breakers.add(breaker)
+        hooks = list(_hooks)
+    for hook in hooks:
+        hook(breaker)
+    return breaker
+
+
+BreakerHook = Callable[[pybreaker.CircuitBreaker], None]
+# Weak: a breaker belongs to its adapter; being observable must not keep it alive.
+_breakers: weakref.WeakSet[pybreaker.CircuitBreaker] = weakref.WeakSet()
+_hooks: list[BreakerHook] = []
+_hooks_lock = threading.Lock()
+
+
+def on_new_breaker(hook: BreakerHook) -> Callable[[], None]:
+    """Call `hook` with every breaker made so far and every one made from now on; returns a
+    function that stops calling it for new ones."""
+    with _hooks_lock:
+        _hooks.append(hook)
+        existing = list(_breakers)
+    for breaker in existing:
+        hook(breaker)
+
+    def remove() -> None:
+        with _hooks_lock:
+            if hook in _hooks:
+                _hooks.remove(hook)
+
+    return remove
 
 
 def call_with_timeout(fn: Callable[[], T], timeout_s: float | None) -> T:

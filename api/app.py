@@ -16,7 +16,7 @@ from api.deps import ApiDeps
 from api.errors import ApiError
 from api.metrics import new_metrics
 from api.middleware import GuardMiddleware
-from api.routes import checkouts, health, orders, webhooks
+from api.routes import checkouts, console, health, ops, orders, webhooks
 
 API_VERSION = "1.0.0"
 
@@ -96,6 +96,6 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.add_middleware(
         GuardMiddleware, metrics=app.state.metrics, max_body_bytes=deps.max_body_bytes
     )
-    for module in (checkouts, orders, webhooks, health):
+    for module in (checkouts, orders, webhooks, health, ops, console):
         app.include_router(module.router)
     return app

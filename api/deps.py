@@ -14,6 +14,7 @@ from api.ports import (
     CommandBus,
     IdempotencyStore,
     KeyStore,
+    Operations,
     Probe,
     ProviderWebhook,
     RateLimiter,
@@ -38,6 +39,7 @@ class ApiDeps:
     # entry is not configured here and answers 404.
     provider_webhooks: Mapping[str, ProviderWebhook] = field(default_factory=dict)
     probes: Mapping[str, Probe] = field(default_factory=dict)  # name -> readiness check
+    ops: Operations | None = None  # the console's reads and acts; None: /v1/ops answers 503
     clock: Callable[[], float] = time.time  # epoch seconds
     max_body_bytes: int = MAX_COMMAND_BYTES  # the orchestrator refuses bigger commands too
     # How long a request waits for a concurrent twin (same Idempotency-Key and body) to finish.

@@ -183,3 +183,52 @@ the provider's ingest picks its signature and event-id headers. Raises like `Web
 
 Probe = Callable[[], str]
 """A readiness check: returns a short detail, raises when the dependency is down."""
+
+
+# --- operations (the operator console) -------------------------------------------------------
+
+
+class OperationRefused(Exception):
+    """The operator's act was refused (not parked, already re-driven, no reason): nothing
+    happened. The message is one line the console shows as is."""
+
+
+class UnknownObject(Exception):
+    """No such checkout or dead letter."""
+
+
+class OperationsUnavailable(Exception):
+    """A service behind the view (broker, PostgreSQL, Redis) did not answer."""
+
+
+JsonObject = dict[str, Any]
+
+
+class Operations(Protocol):
+    """What the console reads and does; every value is JSON-ready. The real one
+    (infra/ops_console.py) shares its code with the `saga` CLI, so a button and a command are
+    the same act."""
+
+    def find_checkouts(
+        self, *, text: str | None, status: str | None, limit: int
+    ) -> list[JsonObject]:
+        """Newest first; `text` matches a checkout id (or its prefix) or a customer email."""
+        ...
+
+    def timeline(self, checkout_id: str) -> JsonObject | None:
+        """Events from checkout.events and the steps as lanes of attempts; None when unknown."""
+        ...
+
+    def dead_letters(self) -> list[JsonObject]: ...
+
+    def redrive(self, dead_letter_id: str, *, actor: str, reason: str) -> JsonObject:
+        """The same re-drive as `saga dlq redrive`, audited as `actor`."""
+        ...
+
+    def retry(self, checkout_id: str, *, actor: str, reason: str) -> JsonObject:
+        """The same RetryCheckout as `saga checkout retry`, audited as `actor`."""
+        ...
+
+    def status(self) -> JsonObject:
+        """Processor lag, dead-letter counts and breaker states, as `saga status` shows them."""
+        ...

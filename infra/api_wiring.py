@@ -30,6 +30,7 @@ from api.reads import ProjectionReads
 from api.redis_stores import RedisAcceptedCheckouts, RedisIdempotencyStore, RedisTokenBucket
 from db.migrate import upgrade as upgrade_schema
 from events.serde import Serde, make_serde
+from infra.ops_console import InfraOperations
 from infra.processor import producer_config
 from infra.settings import Settings, require
 
@@ -157,6 +158,13 @@ def build_api_deps(settings: Settings) -> ApiDeps:
             webhook_ingest=WebhookIngest(handler, bus.producer, serde, producer_name="api"),
             provider_webhooks=_provider_webhooks(settings, client, bus.producer, serde),
             probes=_probes(bus, pool, client, settings.stripe_api_base or STRIPE_DEFAULT_BASE),
+            ops=InfraOperations(
+                bootstrap=bootstrap,
+                database_url=database_url,
+                redis_url=redis_url,
+                schema_registry_url=settings.schema_registry_url,
+                isolation_level=settings.kafka_isolation_level,
+            ),
         )
         deps.close = opened.pop_all().close  # from here on, the app owns them
     return deps

@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.identity import os_user
+from infra.ops import RETRY_AUDIT_ACTION as AUDIT_ACTION  # noqa: F401  (tests import it here)
 from infra.projections_cli import _needs_kafka, _settings, parse_timestamp
 from saga.state import TERMINAL_STATUSES, Status
 
-AUDIT_ACTION = "checkout.retry"
 STATUSES = ", ".join(s.value for s in Status)
 # Where a resumed saga comes to rest: done, or parked again.
 SETTLED = frozenset(s.value for s in TERMINAL_STATUSES)
@@ -122,33 +122,35 @@ def register(app: typer.Typer, console: Console) -> None:
     ) -> None:
         """Resume a parked (NEEDS_ATTENTION) saga once its cause is fixed: it retries the
         compensation that kept failing. Audited."""
-        from events.validation import refusal
+        from infra.ops import OpsError, Refused, send_retry
 
         settings = _settings(console)
         assert settings.database_url
         bootstrap = _needs_kafka(settings, console)
         who = actor or os_user()
         before = _status(settings.database_url, checkout_id)
-        if before is None:
-            console.print(f"[red]unknown checkout {checkout_id}[/red] (or not projected yet)")
-            raise typer.Exit(1)
-        if before["status"] != Status.NEEDS_ATTENTION.value:
+        if before is not None and before["status"] == Status.NEEDS_ATTENTION.value:
             console.print(
-                f"[red]checkout {checkout_id} is {before['status']}, not parked:[/red] "
-                "nothing to retry"
+                f"parked at {before['attention_step']}: {before['attention_reason']}",
+                soft_wrap=True,
             )
-            raise typer.Exit(1)
-        from events import messages as m
-
-        command = m.RetryCheckout(checkout_id, who, reason)
-        problem = refusal(command)
-        if problem is not None:
-            console.print(f"[red]refused:[/red] {problem}", soft_wrap=True)
-            raise typer.Exit(2)
-        console.print(
-            f"parked at {before['attention_step']}: {before['attention_reason']}", soft_wrap=True
-        )
-        _send(bootstrap, settings.schema_registry_url, command, database_url=settings.database_url)
+        try:
+            # The same path the console's Retry button takes (infra/ops.py).
+            send_retry(
+                bootstrap,
+                settings.schema_registry_url,
+                settings.database_url,
+                checkout_id,
+                actor=who,
+                reason=reason,
+            )
+        except Refused as e:
+            console.print(f"[red]{e}[/red]", soft_wrap=True)
+            raise typer.Exit(2 if str(e).startswith("refused") else 1) from e
+        except OpsError as e:
+            console.print(f"[red]{e}[/red]", soft_wrap=True)
+            raise typer.Exit(1) from e
+        assert before is not None
         console.print(f"RetryCheckout sent for {checkout_id}; audited as {who}")
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -172,47 +174,3 @@ def _status(database_url: str, checkout_id: str) -> dict[str, Any] | None:
         (checkout_id,),
     )
     return rows[0] if rows else None
-
-
-def _send(bootstrap: str, registry: str | None, command: Any, *, database_url: str) -> None:
-    """Produce and wait for the broker's ack, then record the act (a record without the
-    command would claim a retry that never happened)."""
-    import json
-
-    import psycopg
-    from confluent_kafka import Producer
-
-    from events.envelope import Envelope
-    from events.serde import make_serde
-    from events.topics import CHECKOUT_COMMANDS
-    from infra.processor import producer_config
-
-    envelope = Envelope.new(command, occurred_at=int(time.time() * 1000), producer="saga-cli")
-    value = make_serde(registry).encode(envelope, CHECKOUT_COMMANDS)
-    outcome: list[Any] = []
-    producer = Producer(producer_config(bootstrap, acks="all"))
-    producer.produce(
-        CHECKOUT_COMMANDS,
-        value=value,
-        key=envelope.key.encode(),
-        headers=[("message_type", envelope.type.encode())],
-        on_delivery=lambda err, _msg: outcome.append(err),
-    )
-    producer.flush(15)
-    if not outcome or outcome[0] is not None:
-        raise typer.Exit(_fail(f"the broker did not take the command: {outcome or 'no answer'}"))
-    with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "INSERT INTO audit_log (actor, action, object, after) VALUES (%s, %s, %s, %s::jsonb)",
-            (
-                command.requested_by,
-                AUDIT_ACTION,
-                command.checkout_id,
-                json.dumps({"reason": command.reason, "message_id": envelope.message_id}),
-            ),
-        )
-
-
-def _fail(message: str) -> int:
-    Console(stderr=True).print(f"[red]{message}[/red]", soft_wrap=True)
-    return 1

@@ -328,6 +328,7 @@ def worker(
 ) -> None:
     """Run one processor until SIGINT/SIGTERM. Scale by starting more with other --instance."""
     from infra.bootstrap import build_processor
+    from infra.breaker_states import publish_breakers
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -336,13 +337,19 @@ def worker(
 
         run_projector(settings)
         return
+    # Breakers live in this process: publish their states for `saga status` and the console.
+    publisher = publish_breakers(settings.redis_url, role)
     try:
-        processor = build_processor(role, settings, instance_id=instance)
-    except ValueError as e:
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2) from e
-    processor.install_signal_handlers()
-    processor.run()
+        try:
+            processor = build_processor(role, settings, instance_id=instance)
+        except ValueError as e:
+            console.print(f"[red]{e}[/red]")
+            raise typer.Exit(2) from e
+        processor.install_signal_handlers()
+        processor.run()
+    finally:
+        if publisher is not None:
+            publisher.stop()
 
 
 @app.command()
@@ -458,10 +465,11 @@ def _register_projections() -> None:
     """`saga replay`, `saga status` (infra/projections_cli.py), `saga dlq` (infra/dlq_cli.py),
     `saga checkouts list`, `saga checkout retry` (infra/checkouts_cli.py), `saga run`,
     `saga env` (infra/run_cli.py)."""
-    from infra import checkouts_cli, dlq_cli, run_cli
+    from infra import checkouts_cli, dlq_cli, run_cli, status_cli
     from infra.projections_cli import register
 
     register(app, console)
+    status_cli.register(app, console)
     dlq_cli.register(app, console)
     checkouts_cli.register(app, console)
     run_cli.register(app, console, data_dir=DEFAULT_DATA_DIR, env_name=ENV_FILE)
@@ -579,6 +587,51 @@ def api_key_create(
         key = create_api_key(conn, tenant, name)
     console.print(f"API key for tenant {tenant!r} (shown once, store it now):")
     print(key)
+
+
+CONSOLE_TTL_S = 8 * 3600  # a working day; the token cannot be revoked, so not longer
+
+
+@app.command("console-url")
+def console_url(
+    ttl: str = typer.Option("8h", help="token lifetime: 900, 15m, 8h (at most 30d)"),
+    subject: str | None = typer.Option(None, "--sub", help="who the token is for (audit log)"),
+    base: str | None = typer.Option(None, help="the API's base URL (default: API_HOST:API_PORT)"),
+    env_file: Annotated[
+        Path,
+        typer.Option(help="`saga up`'s env file, read when the environment sets no JWT_SECRET"),
+    ] = DEFAULT_DATA_DIR / ENV_FILE,
+) -> None:
+    """Print the operator console's URL with a short-lived operator token in its fragment
+    (`/console#token=...`: browsers never send a fragment to the server)."""
+    import getpass
+    import time
+
+    from api.auth import make_token
+    from infra.settings import require
+
+    errors = Console(stderr=True)
+    try:
+        seconds = parse_duration(ttl)
+        if seconds > MAX_TOKEN_TTL_S:
+            raise ValueError(f"--ttl {ttl!r} is longer than 30d")
+        settings = load_settings()
+        if not settings.jwt_secret:
+            settings = load_settings(env_file=env_file)
+        require(settings, "jwt_secret", who="`saga console-url`")
+    except (ValueError, OSError) as e:  # ConfigError is a ValueError
+        errors.print(f"[red]{e}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from e
+    assert settings.jwt_secret
+    token = make_token(
+        settings.jwt_secret,
+        sub=subject or f"{getpass.getuser()}-console",
+        role="operator",
+        exp=int(time.time()) + seconds,
+    )
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    root = (base or f"http://{host}:{settings.api_port}").rstrip("/")
+    print(f"{root}/console#token={token}")
 
 
 if __name__ == "__main__":

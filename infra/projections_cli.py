@@ -12,7 +12,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from infra.settings import Settings, load_settings
 
@@ -121,46 +120,3 @@ def register(app: typer.Typer, console: Console) -> None:
             console.print(f"[green]swapped in as the live {PROJECTIONS[projection]}[/green]{kept}")
         else:
             console.print("interrupted: run the same command again to resume")
-
-    @app.command()
-    def status() -> None:
-        """Projection progress: applied offset, end offset and lag per partition."""
-        import psycopg
-        from confluent_kafka import Consumer, TopicPartition
-
-        from projections.queries import parked_count, projection_lag
-
-        settings = _settings(console)
-        bootstrap = _needs_kafka(settings, console)
-        assert settings.database_url
-        try:
-            with psycopg.connect(settings.database_url) as conn:
-                progress = projection_lag(conn)
-                parked = parked_count(conn)
-        except psycopg.errors.UndefinedTable:
-            console.print("no projections yet: run `saga db upgrade` or start a projector")
-            raise typer.Exit(1) from None
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "saga-status"})
-        table = Table(title="projections")
-        for column in ("projection", "topic", "partition", "applied offset", "end offset", "lag"):
-            table.add_column(column, justify="right" if column != "topic" else "left")
-        try:
-            for p in progress:
-                _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(p.topic, p.partition), timeout=5
-                )
-                lag = max(0, high - p.next_offset)
-                table.add_row(
-                    p.projection,
-                    p.topic,
-                    str(p.partition),
-                    str(p.next_offset),
-                    str(high),
-                    f"[yellow]{lag}[/yellow]" if lag else "0",
-                )
-        finally:
-            consumer.close()
-        console.print(table)
-        console.print(
-            f"parked events: {parked}" + (" (see projection_parked_events)" if parked else "")
-        )

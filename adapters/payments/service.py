@@ -30,6 +30,7 @@ from adapters.payments.port import (
     VoidRequest,
 )
 from adapters.payments.registry import ProviderRouter
+from adapters.resilience import make_breaker
 from events.messages import (
     AuthorizePayment,
     CapturePayment,
@@ -91,11 +92,11 @@ class PaymentService:
         # Business outcomes (PermanentPaymentError: invalid request, over-refund...) say nothing
         # about the provider's health and do not count.
         self._breakers = {
-            name: pybreaker.CircuitBreaker(
+            name: make_breaker(
+                name,
                 fail_max=breaker_fail_max,
-                reset_timeout=breaker_reset_s,
+                reset_timeout_s=breaker_reset_s,
                 exclude=[PermanentPaymentError],
-                name=name,
             )
             for name in self._gateways
         }

@@ -15,9 +15,12 @@ from api.ports import (
     ApiKey,
     BrokerUnavailable,
     CheckoutRecord,
+    OperationRefused,
+    OperationsUnavailable,
     OrderRecord,
     RateDecision,
     Reservation,
+    UnknownObject,
 )
 from events.envelope import Envelope
 
@@ -153,6 +156,67 @@ class FakeIngest:
         self.signals.append(payload)
 
 
+class FakeOperations:
+    """The console's port in memory: checkouts to find, one timeline, dead letters and parked
+    sagas whose acts are recorded (with the actor) like the real audit log would."""
+
+    def __init__(self) -> None:
+        self.checkouts: list[dict[str, Any]] = []
+        self.timelines: dict[str, dict[str, Any]] = {}
+        self.letters: dict[str, dict[str, Any]] = {}
+        self.acts: list[tuple[str, str, str, str]] = []  # (action, object, actor, reason)
+        self.unavailable: str | None = None
+
+    def _up(self) -> None:
+        if self.unavailable:
+            raise OperationsUnavailable(self.unavailable)
+
+    def find_checkouts(
+        self, *, text: str | None, status: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        self._up()
+        found = [
+            c
+            for c in self.checkouts
+            if (text is None or c["checkout_id"].startswith(text) or c["customer_email"] == text)
+            and (status is None or c["status"] == status)
+        ]
+        return found[:limit]
+
+    def timeline(self, checkout_id: str) -> dict[str, Any] | None:
+        self._up()
+        return self.timelines.get(checkout_id)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        self._up()
+        return list(self.letters.values())
+
+    def redrive(self, dead_letter_id: str, *, actor: str, reason: str) -> dict[str, Any]:
+        self._up()
+        letter = self.letters.get(dead_letter_id)
+        if letter is None:
+            raise UnknownObject(f"no dead letter {dead_letter_id}")
+        if letter["redriven"]:
+            raise OperationRefused(f"{dead_letter_id} was re-driven by {letter['redriven'][-1]}")
+        letter["redriven"].append(actor)
+        self.acts.append(("dlq.redrive", dead_letter_id, actor, reason))
+        return {"id": dead_letter_id, "actor": actor, "reason": reason}
+
+    def retry(self, checkout_id: str, *, actor: str, reason: str) -> dict[str, Any]:
+        self._up()
+        match = [c for c in self.checkouts if c["checkout_id"] == checkout_id]
+        if not match:
+            raise UnknownObject(f"unknown checkout {checkout_id}")
+        if match[0]["status"] != "NEEDS_ATTENTION":
+            raise OperationRefused(f"checkout {checkout_id} is {match[0]['status']}, not parked")
+        self.acts.append(("checkout.retry", checkout_id, actor, reason))
+        return {"checkout_id": checkout_id, "message_id": "msg-1", "actor": actor}
+
+    def status(self) -> dict[str, Any]:
+        self._up()
+        return {"lag": [], "dlq": [], "breakers": []}
+
+
 @dataclass
 class World:
     deps: ApiDeps
@@ -164,12 +228,14 @@ class World:
     auth_failures: CountingLimiter
     audit: FakeAudit
     ingest: FakeIngest
+    ops: FakeOperations
 
 
 def make_world(**overrides: Any) -> World:
     bus, reads, accepted = FakeBus(), FakeReads(), FakeAccepted()
     idem, limiter, audit, ingest = MemoryIdempotency(), CountingLimiter(), FakeAudit(), FakeIngest()
     failures = CountingLimiter()
+    ops = FakeOperations()
     deps = ApiDeps(
         jwt_secret=JWT_SECRET,
         bus=bus,
@@ -184,10 +250,11 @@ def make_world(**overrides: Any) -> World:
         probes={"broker": lambda: bus.ping(1), "redis": lambda: "ok"},
         clock=lambda: 1_700_000_000.0,
         idempotency_wait_s=0.3,
+        ops=ops,
     )
     for name, value in overrides.items():
         setattr(deps, name, value)
-    return World(deps, bus, reads, accepted, idem, limiter, failures, audit, ingest)
+    return World(deps, bus, reads, accepted, idem, limiter, failures, audit, ingest, ops)
 
 
 def app_for(world: World) -> Any:
