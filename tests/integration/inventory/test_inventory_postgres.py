@@ -193,13 +193,13 @@ def test_a_release_the_warehouse_refuses_is_a_permanent_failure_with_its_reason(
     co = f"co-{uuid.uuid4().hex[:8]}"
     held = svc.handle(ReserveInventory(co, 1, f"{co}:reserve:1", (LineItem(sku, 2, 500),), T0))
     assert isinstance(held, InventoryReserved)
-    freeze_releases(database_url, sku)
+    freeze_releases(database_url, sku, "annual count")
     try:
         refused = svc.handle(ReleaseInventory(co, 1, f"{co}:release:1", held.reservation_id))
         assert isinstance(refused, InventoryReleaseFailed)
         assert not refused.retryable
         assert refused.reason.startswith("inventory_refused: ")
-        assert f"stock take of {sku} in progress" in refused.reason
+        assert f"stock of {sku} is frozen (annual count)" in refused.reason
         assert pg_inventory.stock_level(sku) == (5, 2)  # nothing half-done
     finally:
         lift_freeze(database_url, sku)
