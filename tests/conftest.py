@@ -13,6 +13,17 @@ from infra.embedded.stack import RunningStack, embedded_stack
 from infra.settings import Settings, load_settings
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The Docker-only tests are left out unless SAGA_TESTCONTAINERS=1 asks for them: reported as
+    deselected, never as a skip that a green run would carry."""
+    if load_settings().testcontainers:
+        return
+    docker = [item for item in items if item.get_closest_marker("docker")]
+    if docker:
+        config.hook.pytest_deselected(items=docker)
+        items[:] = [item for item in items if not item.get_closest_marker("docker")]
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[RunningStack]:
     settings = load_settings()
