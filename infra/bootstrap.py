@@ -100,5 +100,5 @@ def build_processor(
     if role not in chosen:
         raise ValueError(f"no service wired for adapter {role!r}")
     config = ProcessorConfig(name=f"adapter-{role}", topics=[adapter_requests(role)], **common)
-    handler = AdapterHandler(role, chosen[role], metrics=metrics)
-    return Processor(config, handler, serde, metrics=metrics.processor(config.name))
+    adapter = AdapterHandler(role, chosen[role], metrics=metrics)
+    return Processor(config, adapter, serde, metrics=metrics.processor(config.name))

@@ -62,7 +62,7 @@ def register(app: typer.Typer, console: Console, *, data_dir: Path, env_name: st
         file_values = parse_env_file(env_file) if env_file.exists() else {}
         env = {**file_values, **child_environ()}  # what the caller exports wins, as in Settings
         ids = list(range(instance_offset, instance_offset + instances))
-        children = specs(chosen, ids, api=api)
+        children = specs(chosen, ids, api=api, metrics_port=settings.metrics_port)
         supervisor = Supervisor(children, env, say=lambda text: console.print(f"[bold]{text}"))
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: supervisor.stop())

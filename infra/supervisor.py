@@ -37,16 +37,31 @@ _PR_SET_PDEATHSIG = 1
 class ChildSpec:
     name: str  # e.g. "payment-0", "api"
     argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # this child's own variables, over the shared ones
 
 
-def specs(roles: Sequence[str], instances: Sequence[int], *, api: bool) -> list[ChildSpec]:
-    """One child per role and instance id, plus the API once (it binds one port)."""
+def specs(
+    roles: Sequence[str],
+    instances: Sequence[int],
+    *,
+    api: bool,
+    metrics_port: int | None = None,
+) -> list[ChildSpec]:
+    """One child per role and instance id, plus the API once (it binds one port).
+
+    With `metrics_port`, the k-th worker child serves /metrics on metrics_port+k (0 stays 0:
+    each picks a free port); the API serves its own /metrics on API_PORT and gets none."""
     base = (sys.executable, "-m", "infra.cli")
     children = [
         ChildSpec(f"{role}-{i}", (*base, "worker", "--role", role, "--instance", str(i)))
         for role in roles
         for i in instances
     ]
+    if metrics_port is not None:
+        children = [
+            ChildSpec(c.name, c.argv, (("METRICS_PORT", str(metrics_port and metrics_port + k)),))
+            for k, c in enumerate(children)
+        ]
     if api:
         children.append(ChildSpec("api", (*base, "api")))
     return children
@@ -122,7 +137,7 @@ class Supervisor:
     def _start(self, child: _Child) -> None:
         child.proc = subprocess.Popen(
             child.spec.argv,
-            env=self._env,
+            env={**self._env, **dict(child.spec.env)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

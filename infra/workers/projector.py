@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
 from events.serde import make_serde
 from infra.processor import consumer_config
@@ -40,12 +40,19 @@ def build_projector(
 
 
 def run_projector(settings: Settings) -> None:
-    """Migrates the live schema, then applies until a signal; metrics on
-    $SAGA_PROJECTOR_METRICS_PORT when set (the API serves /metrics for everything else)."""
-    projector = build_projector(settings, REGISTRY)
-    port = settings.projector_metrics_port
-    if port:
-        start_http_server(int(port), registry=REGISTRY)
-        log.info("projector metrics on :%s/metrics", port)
+    """Migrates the live schema, then applies until a signal; metrics on METRICS_PORT (or the
+    older SAGA_PROJECTOR_METRICS_PORT) when set, like every worker."""
+    registry = CollectorRegistry()
+    projector = build_projector(settings, registry)
+    port = (
+        settings.metrics_port
+        if settings.metrics_port is not None
+        else (settings.projector_metrics_port)
+    )
+    if port is not None:
+        server, _ = start_http_server(port, addr=settings.metrics_host, registry=registry)
+        log.info(
+            "projector metrics on http://%s:%s/metrics", settings.metrics_host, server.server_port
+        )
     projector.install_signal_handlers()
     projector.run()
