@@ -105,8 +105,8 @@ class Metrics:
             registry=r,
         )
 
-    def processor(self, name: str) -> ProcessorMetrics:
-        return ProcessorMetrics(self, name)
+    def processor(self, name: str, *, lag_every_s: float = LAG_EVERY_S) -> ProcessorMetrics:
+        return ProcessorMetrics(self, name, lag_every_s)
 
 
 def dlq_reason(error: str) -> str:
@@ -126,8 +126,9 @@ class ProcessorMetrics:
     """The processor loop's metrics, bound to its name. All calls are cheap and lock-free
     beyond prometheus_client's own."""
 
-    def __init__(self, metrics: Metrics, processor: str) -> None:
+    def __init__(self, metrics: Metrics, processor: str, lag_every_s: float = LAG_EVERY_S) -> None:
         self.metrics = metrics
+        self._lag_every_s = lag_every_s
         self._name = processor
         self._handle = metrics.handle_seconds.labels(processor)
         self._commit = metrics.commit_seconds.labels(processor)
@@ -156,7 +157,7 @@ class ProcessorMetrics:
 
     def sample_lag(self, consumer: Consumer, assigned: Sequence[TopicPartition]) -> None:
         now = time.monotonic()
-        if not assigned or now - self._lag_at < LAG_EVERY_S:
+        if not assigned or now - self._lag_at < self._lag_every_s:
             return
         self._lag_at = now
         try:
