@@ -505,7 +505,15 @@ def api_command() -> None:
     except (MissingServiceError, ConfigError) as e:
         console.print(f"[red]{e}[/red]", soft_wrap=True)
         raise typer.Exit(2) from e
-    uvicorn.run(create_app(deps), host=settings.api_host, port=settings.api_port, log_level="info")
+    # log_config=None: uvicorn's loggers propagate to ours (JSON like every other line) instead
+    # of getting handlers of their own.
+    uvicorn.run(
+        create_app(deps),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        log_config=None,
+    )
 
 
 token_app = typer.Typer(help="JWTs for operators and admins", no_args_is_help=True)

@@ -21,3 +21,19 @@ def test_port_zero_stays_ephemeral_and_unset_sets_nothing() -> None:
     zero = specs(["orchestrator", "tax"], [0], api=False, metrics_port=0)
     assert [dict(c.env)["METRICS_PORT"] for c in zero] == ["0", "0"]
     assert all(c.env == () for c in specs(["tax"], [0, 1], api=True))
+
+
+def test_json_child_lines_are_labelled_in_place_and_others_prefixed() -> None:
+    import io
+    import json
+
+    from infra.supervisor import Supervisor
+
+    supervisor = Supervisor([], {}, say=lambda _text: None, out=io.StringIO(), json_lines=True)
+    labelled = json.loads(supervisor._labelled("payment-0", '{"event": "hi", "level": "info"}'))
+    assert labelled == {"process": "payment-0", "event": "hi", "level": "info"}
+    assert supervisor._labelled("payment-0", "Traceback (most recent") == (
+        "[payment-0] Traceback (most recent"
+    )
+    plain = Supervisor([], {}, say=lambda _text: None, out=io.StringIO())
+    assert plain._labelled("tax-1", '{"event": "x"}') == '[tax-1] {"event": "x"}'
