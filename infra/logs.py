@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import IO, Any
 
 import structlog
@@ -61,6 +61,14 @@ def _shared_processors() -> list[Any]:
     ]
 
 
+def _drop_color_message(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # uvicorn passes an ANSI-coloured copy of each message as an extra field.
+    event.pop("color_message", None)
+    return event
+
+
 def formatter(fmt: str, stream: IO[str] | None = None) -> structlog.stdlib.ProcessorFormatter:
     """The formatter of every handler: JSON lines, or the console renderer for people."""
     if fmt == "auto":
@@ -76,7 +84,11 @@ def formatter(fmt: str, stream: IO[str] | None = None) -> structlog.stdlib.Proce
     return structlog.stdlib.ProcessorFormatter(
         # Records from stdlib loggers (ours and the vendors'): their `extra=` fields become
         # keys of the line, as structlog's own key-value calls would.
-        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[
+            *_shared_processors(),
+            structlog.stdlib.ExtraAdder(),
+            _drop_color_message,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             *tail,

@@ -51,8 +51,7 @@ def run_projector(settings: Settings) -> None:
     )
     if port is not None:
         server, _ = start_http_server(port, addr=settings.metrics_host, registry=registry)
-        log.info(
-            "projector metrics on http://%s:%s/metrics", settings.metrics_host, server.server_port
-        )
+        url = f"http://{settings.metrics_host}:{server.server_port}/metrics"
+        log.info("projector metrics on %s", url, extra={"metrics_url": url})
     projector.install_signal_handlers()
     projector.run()

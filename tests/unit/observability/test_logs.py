@@ -96,3 +96,10 @@ def test_auto_is_json_when_the_stream_is_not_a_terminal(stream: io.StringIO) -> 
     configure_logging("INFO", "auto", stream)
     logging.getLogger("z").warning("piped")
     assert lines(stream)[0]["event"] == "piped"
+
+
+def test_uvicorn_colour_copies_are_not_logged(stream: io.StringIO) -> None:
+    configure_logging("INFO", "json", stream)
+    logging.getLogger("uvicorn.error").info("Started", extra={"color_message": "\x1b[1mStarted"})
+    (only,) = lines(stream)
+    assert only["event"] == "Started" and "color_message" not in only
