@@ -468,6 +468,10 @@ class Processor:
             raise
         for record in inputs:
             self._failures.pop(where(record), None)
+        for _, dead, error in outputs:
+            if dead is not None and error is not None:
+                # Counted once committed: an aborted transaction dead-lettered nothing.
+                self.metrics.dead_lettered(where(dead)[0], error)
         self.processed += len(inputs)
         self._handler.on_commit()
 
@@ -512,7 +516,6 @@ class Processor:
         ]
         with bound(**record_fields(record)):
             log.error("dead-lettering %s[%d]@%d: %s", topic, partition, offset, error)
-        self.metrics.dead_lettered(topic, error)
         self._producer.produce(dlq(topic), value=record.value(), key=record.key(), headers=headers)
 
     def _rewind(self, inputs: list[Message]) -> None:
