@@ -340,7 +340,7 @@ def worker(
         return
     # Breakers live in this process: publish their states for `saga status` and the console.
     publisher = publish_breakers(settings.redis_url, role)
-    metrics = Metrics()
+    metrics = Metrics(process=True)
     unwatch = watch_breakers(metrics)
     server = None
     try:

@@ -15,7 +15,15 @@ from typing import Any
 
 import pybreaker
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 from adapters.resilience import on_new_breaker
 
@@ -31,9 +39,13 @@ LAG_EVERY_S = 5.0
 class Metrics:
     """Every metric family a worker process exports, on one registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = False) -> None:
+        """`process`: also the process's CPU, memory, open files and GC (the served registry
+        of a worker; tests building many registries leave them out)."""
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        if process:
+            add_process_collectors(r)
         self.inputs = Counter(
             "processor_inputs_total",
             "Records polled by a processor, by input topic",
@@ -107,6 +119,11 @@ class Metrics:
 
     def processor(self, name: str, *, lag_every_s: float = LAG_EVERY_S) -> ProcessorMetrics:
         return ProcessorMetrics(self, name, lag_every_s)
+
+
+def add_process_collectors(registry: CollectorRegistry) -> None:
+    ProcessCollector(registry=registry)
+    registry.register(GC_COLLECTOR)
 
 
 def dlq_reason(error: str) -> str:

@@ -7,6 +7,7 @@ import logging
 from prometheus_client import CollectorRegistry, start_http_server
 
 from events.serde import make_serde
+from infra.metrics import add_process_collectors
 from infra.processor import consumer_config
 from infra.settings import Settings
 from projections.metrics import ProjectorMetrics
@@ -43,6 +44,7 @@ def run_projector(settings: Settings) -> None:
     """Migrates the live schema, then applies until a signal; metrics on METRICS_PORT (or the
     older SAGA_PROJECTOR_METRICS_PORT) when set, like every worker."""
     registry = CollectorRegistry()
+    add_process_collectors(registry)
     projector = build_projector(settings, registry)
     port = (
         settings.metrics_port

@@ -204,3 +204,5 @@ def test_saga_worker_serves_metrics_and_logs_json(worker: subprocess.Popen[bytes
         return moved if moved and handled else None
 
     assert poll("orchestrator inputs counted", ticking, timeout_s=90) > 0
+    memory = value(scrape(url), "process_resident_memory_bytes")
+    assert memory is not None and memory > 0

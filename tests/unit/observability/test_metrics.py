@@ -184,3 +184,9 @@ def test_parked_and_non_ending_events() -> None:
         outcome_of(m.CheckoutCancelled("co-1", "changed my mind"), "m").reason_code == "cancelled"
     )  # type: ignore[union-attr]
     assert outcome_of(m.StepTimedOut("co-1", m.Step.CALCULATE_TAX, 1), "m") is None
+
+
+def test_a_served_worker_registry_also_has_the_process_collectors() -> None:
+    names = {family.name for family in Metrics(process=True).registry.collect()}
+    assert names > PROCESSOR_FAMILIES
+    assert {"process_resident_memory_bytes", "python_gc_collections"} <= names
