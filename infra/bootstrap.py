@@ -20,6 +20,7 @@ from events.topics import (
     ORDERS_EVENTS,
     adapter_requests,
 )
+from infra.metrics import Metrics
 from infra.processor import Processor, ProcessorConfig
 from infra.settings import Settings
 from infra.workers.adapter import AdapterHandler
@@ -46,13 +47,17 @@ def build_processor(
     services: Mapping[str, Service] | None = None,
     instance_id: str = "0",
     batch_size: int | None = None,
+    metrics: Metrics | None = None,
 ) -> Processor:
+    """`metrics`: the process's registry (`saga worker` serves it on METRICS_PORT); without
+    it the processor counts into a private one."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     bootstrap = settings.kafka_bootstrap_servers
     if not bootstrap:
         raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set")
     serde = serde or make_serde(settings.schema_registry_url)
+    metrics = metrics if metrics is not None else Metrics()
     common: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
         "instance_id": instance_id,
@@ -71,14 +76,16 @@ def build_processor(
             **common,
         )
         handler = OrchestratorHandler(
-            bootstrap, serde, isolation_level=settings.kafka_isolation_level
+            bootstrap, serde, isolation_level=settings.kafka_isolation_level, metrics=metrics
         )
-        return Processor(config, handler, serde)
+        return Processor(config, handler, serde, metrics=metrics.processor(config.name))
     if role == "notifier":
         from infra.workers.notifier import notifier_handler
 
         config = ProcessorConfig(name="notifier", topics=[ORDERS_EVENTS, CHECKOUT_EVENTS], **common)
-        return Processor(config, notifier_handler(settings), serde)
+        return Processor(
+            config, notifier_handler(settings), serde, metrics=metrics.processor(config.name)
+        )
     if role == "fulfilment":
         from infra.workers.fulfilment import fulfilment_handler
 
@@ -86,9 +93,12 @@ def build_processor(
         config = ProcessorConfig(
             name="fulfilment", topics=[ORDERS_EVENTS, CHECKOUT_EVENTS], **common
         )
-        return Processor(config, fulfilment_handler(settings), serde)
+        return Processor(
+            config, fulfilment_handler(settings), serde, metrics=metrics.processor(config.name)
+        )
     chosen = services if services is not None else default_services(settings)
     if role not in chosen:
         raise ValueError(f"no service wired for adapter {role!r}")
     config = ProcessorConfig(name=f"adapter-{role}", topics=[adapter_requests(role)], **common)
-    return Processor(config, AdapterHandler(role, chosen[role]), serde)
+    adapter = AdapterHandler(role, chosen[role], metrics=metrics)
+    return Processor(config, adapter, serde, metrics=metrics.processor(config.name))

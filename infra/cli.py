@@ -329,9 +329,10 @@ def worker(
     """Run one processor until SIGINT/SIGTERM. Scale by starting more with other --instance."""
     from infra.bootstrap import build_processor
     from infra.breaker_states import publish_breakers
+    from infra.metrics import Metrics, serve_metrics, watch_breakers
 
     settings = _settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if role == "projector":  # a sink into PostgreSQL, not a Kafka->Kafka processor
         from infra.workers.projector import run_projector
 
@@ -339,15 +340,26 @@ def worker(
         return
     # Breakers live in this process: publish their states for `saga status` and the console.
     publisher = publish_breakers(settings.redis_url, role)
+    metrics = Metrics(process=True)
+    unwatch = watch_breakers(metrics)
+    server = None
     try:
         try:
-            processor = build_processor(role, settings, instance_id=instance)
+            processor = build_processor(role, settings, instance_id=instance, metrics=metrics)
         except ValueError as e:
             console.print(f"[red]{e}[/red]")
             raise typer.Exit(2) from e
+        if settings.metrics_port is not None:
+            server = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
+            logging.getLogger("infra.metrics").info(
+                "metrics on %s", server.url, extra={"metrics_url": server.url}
+            )
         processor.install_signal_handlers()
         processor.run()
     finally:
+        unwatch()
+        if server is not None:
+            server.close()
         if publisher is not None:
             publisher.stop()
 
@@ -487,13 +499,21 @@ def api_command() -> None:
     from infra.api_wiring import MissingServiceError, build_api_deps
 
     settings = _settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         deps = build_api_deps(settings)
     except (MissingServiceError, ConfigError) as e:
         console.print(f"[red]{e}[/red]", soft_wrap=True)
         raise typer.Exit(2) from e
-    uvicorn.run(create_app(deps), host=settings.api_host, port=settings.api_port, log_level="info")
+    # log_config=None: uvicorn's loggers propagate to ours (JSON like every other line) instead
+    # of getting handlers of their own.
+    uvicorn.run(
+        create_app(deps),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        log_config=None,
+    )
 
 
 token_app = typer.Typer(help="JWTs for operators and admins", no_args_is_help=True)

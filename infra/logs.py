@@ -1,5 +1,11 @@
 """Process-wide logging set-up for the CLI's long-running roles (workers, API, `saga run`).
 
+Every line goes through structlog's `ProcessorFormatter`, our own stdlib `logging` calls and the
+vendors' alike, so with LOG_FORMAT=json each line is one JSON object a log shipper can index:
+`timestamp`, `level`, `logger`, `event`, plus whatever the runtime bound for the record being
+handled (`checkout_id`, `message_id`: infra/processor.py binds them with structlog.contextvars)
+and what a call passed in `extra=` (the orchestrator's `step`, `reason_code`, ...).
+
 Vendor HTTP clients log every request at INFO (the stripe SDK's "Request to Stripe api" and
 "Stripe API response" lines, httpx's "HTTP Request: ..."): 3,968 of the payment worker's 3,973
 lines in issue 13. Those are DEBUG material, so their INFO records are demoted to DEBUG: hidden at
@@ -9,13 +15,18 @@ What a failed payment call means is logged once, by the payment service, at WARN
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator, MutableMapping
+from typing import IO, Any
+
+import structlog
 
 # Loggers of the HTTP clients under our payment, tax and shipping adapters.
 VENDOR_HTTP_LOGGERS = ("stripe", "httpx", "httpcore", "urllib3", "requests")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LOG_FORMATS = ("auto", "json", "console")
 
 
 class DemoteToDebug(logging.Filter):
@@ -41,6 +52,76 @@ def quiet_vendor_http_logs() -> None:
             logger.addFilter(_DEMOTE)
 
 
-def configure_logging(level: str | int) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
+def _shared_processors() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def _drop_color_message(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # uvicorn passes an ANSI-coloured copy of each message as an extra field.
+    event.pop("color_message", None)
+    return event
+
+
+def formatter(fmt: str, stream: IO[str] | None = None) -> structlog.stdlib.ProcessorFormatter:
+    """The formatter of every handler: JSON lines, or the console renderer for people."""
+    if fmt == "auto":
+        target = stream if stream is not None else sys.stderr
+        fmt = "console" if target.isatty() else "json"
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        tail: list[Any] = [structlog.processors.format_exc_info]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        tail = []
+    return structlog.stdlib.ProcessorFormatter(
+        # Records from stdlib loggers (ours and the vendors'): their `extra=` fields become
+        # keys of the line, as structlog's own key-value calls would.
+        foreign_pre_chain=[
+            *_shared_processors(),
+            structlog.stdlib.ExtraAdder(),
+            _drop_color_message,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *tail,
+            renderer,
+        ],
+    )
+
+
+def configure_logging(level: str | int, fmt: str = "auto", stream: IO[str] | None = None) -> None:
+    """Route stdlib logging and structlog through one handler on `stream` (stderr)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(formatter(fmt, stream))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_saga_handler", False):
+            root.removeHandler(old)
+    handler._saga_handler = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    structlog.configure(
+        processors=[
+            *_shared_processors(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
     quiet_vendor_http_logs()
+
+
+@contextlib.contextmanager
+def bound(**values: Any) -> Iterator[None]:
+    """Every line logged inside (on this thread or context) carries `values`."""
+    with structlog.contextvars.bound_contextvars(**values):
+        yield

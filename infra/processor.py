@@ -32,6 +32,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from events.envelope import Envelope
 from events.serde import DecodeError, RegistryUnavailableError, Serde
 from events.topics import dlq, refusal_on
+from infra.logs import bound
+from infra.metrics import Metrics, ProcessorMetrics
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +178,11 @@ class Processor:
         handler: Handler,
         serde: Serde,
         clock: Callable[[], int] = lambda: int(time.time() * 1000),
+        metrics: ProcessorMetrics | None = None,
     ) -> None:
         self._config = config
+        # Without the process's metrics (tests, tools), a private registry nobody scrapes.
+        self.metrics = metrics if metrics is not None else Metrics().processor(config.name)
         self._handler = handler
         self._serde = serde
         self._clock = clock
@@ -267,6 +272,7 @@ class Processor:
         # Called from consume(), between transactions: nothing of ours is in flight.
         revoked = {(p.topic, p.partition) for p in partitions}
         self._assigned = [p for p in self._assigned if (p.topic, p.partition) not in revoked]
+        self.metrics.forget(partitions)
         self._handler.on_revoke(partitions)
 
     # --- one batch ---------------------------------------------------------------------------
@@ -275,19 +281,26 @@ class Processor:
         """Process one batch; returns how many inputs were committed."""
         self._background()
         inputs = [r for r in self._poll() if self._usable(r)]
+        self.metrics.polled(inputs)
+        self.metrics.sample_lag(self._consumer, self._assigned)
         outputs: list[_Out] = [(o, None, None) for o in self._due_ticks()]
+        started = time.perf_counter()
         try:
             outputs.extend(self._handle_batch(inputs))
         except _RetryBatch:
             self._handler.on_abort()
             self._rewind(inputs)
             return 0
+        if inputs:
+            self.metrics.handled(time.perf_counter() - started)
         trailer = getattr(self._handler, "batch_outputs", None)
         if trailer is not None:
             outputs.extend((o, None, None) for o in trailer())
         if not inputs and not outputs:
             return 0
+        started = time.perf_counter()
         self._commit(inputs, outputs)
+        self.metrics.committed(time.perf_counter() - started)
         return len(inputs)
 
     def _background(self) -> None:
@@ -374,7 +387,8 @@ class Processor:
         results: list[Sequence[Output] | BaseException] = []
         for incoming in incomings:
             try:
-                results.append(self._handler.handle(incoming))
+                with bound(**log_fields(incoming)):
+                    results.append(self._handler.handle(incoming))
             except Exception as e:
                 results.append(e)
                 if isinstance(e, PermanentFailure):
@@ -388,18 +402,20 @@ class Processor:
         if isinstance(error, _NotRun):
             return None
         if isinstance(error, PermanentFailure):
-            log.error("dead-lettering %s[%d]@%d without retries: %s", *where(record), error)
+            with bound(**record_fields(record)):
+                log.error("dead-lettering %s[%d]@%d without retries: %s", *where(record), error)
             detail = "".join(traceback.format_exception_only(type(error), error)).strip()
             return f"{type(error).__name__} (not retried): {detail}"
         key = where(record)
         attempts = self._failures.get(key, 0) + 1
         self._failures[key] = attempts
-        log.error(
-            "handler failed on %s[%d]@%d (attempt %d)",
-            *key,
-            attempts,
-            exc_info=(type(error), error, error.__traceback__),
-        )
+        with bound(**record_fields(record)):
+            log.error(
+                "handler failed on %s[%d]@%d (attempt %d)",
+                *key,
+                attempts,
+                exc_info=(type(error), error, error.__traceback__),
+            )
         if attempts < self._config.max_attempts:
             return None
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
@@ -452,6 +468,10 @@ class Processor:
             raise
         for record in inputs:
             self._failures.pop(where(record), None)
+        for _, dead, error in outputs:
+            if dead is not None and error is not None:
+                # Counted once committed: an aborted transaction dead-lettered nothing.
+                self.metrics.dead_lettered(where(dead)[0], error)
         self.processed += len(inputs)
         self._handler.on_commit()
 
@@ -494,13 +514,8 @@ class Processor:
             ("dlq.processor", self._config.name.encode()),
             ("dlq.failed_at", str(self._clock()).encode()),
         ]
-        log.error(
-            "dead-lettering %s[%d]@%d: %s",
-            topic,
-            partition,
-            offset,
-            error,
-        )
+        with bound(**record_fields(record)):
+            log.error("dead-lettering %s[%d]@%d: %s", topic, partition, offset, error)
         self._producer.produce(dlq(topic), value=record.value(), key=record.key(), headers=headers)
 
     def _rewind(self, inputs: list[Message]) -> None:
@@ -526,6 +541,25 @@ _Out = tuple["Output | RawOutput | None", "Message | None", "str | None"]
 # Between two polls, at most this long is spent on a handler's background work (a rebuild), so
 # polls stay far apart from max.poll.interval.ms however long the whole rebuild takes.
 BACKGROUND_SLICE_S = 0.5
+
+
+def log_fields(incoming: Incoming) -> dict[str, str]:
+    """What every log line about this input carries (infra/logs.py)."""
+    return {
+        "checkout_id": incoming.envelope.checkout_id,
+        "message_id": incoming.envelope.message_id,
+    }
+
+
+def record_fields(record: Message) -> dict[str, str]:
+    """The same for a record that may not decode: its key, and its place in the log (the one
+    id a poison record is sure to have)."""
+    topic, partition, offset = where(record)
+    key = record.key()
+    return {
+        "checkout_id": key.decode(errors="replace") if key else "",
+        "message_id": f"{topic}/{partition}/{offset}",
+    }
 
 
 def where_in(incoming: Incoming) -> tuple[str, int, int]:

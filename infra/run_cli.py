@@ -3,7 +3,10 @@ environment `saga up` wrote, for `eval`). Registered on the main app by infra/cl
 
 from __future__ import annotations
 
+import json
 import signal
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +18,18 @@ from infra.bootstrap import ROLES
 # Every role the engine needs. The notification adapter is not among them: nothing sends it
 # commands yet and it is wired only with an email transport (infra/adapters_wiring.py).
 ALL_ROLES = (*(r for r in ROLES if r != "notification"), "projector")
+
+
+def _json_say(text: str) -> None:
+    """The supervisor's own lines, shaped like its children's JSON lines."""
+    line = {
+        "process": "supervisor",
+        "event": text,
+        "level": "info",
+        "logger": "infra.supervisor",
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+    print(json.dumps(line), flush=True)
 
 
 def register(app: typer.Typer, console: Console, *, data_dir: Path, env_name: str) -> None:
@@ -61,17 +76,23 @@ def register(app: typer.Typer, console: Console, *, data_dir: Path, env_name: st
             raise typer.Exit(2)
         file_values = parse_env_file(env_file) if env_file.exists() else {}
         env = {**file_values, **child_environ()}  # what the caller exports wins, as in Settings
+        # Children write to our pipe, never a terminal: "auto" is decided here, for all of them.
+        fmt = settings.log_format
+        if fmt == "auto":
+            fmt = "console" if sys.stdout.isatty() else "json"
+        env["LOG_FORMAT"] = fmt
         ids = list(range(instance_offset, instance_offset + instances))
-        children = specs(chosen, ids, api=api)
-        supervisor = Supervisor(children, env, say=lambda text: console.print(f"[bold]{text}"))
+        children = specs(chosen, ids, api=api, metrics_port=settings.metrics_port)
+        say = _json_say if fmt == "json" else lambda text: console.print(f"[bold]{text}")
+        supervisor = Supervisor(children, env, say=say, json_lines=fmt == "json")
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: supervisor.stop())
-        console.print(
+        say(
             f"running {len(children)} processes: {', '.join(c.name for c in children)} "
             "(Ctrl-C stops them all)"
         )
         supervisor.run()
-        console.print("stopped; nothing left running.")
+        say("stopped; nothing left running.")
 
     @app.command("env")
     def env_command(

@@ -76,6 +76,11 @@ def _optional_port(raw: str) -> int | None:
     return _int(1, 65535)(raw) if raw.strip() else None
 
 
+def _optional_port_or_zero(raw: str) -> int | None:
+    # 0 asks the kernel for a free port: tests run many processes on one machine.
+    return _int(0, 65535)(raw) if raw.strip() else None
+
+
 def _bootstrap(raw: str) -> str | None:
     raw = raw.strip()
     if not raw:
@@ -119,6 +124,14 @@ class Settings:
     tax_fallback_policy: str = "fallback_rates"
     testcontainers: bool = False
     log_level: str = "INFO"
+    # json: one JSON object per line (for log shippers); console: human-readable; auto: console
+    # when stderr is a terminal, else json (`saga run` children write to a pipe: json).
+    log_format: str = "auto"
+    # Unset: processors serve no /metrics (the API always serves its own on API_PORT). Set:
+    # each worker serves prometheus metrics on METRICS_HOST:METRICS_PORT; `saga run` gives its
+    # k-th worker child METRICS_PORT+k. 0: an ephemeral port, logged at start-up.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"  # loopback unless a scraper elsewhere needs it
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8080
@@ -190,6 +203,9 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TAX_FALLBACK_POLICY": ("tax_fallback_policy", _choice("block", "fallback_rates")),
     "SAGA_TESTCONTAINERS": ("testcontainers", _bool),
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    "LOG_FORMAT": ("log_format", _choice("auto", "json", "console")),
+    "METRICS_PORT": ("metrics_port", _optional_port_or_zero),
+    "METRICS_HOST": ("metrics_host", lambda raw: raw.strip() or "127.0.0.1"),
     "API_HOST": ("api_host", str),
     "API_PORT": ("api_port", _int(1, 65535)),
     "JWT_SECRET": ("jwt_secret", _jwt_secret),

@@ -10,12 +10,15 @@ offsets. The supervisor:
   group), waits, then SIGKILLs what is left: nothing keeps running after it returns;
 * asks the kernel to SIGTERM each child should the supervisor itself die without cleaning up
   (`PR_SET_PDEATHSIG`), so even a SIGKILLed supervisor leaves no orphan consuming partitions;
-* prefixes every line a child writes with its name, so one terminal shows the whole engine.
+* prefixes every line a child writes with its name, so one terminal shows the whole engine;
+  with `json_lines` (children log JSON), a JSON line gets the name as its `process` key instead,
+  so the combined output stays one JSON object per line for a log shipper.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -37,16 +40,31 @@ _PR_SET_PDEATHSIG = 1
 class ChildSpec:
     name: str  # e.g. "payment-0", "api"
     argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # this child's own variables, over the shared ones
 
 
-def specs(roles: Sequence[str], instances: Sequence[int], *, api: bool) -> list[ChildSpec]:
-    """One child per role and instance id, plus the API once (it binds one port)."""
+def specs(
+    roles: Sequence[str],
+    instances: Sequence[int],
+    *,
+    api: bool,
+    metrics_port: int | None = None,
+) -> list[ChildSpec]:
+    """One child per role and instance id, plus the API once (it binds one port).
+
+    With `metrics_port`, the k-th worker child serves /metrics on metrics_port+k (0 stays 0:
+    each picks a free port); the API serves its own /metrics on API_PORT and gets none."""
     base = (sys.executable, "-m", "infra.cli")
     children = [
         ChildSpec(f"{role}-{i}", (*base, "worker", "--role", role, "--instance", str(i)))
         for role in roles
         for i in instances
     ]
+    if metrics_port is not None:
+        children = [
+            ChildSpec(c.name, c.argv, (("METRICS_PORT", str(metrics_port and metrics_port + k)),))
+            for k, c in enumerate(children)
+        ]
     if api:
         children.append(ChildSpec("api", (*base, "api")))
     return children
@@ -82,8 +100,10 @@ class Supervisor:
         out: IO[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         stop_grace_s: float = STOP_GRACE_S,
+        json_lines: bool = False,
     ) -> None:
         self._children = [_Child(spec) for spec in children]
+        self._json_lines = json_lines
         self._env = dict(env)
         self._say = say
         self._out = out or sys.stdout
@@ -122,7 +142,7 @@ class Supervisor:
     def _start(self, child: _Child) -> None:
         child.proc = subprocess.Popen(
             child.spec.argv,
-            env=self._env,
+            env={**self._env, **dict(child.spec.env)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -140,7 +160,17 @@ class Supervisor:
         for raw in iter(proc.stdout.readline, b""):
             line = raw.decode(errors="replace").rstrip("\n")
             with self._out_lock:
-                print(f"[{name}] {line}", file=self._out, flush=True)
+                print(self._labelled(name, line), file=self._out, flush=True)
+
+    def _labelled(self, name: str, line: str) -> str:
+        if self._json_lines and line.startswith("{"):
+            try:
+                fields = json.loads(line)
+            except ValueError:
+                fields = None
+            if isinstance(fields, dict):
+                return json.dumps({"process": name, **fields})
+        return f"[{name}] {line}"
 
     def _supervise(self) -> None:
         now = self._clock()

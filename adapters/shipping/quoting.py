@@ -26,6 +26,8 @@ from adapters.shipping.validation import validate_request
 
 log = logging.getLogger(__name__)
 
+FLAT_RATE_CARRIER = "flat_rate"  # a quote with this carrier came from the fallback
+
 
 @dataclass(frozen=True, slots=True)
 class FlatRate:
@@ -33,7 +35,7 @@ class FlatRate:
 
     amounts: Mapping[str, int]  # currency -> minor units
     service_level: str = STANDARD
-    carrier: str = "flat_rate"
+    carrier: str = FLAT_RATE_CARRIER
     est_days: int | None = None
     countries: Collection[str] | None = field(default=None)
 

@@ -3,6 +3,7 @@ the injected ingest, which verifies, deduplicates and hands the signal to the sa
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -46,6 +47,7 @@ async def stripe_webhook(
     except (WebhookNotRecorded, BrokerUnavailable) as e:
         # Not acknowledged: Stripe retries on any non-2xx, and the dedup claim was released.
         raise ApiError(503, "broker_unavailable", "could not record the event; retry") from e
+    request.app.state.metrics.webhook_received("stripe", payload, time.time())
     return WebhookAck(received=True)
 
 
@@ -70,6 +72,7 @@ async def razorpay_webhook(request: Request, deps: Deps) -> WebhookAck:
     if not headers.get("x-razorpay-signature"):
         raise ApiError(400, "invalid_signature", "missing X-Razorpay-Signature header")
     await _ingest(ingest, payload, headers)
+    request.app.state.metrics.webhook_received("razorpay", payload, time.time())
     return WebhookAck(received=True)
 
 
@@ -106,4 +109,5 @@ async def paypal_webhook(request: Request, deps: Deps) -> WebhookAck:
         raise ApiError(400, "invalid_signature", f"missing {', '.join(missing)} header")
     # PayPal redelivers on any non-2xx (up to 25 times over 3 days).
     await _ingest(ingest, payload, headers)
+    request.app.state.metrics.webhook_received("paypal", payload, time.time())
     return WebhookAck(received=True)

@@ -14,20 +14,59 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from adapters.shipping.quoting import FLAT_RATE_CARRIER
+from adapters.tax.port import SOURCE_RATE_TABLE_FALLBACK
+from events import messages as m
 from events.topics import CHECKOUT_REPLIES
-from infra.processor import BaseHandler, Incoming, Output
+from infra.logs import bound
+from infra.metrics import Metrics
+from infra.processor import BaseHandler, Incoming, Output, log_fields
+
+# Replies that say a step did not succeed (the payment failure rate counts these).
+FAILED_REPLIES = (
+    m.InventoryReservationRejected,
+    m.InventoryCommitFailed,
+    m.InventoryReleaseFailed,
+    m.TaxCalculationFailed,
+    m.ShippingQuoteFailed,
+    m.PaymentDeclined,
+    m.PaymentCaptureFailed,
+    m.PaymentVoidFailed,
+    m.PaymentRefundFailed,
+)
+
+
+def is_fallback(reply: Any) -> bool:
+    """Answered by the fallback, not the provider: told apart by the reply itself, so the
+    adapters stay free of metrics."""
+    if isinstance(reply, m.TaxCalculated):
+        return reply.source == SOURCE_RATE_TABLE_FALLBACK
+    if isinstance(reply, m.ShippingQuoted):
+        return reply.carrier == FLAT_RATE_CARRIER
+    return False
 
 
 class AdapterHandler(BaseHandler):
-    def __init__(self, name: str, service: Callable[[Any], Any], concurrency: int = 32) -> None:
+    def __init__(
+        self,
+        name: str,
+        service: Callable[[Any], Any],
+        concurrency: int = 32,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.name = name
         self._service = service
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"adapter-{name}")
+        self._metrics = metrics if metrics is not None else Metrics()
 
     def handle(self, message: Incoming) -> Sequence[Output]:
         reply = self._service(message.envelope.message)
         if reply is None:
             return []
+        outcome = "failed" if isinstance(reply, FAILED_REPLIES) else "ok"
+        self._metrics.adapter_replies.labels(self.name, type(reply).__name__, outcome).inc()
+        if is_fallback(reply):
+            self._metrics.adapter_fallbacks.labels(self.name).inc()
         envelope = message.envelope.caused(
             reply, 0, producer=f"adapter.{self.name}", occurred_at=message.timestamp
         )
@@ -42,7 +81,9 @@ class AdapterHandler(BaseHandler):
         def run_lane(indexes: list[int]) -> None:
             for i in indexes:
                 try:
-                    results[i] = self.handle(messages[i])
+                    # Pool threads do not inherit the caller's context: bind here.
+                    with bound(**log_fields(messages[i])):
+                        results[i] = self.handle(messages[i])
                 except Exception as e:  # the runtime counts it and retries or dead-letters
                     results[i] = e
 

@@ -45,6 +45,7 @@ from events.topics import (
 )
 from events.validation import refusal
 from infra.log_reader import read_batches
+from infra.metrics import Metrics
 from infra.processor import BaseHandler, Incoming, Output, PermanentFailure, RawOutput, where
 from infra.snapshots import (
     COVERAGE,
@@ -61,6 +62,7 @@ from infra.snapshots import (
     encode_pointer,
     encode_snapshot,
 )
+from infra.workers.outcomes import Outcome, outcome_of, report
 from saga.checkout import UnknownCheckout, decide, next_wakeup
 from saga.policy import DEFAULT_POLICY, Policy
 from saga.state import SagaState, is_terminal
@@ -93,7 +95,12 @@ class OrchestratorHandler(BaseHandler):
         snapshots_topic: str = CHECKOUT_SNAPSHOTS,
         snapshots: bool | None = None,
         final_topic: str = CHECKOUT_SNAPSHOTS_FINAL,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else Metrics()
+        # Sagas the open transaction ends: reported once it commits, so a retried batch
+        # neither logs nor counts an outcome twice.
+        self._outcomes: list[Outcome] = []
         self._events_topic = events_topic
         self._snapshots_topic = snapshots_topic
         self._final_topic = final_topic
@@ -210,6 +217,9 @@ class OrchestratorHandler(BaseHandler):
         return markers
 
     def on_commit(self) -> None:
+        for ended in self._outcomes:
+            report(ended, self._metrics)
+        self._outcomes.clear()
         for checkout_id, state in self._staged.items():
             self._states[checkout_id] = state
             if checkout_id in self._staged_last:
@@ -233,6 +243,7 @@ class OrchestratorHandler(BaseHandler):
         self._delivered = {}
 
     def on_abort(self) -> None:
+        self._outcomes.clear()
         self._staged.clear()
         self._staged_last.clear()
         self._delivered = {}
@@ -359,6 +370,10 @@ class OrchestratorHandler(BaseHandler):
         events = [o for o in outputs if o.topic == self._events_topic]
         if events:
             self._staged_last[checkout_id] = events[-1].envelope.message_id
+        for event in events:
+            ended = outcome_of(event.envelope.message, event.envelope.message_id)
+            if ended is not None:
+                self._outcomes.append(ended)
         return outputs
 
     def _on_tick(self, message: Incoming, t: m.Tick) -> list[Output]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
 from events.serde import make_serde
+from infra.metrics import add_process_collectors
 from infra.processor import consumer_config
 from infra.settings import Settings
 from projections.metrics import ProjectorMetrics
@@ -40,12 +41,19 @@ def build_projector(
 
 
 def run_projector(settings: Settings) -> None:
-    """Migrates the live schema, then applies until a signal; metrics on
-    $SAGA_PROJECTOR_METRICS_PORT when set (the API serves /metrics for everything else)."""
-    projector = build_projector(settings, REGISTRY)
-    port = settings.projector_metrics_port
-    if port:
-        start_http_server(int(port), registry=REGISTRY)
-        log.info("projector metrics on :%s/metrics", port)
+    """Migrates the live schema, then applies until a signal; metrics on METRICS_PORT (or the
+    older SAGA_PROJECTOR_METRICS_PORT) when set, like every worker."""
+    registry = CollectorRegistry()
+    add_process_collectors(registry)
+    projector = build_projector(settings, registry)
+    port = (
+        settings.metrics_port
+        if settings.metrics_port is not None
+        else (settings.projector_metrics_port)
+    )
+    if port is not None:
+        server, _ = start_http_server(port, addr=settings.metrics_host, registry=registry)
+        url = f"http://{settings.metrics_host}:{server.server_port}/metrics"
+        log.info("projector metrics on %s", url, extra={"metrics_url": url})
     projector.install_signal_handlers()
     projector.run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from events.serde import make_serde
 from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS
 from infra.bootstrap import build_processor
 from infra.embedded.stack import RunningStack
+from infra.metrics import Metrics
 from infra.settings import Settings
 from infra.topics import ensure_topics
 from tests.integration.kafka_helpers import Seen, produce, read_topic
@@ -136,6 +138,41 @@ def test_declined_payment_compensates_the_reservation(
     assert any(isinstance(e, m.InventoryReleased) for e in events)
     assert world.released[checkout_id] == 1
     assert world.captured[checkout_id] == 0
+
+
+def test_a_failed_saga_logs_one_warning_and_counts_its_outcome(
+    engine_settings: Settings,
+    world_and_adapters: ScriptedWorld,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    metrics = Metrics()
+    processor = build_processor(
+        "orchestrator", engine_settings, instance_id=uuid.uuid4().hex[:6], metrics=metrics
+    )
+    with running(processor):
+        checkout_id = start_checkout(engine_settings, payment_method=DECLINED_METHOD)
+        history(engine_settings, checkout_id)
+        labels = {"outcome": "failed", "step": "authorize_payment", "reason": "declined"}
+
+        def counted() -> bool:
+            # Reported after the transaction commits, so a reader may see the event first.
+            found = metrics.registry.get_sample_value("saga_outcomes_total", labels)
+            return found == 1
+
+        deadline = time.monotonic() + 30
+        while not counted():
+            assert time.monotonic() < deadline, "the failed saga was never counted"
+    warnings = [
+        r
+        for r in caplog.records
+        if r.levelno == logging.WARNING and getattr(r, "checkout_id", None) == checkout_id
+    ]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    line = warnings[0]
+    assert line.__dict__["step"] == "authorize_payment"
+    assert line.__dict__["reason_code"] == "declined" and line.__dict__["reason"]
+    assert line.__dict__["outcome"] == "failed"
 
 
 def test_out_of_stock_fails_without_any_payment_call(

@@ -4,6 +4,7 @@ Ctrl-C stops everything; and a supervisor that is itself SIGKILLed leaves no chi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -97,8 +98,10 @@ def test_saga_run_supervises_scales_and_leaves_nothing_behind(
     assert proc.wait(60) == 0, log.read_text()[-3000:]
     assert "stopped; nothing left running." in log.read_text()
     assert not any(pid_alive(p) for p in replaced), [p for p in replaced if pid_alive(p)]
-    # One terminal for the engine: every child's lines, prefixed with its name.
-    assert "\n[inventory-0] " in log.read_text() and "\n[inventory-1] " in log.read_text()
+    # Off a terminal the children log JSON, each line labelled with the child that wrote it.
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    processes = {line.get("process") for line in lines}
+    assert {"inventory-0", "inventory-1", "supervisor"} <= processes, processes
 
 
 def test_a_killed_supervisor_takes_its_children_with_it(

@@ -159,3 +159,17 @@ def test_paypal_settings_and_no_secret_default() -> None:
     assert s.paypal_cert_hosts == ("api.sandbox.paypal.com", "api-m.sandbox.paypal.com")
     assert "visible" not in repr(s)
     assert load_settings(to_environ(s)) == s
+
+
+def test_log_format_and_metrics_settings() -> None:
+    defaults = load_settings({})
+    assert defaults.log_format == "auto" and defaults.metrics_port is None
+    assert defaults.metrics_host == "127.0.0.1"
+    s = load_settings({"LOG_FORMAT": "json", "METRICS_PORT": "0", "METRICS_HOST": "10.0.0.5"})
+    assert (s.log_format, s.metrics_port, s.metrics_host) == ("json", 0, "10.0.0.5")
+    assert load_settings({"METRICS_PORT": "9400"}).metrics_port == 9400
+    with pytest.raises(ConfigError, match="LOG_FORMAT"):
+        load_settings({"LOG_FORMAT": "xml"})
+    with pytest.raises(ConfigError, match="METRICS_PORT"):
+        load_settings({"METRICS_PORT": "70000"})
+    assert to_environ(s)["METRICS_PORT"] == "0"

@@ -111,3 +111,48 @@ def test_webhook_not_recorded_is_503(client: TestClient, world: World) -> None:
         "/v1/webhooks/stripe", content=b"{}", headers={"Stripe-Signature": GOOD_SIGNATURE}
     )
     assert r.status_code == 503
+
+
+def test_a_recorded_webhook_observes_its_delivery_delay(client: TestClient) -> None:
+    created = int(time.time()) - 400  # the provider made the event almost 7 minutes ago
+    r = client.post(
+        "/v1/webhooks/stripe",
+        content=f'{{"id":"evt_late","created":{created}}}'.encode(),
+        headers={"Stripe-Signature": GOOD_SIGNATURE},
+    )
+    assert r.status_code == 200
+    registry = client.app.state.metrics.registry  # type: ignore[attr-defined]
+    labels = {"provider": "stripe"}
+    assert registry.get_sample_value("api_webhook_delay_seconds_count", labels) == 1
+    assert registry.get_sample_value("api_webhook_delay_seconds_sum", labels) >= 400
+    # over the 5-minute alert threshold: not in the 300 s bucket
+    assert (
+        registry.get_sample_value("api_webhook_delay_seconds_bucket", {**labels, "le": "300.0"})
+        == 0
+    )
+
+
+def test_a_refused_webhook_observes_no_delay(client: TestClient, world: World) -> None:
+    def failing(payload: bytes, signature: str) -> None:
+        raise WebhookNotRecorded("broker down")
+
+    world.deps.webhook_ingest = failing
+    body = f'{{"id":"evt_x","created":{int(time.time())}}}'.encode()
+    r = client.post(
+        "/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": GOOD_SIGNATURE}
+    )
+    assert r.status_code == 503
+    registry = client.app.state.metrics.registry  # type: ignore[attr-defined]
+    assert (
+        registry.get_sample_value("api_webhook_delay_seconds_count", {"provider": "stripe"}) is None
+    )
+
+
+def test_provider_created_stamps_are_read() -> None:
+    from api.metrics import event_created_s
+
+    assert event_created_s(b'{"created": 1700000000}') == 1700000000.0  # Stripe
+    assert event_created_s(b'{"created_at": 1700000001}') == 1700000001.0  # Razorpay
+    paypal = b'{"create_time": "2023-11-14T22:13:20Z"}'
+    assert event_created_s(paypal) == 1700000000.0
+    assert event_created_s(b"not json") is None and event_created_s(b'{"created": true}') is None
