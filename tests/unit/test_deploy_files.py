@@ -377,6 +377,7 @@ def test_each_worker_pod_has_exactly_one_disruption_budget_that_lets_drains_proc
     budgets = of_kind("PodDisruptionBudget")
     for workload in (*of_kind("StatefulSet"), *of_kind("Deployment")):
         labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
         covering = [
             b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
         ]
@@ -388,6 +389,15 @@ def test_each_worker_pod_has_exactly_one_disruption_budget_that_lets_drains_proc
             budget["spec"].get("maxUnavailable", 0) >= 1
             or budget["spec"]["minAvailable"] < replicas
         )
+
+
+def test_worker_statefulsets_name_a_headless_service_that_selects_them() -> None:
+    services = {s["metadata"]["name"]: s for s in of_kind("Service")}
+    for w in of_kind("StatefulSet"):
+        service = services[w["spec"]["serviceName"]]
+        assert service["spec"]["clusterIP"] == "None"
+        labels = w["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= labels.items()
 
 
 def test_workers_get_at_least_the_supervisors_grace_to_stop_cleanly() -> None:
