@@ -444,20 +444,25 @@ def test_api_probes_hit_routes_the_api_serves_on_its_configured_port() -> None:
     assert any(p.endswith(f":{url.port}") for p in api["ports"])
 
 
-def test_the_projector_probe_reads_the_metrics_port_it_is_told_to_serve() -> None:
-    (projector,) = (w for w in of_kind("StatefulSet") if "projector" in w["metadata"]["name"])
-    (c,) = projector["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e.get("value") for e in c["env"]}
-    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports[c["livenessProbe"]["httpGet"]["port"]] == int(env["SAGA_PROJECTOR_METRICS_PORT"])
+def test_every_worker_probe_reads_the_metrics_port_it_is_told_to_serve() -> None:
+    """The liveness probe is an HTTP GET of /metrics: on the port the worker is told to serve
+    (METRICS_PORT, or the projector's own variable), bound beyond loopback so the kubelet and
+    Prometheus reach it."""
+    for w in of_kind("StatefulSet"):
+        (c,) = w["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        probe = c["livenessProbe"]["httpGet"]
+        assert probe["path"] == "/metrics", w["metadata"]["name"]
+        if "projector" in w["metadata"]["name"]:
+            assert ports[probe["port"]] == int(env["SAGA_PROJECTOR_METRICS_PORT"])
+        else:
+            assert ports[probe["port"]] == int(env["METRICS_PORT"]), w["metadata"]["name"]
+            assert env["METRICS_HOST"] == "0.0.0.0", w["metadata"]["name"]
+        assert "readinessProbe" not in c  # workers take no traffic
     service = compose()["services"]["projector"]
     test = service["healthcheck"]["test"][-1]
     assert f":{service['environment']['SAGA_PROJECTOR_METRICS_PORT']}/metrics" in test
-    # Any other worker has no HTTP endpoint, so it must not be probed over HTTP.
-    for w in of_kind("StatefulSet"):
-        if w["metadata"]["name"] != projector["metadata"]["name"]:
-            (other,) = w["spec"]["template"]["spec"]["containers"]
-            assert not {"livenessProbe", "readinessProbe", "ports"} & set(other)
 
 
 # --- images ------------------------------------------------------------------------------------
