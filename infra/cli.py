@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import signal
 import sys
@@ -333,6 +334,9 @@ def worker(
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
+    # `kill -USR1 <pid>` writes every thread's stack to stderr: how an operator (or the chaos
+    # suite) sees where a worker that is alive but not moving is waiting.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if role == "projector":  # a sink into PostgreSQL, not a Kafka->Kafka processor
         from infra.workers.projector import run_projector
 

@@ -18,7 +18,9 @@ Every processor (orchestrator, adapters, projectors that write to Kafka) is a `H
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
+import os
 import signal
 import threading
 import time
@@ -134,6 +136,11 @@ class ProcessorConfig:
     tick_factory: Callable[[int, int], Envelope[Any]] | None = None
     extra_consumer_config: dict[str, Any] = field(default_factory=dict)
     isolation_level: str = "read_committed"  # Settings.kafka_isolation_level (ADR 0009)
+    # A transaction that has not ended after this long never will in this process (after a
+    # broker restart librdkafka was seen waiting in send_offsets_to_transaction for good, past
+    # its own timeout): the worker exits and its supervisor starts a clean one.
+    stuck_after_s: float = 60.0
+    init_timeout_s: float = 30.0  # init_transactions: registering the transactional id
 
 
 def consumer_config(
@@ -189,6 +196,8 @@ class Processor:
         self._stop = threading.Event()
         self._failures: dict[tuple[str, int, int], int] = {}
         self._last_tick = 0
+        self._commit_began: float | None = None  # monotonic, while a transaction is open
+        self._closed = threading.Event()
         self._assigned: list[TopicPartition] = []
         self.processed = 0  # inputs committed, for tests and metrics
         self._consumer = Consumer(
@@ -202,7 +211,11 @@ class Processor:
                 **config.extra_consumer_config,
             }
         )
-        self._producer = Producer(
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        config = self._config
+        return Producer(
             producer_config(
                 config.bootstrap_servers,
                 **{
@@ -227,7 +240,8 @@ class Processor:
     def start(self) -> None:
         # Registers our transactional id with the coordinator, aborting whatever a previous
         # incarnation of this worker left open (zombie fencing).
-        self._producer.init_transactions(30)
+        self._producer.init_transactions(self._config.init_timeout_s)
+        threading.Thread(target=self._watch_transactions, name="txn-watchdog", daemon=True).start()
         self._consumer.subscribe(
             list(self._config.topics),
             on_assign=self._assigned_cb,
@@ -244,6 +258,7 @@ class Processor:
             self.close()
 
     def close(self) -> None:
+        self._closed.set()
         with contextlib.suppress(Exception):
             self._consumer.close()
         closing = getattr(self._handler, "close", None)
@@ -435,7 +450,28 @@ class Processor:
             if p.topic == cfg.tick_topic
         ]
 
+    def _watch_transactions(self) -> None:
+        limit = self._config.stuck_after_s
+        while not self._closed.wait(1.0):
+            began = self._commit_began
+            if began is not None and time.monotonic() - began > limit:
+                log.critical(
+                    "TransactionStuck: %s: a transaction has not ended in %.0fs; exiting for a"
+                    " clean restart (its inputs are redelivered, its outputs never committed)",
+                    self._config.name,
+                    limit,
+                )
+                faulthandler.dump_traceback(all_threads=True)
+                os._exit(EXIT_TRANSACTION_STUCK)
+
     def _commit(self, inputs: list[Message], outputs: list[_Out]) -> None:
+        self._commit_began = time.monotonic()
+        try:
+            self._transact(inputs, outputs)
+        finally:
+            self._commit_began = None
+
+    def _transact(self, inputs: list[Message], outputs: list[_Out]) -> None:
         producer = self._producer
         try:
             producer.begin_transaction()
@@ -454,10 +490,9 @@ class Processor:
             if kerr.fatal():
                 raise  # fenced by a newer instance or broken producer: let the worker restart
             log.warning("transaction failed, rewinding batch: %s", kerr)
-            with contextlib.suppress(KafkaException):
-                producer.abort_transaction(30)
             self._handler.on_abort()
             self._rewind(inputs)
+            self._renew_producer(kerr)
             return
         except BaseException:
             # Not the broker (an encode error, an interrupt): never leave the transaction open
@@ -474,6 +509,25 @@ class Processor:
                 self.metrics.dead_lettered(where(dead)[0], error)
         self.processed += len(inputs)
         self._handler.on_commit()
+
+    def _renew_producer(self, cause: KafkaError) -> None:
+        """A new producer after a failed transaction. Seen after a broker restart: the old one's
+        abort bumped its epoch, the coordinator answered CONCURRENT_TRANSACTIONS, and its next
+        transaction waited for good. init_transactions on a new one fences the old epoch and
+        aborts whatever it left open, as a restarted worker's would, without the restart."""
+        old = self._producer
+        with contextlib.suppress(KafkaException):
+            old.abort_transaction(10)  # best effort: the new producer's init aborts it anyway
+        with contextlib.suppress(Exception):
+            old.close()
+        self._producer = self._new_producer()
+        try:
+            self._producer.init_transactions(self._config.init_timeout_s)
+        except KafkaException as e:
+            raise TransactionStuck(
+                f"{self._config.name}: transaction failed ({cause}) and a new producer could"
+                f" not register ({e.args[0]}): exiting for a clean restart"
+            ) from e
 
     def _produce(self, output: Output | RawOutput) -> None:
         if isinstance(output, RawOutput):
@@ -529,6 +583,10 @@ class Processor:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
 
 
+class TransactionStuck(RuntimeError):
+    """The producer can neither commit nor abort: only a new producer (a restart) recovers."""
+
+
 class _RetryBatch(Exception):
     pass
 
@@ -541,6 +599,7 @@ _Out = tuple["Output | RawOutput | None", "Message | None", "str | None"]
 # Between two polls, at most this long is spent on a handler's background work (a rebuild), so
 # polls stay far apart from max.poll.interval.ms however long the whole rebuild takes.
 BACKGROUND_SLICE_S = 0.5
+EXIT_TRANSACTION_STUCK = 70  # EX_SOFTWARE: the supervisor restarts the worker
 
 
 def log_fields(incoming: Incoming) -> dict[str, str]:
