@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,11 @@ class Fleet:
     starts: int = 0
     # role -> environment overrides for that role only (e.g. the payment worker's Stripe base)
     role_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Workers that exited on their own and were started again, as `saga run` or Kubernetes
+    # would: (monotonic time, role, return code, the last lines of its log).
+    exits: list[tuple[float, str, int, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _supervising: threading.Event = field(default_factory=threading.Event)
 
     def start(self, role: str) -> None:
         self.starts += 1
@@ -53,13 +59,31 @@ class Fleet:
     def restart(self, role: str, sig: signal.Signals) -> None:
         """Stop `role` with `sig` and start its successor; returns once the successor owns the
         role's partitions, so the next restart hits a worker that is serving."""
-        proc = self.procs[role]
-        assert proc.poll() is None, f"{role} died on its own: {self.log_tail(role)}"
-        before = {member for member, _ in self.members(role)[1]}
-        proc.send_signal(sig)
-        proc.wait(30)  # SIGTERM: the runtime finishes its batch and leaves the group
-        self.start(role)
+        with self._lock:
+            proc = self.procs[role]
+            assert proc.poll() is None, f"{role} died on its own: {self.log_tail(role)}"
+            before = {member for member, _ in self.members(role)[1]}
+            proc.send_signal(sig)
+            proc.wait(30)  # SIGTERM: the runtime finishes its batch and leaves the group
+            self.start(role)
         self.wait_serving(role, not_members=before)
+
+    def supervise(self) -> None:
+        """From now until `stop`, a worker that exits on its own is started again after a
+        second, as the production supervisors do; each exit is kept in `exits`."""
+        self._supervising.set()
+        threading.Thread(target=self._watch, name="fleet-supervisor", daemon=True).start()
+
+    def _watch(self) -> None:
+        while self._supervising.is_set():
+            with self._lock:
+                for role, proc in list(self.procs.items()):
+                    code = proc.poll()
+                    if code is not None and self._supervising.is_set():
+                        tail = self.log_tail(role)[-600:]
+                        self.exits.append((time.monotonic(), role, code, tail))
+                        self.start(role)
+            time.sleep(1.0)  # the supervisor's restart backoff, not a wait for a condition
 
     def members(self, role: str) -> tuple[ConsumerGroupState, list[tuple[str, int]]]:
         group = GROUPS[role]
@@ -67,6 +91,9 @@ class Fleet:
         try:
             desc = described.result()
         except KafkaException:  # e.g. NOT_COORDINATOR while the coordinator moves: ask again
+            # After a broker restart an old admin client's group requests can time out for
+            # good; a new client asks afresh next time.
+            self.admin = AdminClient({"bootstrap.servers": self.env["KAFKA_BOOTSTRAP_SERVERS"]})
             return ConsumerGroupState.UNKNOWN, []
         members = [(x.member_id, len(x.assignment.topic_partitions)) for x in desc.members]
         return desc.state, members
@@ -89,6 +116,11 @@ class Fleet:
         raise AssertionError(f"{role} not serving within {deadline_s}s: {self.members(role)}")
 
     def stop(self) -> None:
+        self._supervising.clear()
+        with self._lock:
+            self._stop_all()
+
+    def _stop_all(self) -> None:
         for proc in self.procs.values():
             proc.terminate()
         for proc in self.procs.values():

@@ -53,8 +53,7 @@ _QUICK = Profile(
     kills=2,
     pg_kills=4,
     pg_restarts=1,
-    # 0 until the stall after a broker SIGKILL is fixed (docs/chaos.md, finding 4).
-    broker_kills=0,
+    broker_kills=1,  # docs/chaos.md, finding 4
     contested_units=12,
     history_intents=0,
     quiesce_s=100.0,

@@ -706,6 +706,7 @@ def run_chaos(
             ) as workers,
             api_client(settings) as (client, api_key),
         ):
+            workers.supervise()  # a worker that exits is started again, as `saga run` does
             run = Run(settings, database_url, tail, client, api_key, stripe_direct, cards)
             run.t0 = t0 = time.monotonic()
             sampler.start()
@@ -747,6 +748,7 @@ def run_chaos(
             quiesced_at = time.monotonic()
             sampler.stop()
             crashed = workers.crashed()
+            exits = [(at - t0, role, code, tail_) for at, role, code, tail_ in workers.exits]
             # The workers' logs outlive the run, next to the report, for reading a failure.
             shutil.copytree(workers.logdir, tmp_path / "workers")
         tail.stop()
@@ -770,6 +772,10 @@ def run_chaos(
             out.write(f"{c.checkout_id} {c.kind} inputs={c.inputs}\n")
             for seen in tail.events.get(c.checkout_id, []):
                 out.write(f"  {seen.at - run.t0:8.2f} {seen.message!r}\n")
+    report.notes.append(
+        "workers that exited and were restarted (offset s, role, code): "
+        f"{[(round(at, 1), role, code) for at, role, code, _ in exits]}"
+    )
     report.notes.append(f"events and worker logs: {tmp_path}")
     text = report.render()
     print("\n" + text)
@@ -779,8 +785,15 @@ def run_chaos(
     conductor.finish()
     assert not conductor.errors, conductor.errors
     assert crashed == {}, crashed
+    # A worker may end itself only when its producer cannot recover in place (infra/processor.py
+    # TransactionStuck, or the broker fencing it): a restart is the designed way out.
+    unexplained = [e for e in exits if not any(w in e[3] for w in _RECOVERED_BY_RESTART)]
+    assert unexplained == [], unexplained
     assert not run.webhook_failures, run.webhook_failures
     assert report.failed() == [], "\n" + text
+
+
+_RECOVERED_BY_RESTART = ("TransactionStuck", "_FENCED")
 
 
 def phase_of(profile: Profile, offset: float) -> str:
