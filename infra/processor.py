@@ -138,8 +138,10 @@ class ProcessorConfig:
     isolation_level: str = "read_committed"  # Settings.kafka_isolation_level (ADR 0009)
     # A transaction that has not ended after this long never will in this process (after a
     # broker restart librdkafka was seen waiting in send_offsets_to_transaction for good, past
-    # its own timeout): the worker exits and its supervisor starts a clean one.
-    stuck_after_s: float = 60.0
+    # its own timeout): the worker exits and its supervisor starts a clean one. Transactions
+    # here take milliseconds; one that waits on a broker that is away gains nothing by waiting
+    # longer than a restart takes.
+    stuck_after_s: float = 20.0
     init_timeout_s: float = 30.0  # init_transactions: registering the transactional id
 
 
@@ -197,6 +199,10 @@ class Processor:
         self._failures: dict[tuple[str, int, int], int] = {}
         self._last_tick = 0
         self._commit_began: float | None = None  # monotonic, while a transaction is open
+        # Set when the producer saw every broker go away. After a broker restart the first
+        # transaction of a producer that lived through it was seen to hang in
+        # send_offsets_to_transaction (chaos finding 4); a new producer does not.
+        self._brokers_lost = False
         self._closed = threading.Event()
         self._assigned: list[TopicPartition] = []
         self.processed = 0  # inputs committed, for tests and metrics
@@ -224,9 +230,15 @@ class Processor:
                     # spans produce -> commit. A short timeout bounds how long a crashed
                     # worker's open transaction holds back read_committed consumers.
                     "transaction.timeout.ms": 10_000,
+                    "error_cb": self._on_producer_error,
                 },
             )
         )
+
+    def _on_producer_error(self, error: KafkaError) -> None:
+        # Served from the producer's poll(), i.e. on this thread between transactions.
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._brokers_lost = True
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -465,13 +477,24 @@ class Processor:
                 os._exit(EXIT_TRANSACTION_STUCK)
 
     def _commit(self, inputs: list[Message], outputs: list[_Out]) -> None:
+        self._producer.poll(0)  # serve error_cb: did the brokers go away since the last one?
+        if self._brokers_lost:
+            self._brokers_lost = False
+            log.warning(
+                "%s: every broker was away; starting over with a new producer", self._config.name
+            )
+            self._renew_producer(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all brokers were down"))
         self._commit_began = time.monotonic()
         try:
-            self._transact(inputs, outputs)
+            failed = self._transact(inputs, outputs)
         finally:
             self._commit_began = None
+        if failed is not None:
+            # Outside the watchdog's window: registering a new producer has its own timeout.
+            self._renew_producer(failed)
 
-    def _transact(self, inputs: list[Message], outputs: list[_Out]) -> None:
+    def _transact(self, inputs: list[Message], outputs: list[_Out]) -> KafkaError | None:
+        """One transaction; the broker's error when it failed and was rewound."""
         producer = self._producer
         try:
             producer.begin_transaction()
@@ -492,8 +515,7 @@ class Processor:
             log.warning("transaction failed, rewinding batch: %s", kerr)
             self._handler.on_abort()
             self._rewind(inputs)
-            self._renew_producer(kerr)
-            return
+            return kerr
         except BaseException:
             # Not the broker (an encode error, an interrupt): never leave the transaction open
             # for consumers to wait on; abort it, then let the worker fail loudly.
@@ -509,6 +531,7 @@ class Processor:
                 self.metrics.dead_lettered(where(dead)[0], error)
         self.processed += len(inputs)
         self._handler.on_commit()
+        return None
 
     def _renew_producer(self, cause: KafkaError) -> None:
         """A new producer after a failed transaction. Seen after a broker restart: the old one's

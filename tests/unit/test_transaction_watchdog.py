@@ -34,6 +34,9 @@ class _FailingProducer:
     def __init__(self) -> None:
         self.aborts = 0
 
+    def poll(self, *_: Any) -> int:
+        return 0
+
     def begin_transaction(self) -> None:
         return None
 
@@ -79,6 +82,7 @@ def test_a_transaction_that_never_ends_makes_the_worker_exit_for_a_restart() -> 
 
         class Hanging:
             def init_transactions(self, *_): pass
+            def poll(self, *_): return 0
             def begin_transaction(self):
                 threading.Event().wait()  # as librdkafka did after a broker restart
 
