@@ -97,6 +97,9 @@ def formatter(fmt: str, stream: IO[str] | None = None) -> structlog.stdlib.Proce
     )
 
 
+_OWN_HANDLER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
 def configure_logging(level: str | int, fmt: str = "auto", stream: IO[str] | None = None) -> None:
     """Route stdlib logging and structlog through one handler on `stream` (stderr)."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
@@ -108,6 +111,12 @@ def configure_logging(level: str | int, fmt: str = "auto", stream: IO[str] | Non
     handler._saga_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    # uvicorn's own dictConfig (any uvicorn run without log_config=None in this process) gives
+    # its loggers their handlers and stops them propagating: their lines would bypass ours.
+    for name in _OWN_HANDLER_LOGGERS:
+        named = logging.getLogger(name)
+        named.handlers.clear()
+        named.propagate, named.disabled = True, False
     structlog.configure(
         processors=[
             *_shared_processors(),

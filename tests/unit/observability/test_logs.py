@@ -103,3 +103,23 @@ def test_uvicorn_colour_copies_are_not_logged(stream: io.StringIO) -> None:
     logging.getLogger("uvicorn.error").info("Started", extra={"color_message": "\x1b[1mStarted"})
     (only,) = lines(stream)
     assert only["event"] == "Started" and "color_message" not in only
+
+
+def test_uvicorn_lines_reach_our_handler_even_after_uvicorn_configured_its_own(
+    stream: io.StringIO,
+) -> None:
+    """A uvicorn run with its default log config (any in the process) gives its loggers their
+    own handlers and stops them propagating; configuring ours takes them back (the full suite
+    failed on exactly this order)."""
+    import logging.config
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    logging.config.dictConfig(LOGGING_CONFIG)
+    configure_logging("INFO", "json", stream)
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
+    logging.getLogger("uvicorn.access").info("GET /health 200")
+    assert [line["event"] for line in lines(stream)] == [
+        "Application startup complete.",
+        "GET /health 200",
+    ]
