@@ -112,10 +112,12 @@ def configure_logging(level: str | int, fmt: str = "auto", stream: IO[str] | Non
     root.addHandler(handler)
     root.setLevel(level)
     # uvicorn's own dictConfig (any uvicorn run without log_config=None in this process) gives
-    # its loggers their handlers and stops them propagating: their lines would bypass ours.
+    # its loggers their handlers and stops them propagating, and its log_level sets their
+    # levels: their lines would bypass ours or be dropped before reaching the root's level.
     for name in _OWN_HANDLER_LOGGERS:
         named = logging.getLogger(name)
         named.handlers.clear()
+        named.setLevel(logging.NOTSET)
         named.propagate, named.disabled = True, False
     structlog.configure(
         processors=[

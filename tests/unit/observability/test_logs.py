@@ -116,6 +116,7 @@ def test_uvicorn_lines_reach_our_handler_even_after_uvicorn_configured_its_own(
     from uvicorn.config import LOGGING_CONFIG
 
     logging.config.dictConfig(LOGGING_CONFIG)
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # uvicorn's log_level="warning"
     configure_logging("INFO", "json", stream)
     logging.getLogger("uvicorn.error").info("Application startup complete.")
     logging.getLogger("uvicorn.access").info("GET /health 200")
