@@ -325,6 +325,9 @@ class Run:
     starts_retried: Counter[int] = field(default_factory=Counter)
     commands_resent: int = 0
     _producer: Producer | None = None
+    _capturable_sent: set[str] = field(default_factory=set)  # PaymentIntents webhooked
+    _capturable_at: float = 0.0
+    _holds_left: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -377,6 +380,37 @@ class Run:
                 return
             self.webhooks_redelivered[r.status_code] += 1
             time.sleep(0.5)  # Stripe's redelivery backoff, much shortened
+
+    def stripe_announces_holds(self, checkouts: dict[str, Checkout]) -> bool:
+        """What Stripe itself does: a PaymentIntent that became capturable is announced with
+        `payment_intent.amount_capturable_updated`, whatever happened to the API call that made
+        it (a create whose answer was lost to a timeout or a dropped connection still created
+        it). Sent here for the holds of checkouts that ended without paying, which only the
+        webhook can tell the saga about. Returns whether such a hold is still there (checked
+        every 2 s: it lists the account)."""
+        now = time.monotonic()
+        if now - self._capturable_at < 2.0:
+            return self._holds_left
+        self._capturable_at = now
+        holds = False
+        for pi in self.stripe_direct.v1.payment_intents.list(
+            params={"limit": 100}
+        ).auto_paging_iter():
+            data = pi.to_dict()
+            c = checkouts.get((data.get("metadata") or {}).get("checkout_id") or "")
+            if c is None or data["status"] != "requires_capture":
+                continue
+            terminal = self.tail.terminal(c.checkout_id)
+            if terminal is None or isinstance(terminal, m.CheckoutCompleted):
+                continue
+            holds = True
+            if data["id"] not in self._capturable_sent:
+                self._capturable_sent.add(data["id"])
+                event_id, payload = webhook("payment_intent.amount_capturable_updated", data)
+                self.hook(payload, "capturable, checkout ended unpaid")
+                c.inputs.append(("signal", event_id))
+        self._holds_left = holds
+        return holds
 
     def intent(self, payment_id: str) -> dict[str, Any]:
         return dict(self.stripe_direct.v1.payment_intents.retrieve(payment_id).to_dict())
@@ -737,12 +771,15 @@ def run_chaos(
             last_start = time.monotonic()
             conductor.join()
 
+            by_id = {c.checkout_id: c for c in checkouts if c.checkout_id}
+
             def quiet() -> bool:
                 for c in checkouts:
                     react(run, c)
-                return all(
+                ended = all(
                     tail.terminal(c.checkout_id) is not None and not c.late_hook for c in checkouts
                 ) and refunds_answered(run, checkouts)
+                return ended and not run.stripe_announces_holds(by_id)
 
             quiesced = tail.wait(quiet, profile.quiesce_s)
             quiesced_at = time.monotonic()
