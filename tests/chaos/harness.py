@@ -88,6 +88,11 @@ class EventTail:
         with self._lock:
             return [s.message for s in self.events.get(checkout_id, ())]
 
+    def count(self, checkout_id: str) -> int:
+        """How many events of the checkout have been read: a driver reacts only when it grew."""
+        with self._lock:
+            return len(self.events.get(checkout_id, ()))
+
     def first(self, checkout_id: str, kind: type | tuple[type, ...]) -> Any | None:
         return next((e for e in self.of(checkout_id) if isinstance(e, kind)), None)
 
