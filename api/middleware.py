@@ -140,8 +140,13 @@ class GuardMiddleware:
                 if not status["started"]:
                     await too_large_response()
                 return
-            log.error(
-                "unhandled error request_id=%s path=%s error=%s",
+            # A store away (restart, failover) is an operational condition the caller is told
+            # to retry, not a bug: paging on it as an error hides real ones.
+            unavailable = isinstance(exc, UNAVAILABLE)
+            log.log(
+                logging.WARNING if unavailable else logging.ERROR,
+                "%s request_id=%s path=%s error=%s",
+                "backing service unavailable" if unavailable else "unhandled error",
                 request_id,
                 path,
                 type(exc).__name__,
@@ -149,7 +154,7 @@ class GuardMiddleware:
             log.debug("traceback for request_id=%s", request_id, exc_info=True)
             if status["started"]:
                 return
-            if isinstance(exc, UNAVAILABLE):
+            if unavailable:
                 # A store we depend on is away (restart, failover): nothing was decided, so the
                 # caller may retry the same request (with its Idempotency-Key) shortly.
                 await send_json(

@@ -110,9 +110,12 @@ def test_unexpected_errors_are_500_without_details(
     assert r.headers["x-content-type-options"] == "nosniff"
 
 
-def test_a_store_that_is_away_is_503_retry_not_500(world: World) -> None:
+def test_a_store_that_is_away_is_503_retry_not_500(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     """A PostgreSQL restart (or Redis failover) mid-request: nothing was decided, the caller
-    may send the same request again; the answer says so without the error's text."""
+    may send the same request again; the answer says so without the error's text, and the log
+    says unavailable at WARNING (an operational condition, not an unhandled error)."""
     import psycopg
 
     def away(checkout_id: str) -> None:
@@ -124,3 +127,7 @@ def test_a_store_that_is_away_is_503_retry_not_500(world: World) -> None:
     assert r.status_code == 503
     assert r.json()["error"] == "unavailable" and "OperationalError" in r.json()["reason"]
     assert "hunter2" not in r.text
+    lines = [rec for rec in caplog.records if r.headers["x-request-id"] in rec.getMessage()]
+    assert [(rec.levelname, rec.getMessage().split(" request_id")[0]) for rec in lines] == [
+        ("WARNING", "backing service unavailable")
+    ]
