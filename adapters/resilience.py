@@ -28,7 +28,8 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import pybreaker
 from pybreaker import CircuitBreakerError
@@ -70,7 +71,7 @@ def make_breaker(
     5 consecutive failures open it for 30 s: long enough to shed load from a provider that is
     down, short enough that a blip does not fail checkouts for minutes.
     """
-    breaker = pybreaker.CircuitBreaker(
+    breaker = ConcurrentBreaker(
         fail_max=fail_max,
         reset_timeout=reset_timeout_s,
         exclude=list(exclude),
@@ -82,6 +83,58 @@ def make_breaker(
     for hook in hooks:
         hook(breaker)
     return breaker
+
+
+class ConcurrentBreaker(pybreaker.CircuitBreaker):
+    """pybreaker's breaker, except that calls through it run side by side.
+
+    `pybreaker.CircuitBreaker.call` holds the breaker's lock for the whole guarded call
+    (danielfm/pybreaker#55, open): every call to a provider ran one at a time per process, so a
+    payment worker's 32 lanes made one Stripe request at a time and one hung request stalled
+    them all (the long chaos run's authorizations timed out behind it, docs/chaos.md finding 7).
+    Here the lock covers only the decisions: whether a call may go (open: fail fast; half-open:
+    exactly one trial call, the others fail fast as if open) and what its outcome does to the
+    counters and the state, which pybreaker's own state objects still decide."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trial_in_flight = False
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            trial = self._admit()
+            for listener in self.listeners:
+                listener.before_call(self, func, *args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as e:
+            with self._lock:
+                if trial:
+                    self._trial_in_flight = False
+                # Raises `e`, or CircuitBreakerError when this failure opened the breaker.
+                self.state._handle_error(e)
+            raise  # not reached: _handle_error re-raises
+        with self._lock:
+            if trial:
+                self._trial_in_flight = False
+            self.state._handle_success()
+        return result
+
+    def _admit(self) -> bool:
+        """Raise CircuitBreakerError if the call may not go; True if it is the trial call."""
+        if self.state.name == pybreaker.STATE_OPEN:
+            opened_at = self._state_storage.opened_at
+            if opened_at is not None:
+                ends = opened_at.replace(tzinfo=UTC) + timedelta(seconds=self.reset_timeout)
+                if datetime.now(UTC) < ends:
+                    raise CircuitBreakerError("Timeout not elapsed yet, circuit breaker still open")
+            self.half_open()
+        if self.state.name == pybreaker.STATE_HALF_OPEN:
+            if self._trial_in_flight:
+                raise CircuitBreakerError("circuit breaker half-open: its trial call is in flight")
+            self._trial_in_flight = True
+            return True
+        return False
 
 
 BreakerHook = Callable[[pybreaker.CircuitBreaker], None]

@@ -11,6 +11,7 @@ from psycopg_pool import ConnectionPool
 
 from db.migrate import upgrade
 from infra.settings import ConfigError, Settings, require
+from infra.workers.adapter import LANES
 
 
 def _connect(database_url: str) -> Callable[[], psycopg.Connection]:
@@ -87,6 +88,9 @@ def payment_service(settings: Settings) -> Callable[[Any], Any]:
         registry.gateways,
         router=registry.router,
         breaker_reset_s=settings.payment_breaker_reset_s,
+        # A call per lane at once: with fewer, a lane's call waited behind hung ones and timed
+        # out unsent (docs/chaos.md finding 7).
+        max_workers=LANES,
     ).handle
 
 

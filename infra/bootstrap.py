@@ -23,7 +23,7 @@ from events.topics import (
 from infra.metrics import Metrics
 from infra.processor import Processor, ProcessorConfig
 from infra.settings import Settings
-from infra.workers.adapter import AdapterHandler
+from infra.workers.adapter import LANES, AdapterHandler
 from infra.workers.orchestrator import OrchestratorHandler, tick
 
 ROLES = ("orchestrator", *ADAPTERS, "notifier", "fulfilment")
@@ -99,6 +99,9 @@ def build_processor(
     chosen = services if services is not None else default_services(settings)
     if role not in chosen:
         raise ValueError(f"no service wired for adapter {role!r}")
-    config = ProcessorConfig(name=f"adapter-{role}", topics=[adapter_requests(role)], **common)
+    adapter_batch = {**common, "batch_size": min(common["batch_size"], LANES)}
+    config = ProcessorConfig(
+        name=f"adapter-{role}", topics=[adapter_requests(role)], **adapter_batch
+    )
     adapter = AdapterHandler(role, chosen[role], metrics=metrics)
     return Processor(config, adapter, serde, metrics=metrics.processor(config.name))

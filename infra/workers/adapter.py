@@ -46,12 +46,19 @@ def is_fallback(reply: Any) -> bool:
     return False
 
 
+# Lanes an adapter runs at once. An adapter's batch is capped to it (infra/bootstrap.py), so a
+# batch lasts about as long as its slowest provider call, never several calls in a row: its
+# replies are committed together and a 500-command batch of 5 s calls on 32 lanes would end
+# after the saga's reply timeout (docs/chaos.md findings 2 and 7).
+LANES = 32
+
+
 class AdapterHandler(BaseHandler):
     def __init__(
         self,
         name: str,
         service: Callable[[Any], Any],
-        concurrency: int = 32,
+        concurrency: int = LANES,
         metrics: Metrics | None = None,
     ) -> None:
         self.name = name

@@ -26,8 +26,8 @@ class Profile:
     contested_units: int  # the contested SKU's stock at the start (restocked once by as many)
     history_intents: int  # PaymentIntents the account holds before the run (long profile)
     quiesce_s: float  # after the last start: every saga terminal within this
-    # The payment worker's SAGA_BATCH_SIZE (None: the default). A batch's replies are committed
-    # together, so a batch of slow provider calls can outlive the saga's 30 s reply timeout.
+    # The payment worker's SAGA_BATCH_SIZE (None: the default, which an adapter caps to its
+    # lanes: infra/workers/adapter.py LANES, docs/chaos.md finding 7).
     payment_batch_size: int | None
     seed: int
     report_path: str | None  # also write the report there (SAGA_CHAOS_REPORT)
@@ -57,7 +57,7 @@ _QUICK = Profile(
     contested_units=12,
     history_intents=0,
     quiesce_s=100.0,
-    payment_batch_size=32,
+    payment_batch_size=None,
     seed=14,
     report_path=None,
 )
@@ -78,7 +78,7 @@ _LONG = Profile(
     contested_units=200,
     history_intents=10_000,
     quiesce_s=900.0,
-    payment_batch_size=32,
+    payment_batch_size=None,
     seed=14,
     report_path=None,
 )
