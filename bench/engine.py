@@ -78,9 +78,16 @@ def workers(
     *,
     isolation_level: str = "read_committed",
     broker_pid: int | None = None,
+    fetch_wait_ms: int = 500,
 ) -> Iterator[Workers]:
     # SAGA_PARTITIONS and SAGA_BATCH_SIZE pass through from the bench's own environment.
-    env = child_environ({"PYTHONPATH": os.getcwd(), "KAFKA_ISOLATION_LEVEL": isolation_level})
+    env = child_environ(
+        {
+            "PYTHONPATH": os.getcwd(),
+            "KAFKA_ISOLATION_LEVEL": isolation_level,
+            "KAFKA_FETCH_WAIT_MS": str(fetch_wait_ms),
+        }
+    )
     procs: dict[str, list[subprocess.Popen[bytes]]] = {}
     logdir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     logs: list[Path] = []

@@ -113,6 +113,7 @@ def _workers_on(
         instances,
         isolation_level=settings.kafka_isolation_level,
         broker_pid=stack.pids.get("kafka"),
+        fetch_wait_ms=settings.kafka_fetch_wait_ms,
     ) as running:
         yield bootstrap, running
 

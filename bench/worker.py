@@ -23,6 +23,7 @@ def main(argv: list[str]) -> None:
     settings = Settings(
         kafka_bootstrap_servers=bootstrap,
         kafka_isolation_level=given.kafka_isolation_level,
+        kafka_fetch_wait_ms=given.kafka_fetch_wait_ms,
         partitions=given.partitions,
         processor_batch_size=given.processor_batch_size,
     )

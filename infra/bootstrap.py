@@ -65,6 +65,7 @@ def build_processor(
         "max_attempts": settings.processor_max_attempts,
         "session_timeout_ms": settings.session_timeout_ms,
         "isolation_level": settings.kafka_isolation_level,
+        "fetch_wait_ms": settings.kafka_fetch_wait_ms,
     }
     if role == "orchestrator":
         config = ProcessorConfig(

@@ -136,6 +136,7 @@ class ProcessorConfig:
     tick_factory: Callable[[int, int], Envelope[Any]] | None = None
     extra_consumer_config: dict[str, Any] = field(default_factory=dict)
     isolation_level: str = "read_committed"  # Settings.kafka_isolation_level (ADR 0009)
+    fetch_wait_ms: int = 500  # Settings.kafka_fetch_wait_ms (ADR 0019)
     # A transaction that has not ended after this long never will in this process (after a
     # broker restart librdkafka was seen waiting in send_offsets_to_transaction for good, past
     # its own timeout): the worker exits and its supervisor starts a clean one. Transactions
@@ -150,6 +151,7 @@ def consumer_config(
     group: str,
     session_timeout_ms: int = 6000,
     isolation_level: str = "read_committed",
+    fetch_wait_ms: int = 500,
 ) -> dict[str, Any]:
     return {
         "bootstrap.servers": bootstrap,
@@ -162,9 +164,9 @@ def consumer_config(
         # Range assignment co-partitions topics: partition p of checkout.commands and of
         # checkout.replies go to the same worker, which owns those checkouts' state.
         "partition.assignment.strategy": "range",
-        # A saga crosses the broker ~8 times; the default 500 ms fetch wait would be paid on
-        # every hop of a quiet partition.
-        "fetch.wait.max.ms": 10,
+        # Settings.kafka_fetch_wait_ms: no latency on Apache Kafka, which answers a waiting
+        # fetch when records land; 10 ms for Tansu, whose waits end on the timer.
+        "fetch.wait.max.ms": fetch_wait_ms,
     }
 
 
@@ -213,6 +215,7 @@ class Processor:
                     config.name,
                     config.session_timeout_ms,
                     config.isolation_level,
+                    config.fetch_wait_ms,
                 ),
                 **config.extra_consumer_config,
             }

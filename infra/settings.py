@@ -115,6 +115,11 @@ class Settings:
     # read_committed everywhere; only the embedded Tansu broker sets read_uncommitted, as its
     # last stable offset can stick below committed records (ADR 0009).
     kafka_isolation_level: str = "read_committed"
+    # How long a fetch with nothing to return waits at the broker. Apache Kafka answers a
+    # waiting fetch as soon as records (or a commit's markers) land, so the wait costs no
+    # latency, and a short one costs broker CPU on every idle consumer (ADR 0019). Only the
+    # embedded Tansu broker sets 10: its waits end on the timer.
+    kafka_fetch_wait_ms: int = 500
     processor_batch_size: int = 500
     processor_max_attempts: int = 3
     tick_interval_ms: int = 1000
@@ -196,6 +201,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
         "kafka_isolation_level",
         _choice("read_committed", "read_uncommitted"),
     ),
+    "KAFKA_FETCH_WAIT_MS": ("kafka_fetch_wait_ms", _int(1, 10_000)),
     "SAGA_BATCH_SIZE": ("processor_batch_size", _int(1, 100_000)),
     "SAGA_MAX_ATTEMPTS": ("processor_max_attempts", _int(1, 100)),
     "SAGA_TICK_INTERVAL_MS": ("tick_interval_ms", _int(10, 3_600_000)),

@@ -23,6 +23,7 @@ from infra.embedded.postgres import PostgresServer
 from infra.embedded.redis import RedisServer
 from infra.embedded.secrets import for_directory
 from infra.embedded.smtp import SmtpInbox
+from infra.embedded.tansu import FETCH_WAIT_MS as TANSU_FETCH_WAIT_MS
 from infra.embedded.tansu import ISOLATION_LEVEL as TANSU_ISOLATION_LEVEL
 from infra.embedded.tansu import TansuBroker
 from infra.settings import Settings
@@ -119,6 +120,8 @@ def embedded_stack(
             if name == "kafka":
                 factory, isolation = _BROKERS[settings.embedded_broker]
                 filled["kafka_isolation_level"] = isolation
+                if factory is TansuBroker:  # its fetch waits end on the timer (ADR 0019)
+                    filled["kafka_fetch_wait_ms"] = TANSU_FETCH_WAIT_MS
                 if factory is KafkaBroker:
                     kwargs["java_home"] = settings.java_home
                     if "kafka_controller" in chosen:

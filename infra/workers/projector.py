@@ -33,6 +33,7 @@ def build_projector(
         config.group,
         settings.session_timeout_ms,
         settings.kafka_isolation_level,
+        settings.kafka_fetch_wait_ms,
     )
     for key, value in overrides.items():
         setattr(config, key, value)

@@ -450,3 +450,59 @@ def test_committed_offsets_survive_a_broker_restart(settings: Settings, tmp_path
         assert by_partition == written, "records changed across the restart"
     finally:
         broker.stop()
+
+
+# 8 ------------------------------------------------------------------------------------------
+
+
+def test_a_waiting_fetch_is_answered_when_a_transaction_commits(bootstrap: str) -> None:
+    """A read_committed fetch that found nothing waits at the broker (fetch.wait.max.ms); when a
+    transaction commits meanwhile, the broker must answer it then, not when the wait runs out.
+    The engine's idle consumers wait 500 ms (Settings.kafka_fetch_wait_ms, ADR 0019): a
+    broker that answers on the timer would add that to every hop of a saga."""
+    topic = new_topic(bootstrap, "fetch-wait")
+    producer = transactional_producer(bootstrap)
+    wait_ms, rounds = 5000, 8
+    consumer = _Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"conformance-wait-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": READ_COMMITTED,
+            "fetch.wait.max.ms": wait_ms,
+        }
+    )
+    seen: dict[bytes, float] = {}
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            for m in consumer.consume(100, 0.2):
+                if m.error() is None and m.value():
+                    seen.setdefault(m.value() or b"", time.monotonic())
+
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    slowest = 0.0
+    try:
+        for n in range(rounds):
+            value = f"round-{n}".encode()
+            producer.begin_transaction()
+            produce_all(producer, topic, [value])
+            producer.commit_transaction(30)
+            committed_at = time.monotonic()
+            # Waiting for it bounds the round; what is judged is when it arrived, below.
+            deadline = committed_at + 2 * wait_ms / 1000
+            while value not in seen and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert value in seen, f"round {n + 1}: a committed record not read in {2 * wait_ms} ms"
+            slowest = max(slowest, seen[value] - committed_at)
+    finally:
+        stop.set()
+        reader.join(10)
+        consumer.close()
+    # Well under the wait, whatever the machine's load: answered by the commit, not the timer.
+    assert slowest < wait_ms / 1000 / 4, (
+        f"a committed record took {slowest:.2f} s to reach a fetch waiting up to {wait_ms} ms"
+    )
