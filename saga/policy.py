@@ -53,7 +53,17 @@ def _retry_windows() -> Mapping[Step, int]:
     # the gateway reconciles against the provider's records before every create, so an
     # earlier attempt that did authorize is adopted. The window plus the 3-D Secure wait stays
     # inside the reservation TTL (checked below), so the stock is still held when it ends.
-    return MappingProxyType({Step.AUTHORIZE_PAYMENT: 3 * MINUTE_MS})
+    # Inventory has no fallback and its store can be away as briefly: a PostgreSQL restart
+    # keeps the inventory worker's breaker open for 30 s, and 3 counted attempts 0.5 s apart
+    # failed every reservation in flight (docs/chaos.md finding 8). Reserving and committing
+    # are idempotent per checkout, so they are retried by time too.
+    return MappingProxyType(
+        {
+            Step.AUTHORIZE_PAYMENT: 3 * MINUTE_MS,
+            Step.RESERVE_INVENTORY: MINUTE_MS,
+            Step.COMMIT_INVENTORY: MINUTE_MS,
+        }
+    )
 
 
 def _retry_until_success() -> frozenset[Step]:

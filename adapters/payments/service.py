@@ -82,7 +82,7 @@ class PaymentService:
         call_timeout_s: float = 20.0,
         breaker_fail_max: int = 5,
         breaker_reset_s: float = 30.0,
-        max_workers: int = 32,  # as many as the adapter runs lanes: none waits for a thread
+        max_workers: int = 128,  # as many as the adapter's lanes: no call waits for a thread
         router: ProviderRouter | None = None,
     ) -> None:
         self._gateways = dict(gateways)

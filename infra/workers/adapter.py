@@ -49,8 +49,10 @@ def is_fallback(reply: Any) -> bool:
 # Lanes an adapter runs at once. An adapter's batch is capped to it (infra/bootstrap.py), so a
 # batch lasts about as long as its slowest provider call, never several calls in a row: its
 # replies are committed together and a 500-command batch of 5 s calls on 32 lanes would end
-# after the saga's reply timeout (docs/chaos.md findings 2 and 7).
-LANES = 32
+# after the saga's reply timeout (docs/chaos.md findings 2 and 7). While one call of a batch
+# hangs to its 10 s timeout the others wait with it, so a worker answers about LANES per 10 s
+# under a provider that hangs now and then: 128 is twice the long chaos profile's payment load.
+LANES = 128
 
 
 class AdapterHandler(BaseHandler):

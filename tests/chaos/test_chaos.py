@@ -541,6 +541,20 @@ def stock_set(database_url: str, sku: str, units: int) -> None:
     assert done.exit_code == 0, done.output
 
 
+def restock(database_url: str, sku: str, more: int) -> None:
+    """The operator raises a SKU's stock; PostgreSQL may be restarting just then (the long
+    profile restocks at its last restart), and an operator runs the command again."""
+    deadline = time.monotonic() + REDELIVER_FOR_S
+    while True:
+        try:
+            stock_set(database_url, sku, on_hand(database_url, sku) + more)
+            return
+        except (psycopg.OperationalError, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)  # the operator's pause before trying again
+
+
 def on_hand(database_url: str, sku: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT on_hand FROM stock WHERE sku = %s", (sku,)).fetchone()
@@ -765,12 +779,8 @@ def run_chaos(
                     upcoming = next(pending, None)
                 if not restocked and now >= restock_at:  # during load, by the operator
                     restocked = True
-                    stock_set(
-                        database_url,
-                        contested,
-                        on_hand(database_url, contested) + profile.contested_units,
-                    )
-                    stock_set(database_url, skus[0], on_hand(database_url, skus[0]) + 500)
+                    restock(database_url, contested, profile.contested_units)
+                    restock(database_url, skus[0], 500)
                 for c in checkouts:
                     if c.checkout_id:
                         react(run, c)

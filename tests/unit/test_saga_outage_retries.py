@@ -1,5 +1,6 @@
 """A PSP outage costs no checkout (issue 13 item 2): authorization is retried for its retry window,
-capture until it succeeds; only a definite answer fails either step."""
+capture until it succeeds; only a definite answer fails either step. An inventory store that is
+away for a while (a PostgreSQL restart) costs none either: reserving is retried by time."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ from saga_harness import (
     declined,
     h_committed,
     h_priced,
+    h_started,
+    quoted,
+    reserve_cmd,
+    reserve_rejected,
+    reserved,
+    taxed,
     tick,
 )
 
@@ -130,3 +137,39 @@ def test_a_step_without_a_window_keeps_its_attempt_count() -> None:
     policy = Policy(retry_window_ms={})
     assert policy.may_retry(AUTH, CID, 1)
     assert not policy.may_retry(AUTH, CID, policy.attempts_for(AUTH))
+
+
+RESERVE = Step.RESERVE_INVENTORY
+STORE_AWAY = "inventory_unavailable: circuit open"
+
+
+def _priced_but_unreserved() -> SagaState:
+    state = fold(h_started())
+    assert state is not None
+    state, _ = _run(state, taxed(), T0)
+    state, _ = _run(state, quoted(), T0)
+    return state
+
+
+def test_a_reservation_outlasts_its_store_being_away_for_45_seconds() -> None:
+    state, now, attempt = _priced_but_unreserved(), T0, 1
+    while now < T0 + 45_000:
+        state, command = _run(
+            state, reserve_rejected(attempt, retryable=True, reason=STORE_AWAY), now
+        )
+        retry_at = state.step(RESERVE).retry_at
+        assert retry_at is not None, f"gave up at attempt {attempt}: {state.failure}"
+        now = retry_at
+        state, command = _run(state, tick(now), now)
+        attempt += 1
+        assert command == reserve_cmd(attempt, at=now)
+    assert attempt > P.attempts_for(RESERVE)  # more than the 3 counted attempts of before
+    state, command = _run(state, reserved(attempt), now)
+    assert isinstance(command, m.AuthorizePayment)
+
+
+def test_a_reservation_gives_up_after_its_window_and_out_of_stock_at_once() -> None:
+    assert not P.may_retry(RESERVE, CID, 20)
+    state = _priced_but_unreserved()
+    state, _ = _run(state, reserve_rejected(1), T0)  # out of stock: definite
+    assert state.status is Status.FAILED
