@@ -18,7 +18,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 READ_COMMITTED = "read_committed"
 
 
-class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     isolation_level: str = READ_COMMITTED
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
@@ -29,12 +29,12 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # typ
         return consumer
 
 
-class ReadCommittedConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+class ReadCommittedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class ReadCommittedTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+class ReadCommittedTransport(faust_aiokafka.Transport):
     Consumer = ReadCommittedConsumer
 
 
