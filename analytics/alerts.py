@@ -70,7 +70,11 @@ def breaches(state: State, window_start: int, limits: Thresholds) -> list[Breach
             "payment_failure_rate_high", ALL, total - ok, total, limits.payment_failure_rate, True
         )
     for step, (ok, total) in sorted(outcomes.items()):
-        check("integration_success_low", step, ok, total, limits.integration_success_rate, False)
+        # Payment has its own, stricter rule above: one decline burst is one alert, not two.
+        if step != Step.AUTHORIZE_PAYMENT.value:
+            check(
+                "integration_success_low", step, ok, total, limits.integration_success_rate, False
+            )
     for kind, (fallback, total) in sorted(fallback_usage(state).items()):
         check("fallback_usage_high", kind, fallback, total, limits.fallback_rate, True)
     return found

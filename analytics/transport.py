@@ -19,13 +19,12 @@ READ_COMMITTED = "read_committed"
 
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    isolation_level: str = READ_COMMITTED
-
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # Private in aiokafka (0.14) but only read when the fetcher is built in start(); the
         # integration test reading around an aborted transaction fails if that ever changes.
-        consumer._isolation_level = self.isolation_level
+        # The app may ask for read_uncommitted: only the embedded Tansu broker does (ADR 0009).
+        consumer._isolation_level = getattr(self.app, "isolation_level", READ_COMMITTED)
         return consumer
 
 

@@ -1,0 +1,216 @@
+"""The faust-streaming app: the thin runtime around the pure aggregation (ADR 0018).
+
+One agent reads checkout.events (read_committed, through the project's Avro serde as a faust
+codec) and adds each event's facts to two windowed tables, tumbling 1-minute and hopping
+15-minute (every 5), keyed by the source partition so a table's changelog partition is the
+one its input came from. A timer flushes windows to PostgreSQL and sends due alerts to
+ops.alerts. Event time is the envelope's occurred_at, so a replay lands in the same windows.
+
+Built by `build_app` (called from infra/analytics_wiring.py); nothing connects at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.serializers.codecs import Codec
+
+from analytics.alerts import Breach, Thresholds
+from analytics.facts import Fact, State, add, observe
+from analytics.flush import Flusher
+from analytics.metrics import Rows
+from analytics.store import MetricsStore
+from analytics.transport import ReadCommittedTransport
+from analytics.windows import MINUTELY, QUARTER_HOURLY
+from events import messages as m
+from events.envelope import Envelope
+from events.serde import Serde
+
+log = logging.getLogger(__name__)
+
+PRODUCER = "analytics"
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsConfig:
+    app_id: str  # the consumer group, and the prefix of faust's changelog topics
+    bootstrap_servers: str
+    source_topic: str
+    alerts_topic: str
+    partitions: int  # of the source topic: faust's changelogs must match it
+    replication_factor: int
+    data_dir: Path
+    web_host: str
+    web_port: int
+    flush_interval_s: float
+    thresholds: Thresholds
+    isolation_level: str = "read_committed"
+
+
+class EnvelopeCodec(Codec):
+    """The project's Serde (single-object Avro or the schema registry) as a faust codec. A
+    record the serde cannot read raises, and faust logs and skips it: analytics is a reader
+    of the record, whose writer dead-letters what it cannot apply."""
+
+    def __init__(self, serde: Serde, topic: str) -> None:
+        super().__init__()
+        self._serde = serde
+        self._topic = topic
+
+    def _dumps(self, obj: Any) -> bytes:
+        return self._serde.encode(obj, self._topic)
+
+    def _loads(self, s: bytes) -> Any:
+        return self._serde.decode(s, self._topic)
+
+
+class AnalyticsApp(faust.App):
+    """faust.App with our transport; `isolation_level` is read by its consumer thread."""
+
+    isolation_level: str = "read_committed"
+    analytics_flusher: Flusher | None = None
+
+    def _new_transport(self) -> ReadCommittedTransport:
+        return ReadCommittedTransport(self.conf.broker_consumer, self)
+
+
+def _add(current: State | None, facts: tuple[Fact, ...]) -> State:
+    return add(current, facts)
+
+
+def _json_rows(windows: dict[tuple[int, int], Rows], last: int) -> list[dict[str, Any]]:
+    out = []
+    for (start, end), found in sorted(windows.items())[-last:]:
+        metrics: dict[str, dict[str, int | str]] = {}
+        for (metric, dimension), value in sorted(found.items()):
+            metrics.setdefault(metric, {})[dimension] = (
+                str(value) if isinstance(value, Decimal) else value
+            )
+        out.append({"window_start": start, "window_end": end, "metrics": metrics})
+    return out
+
+
+def alert_envelope(breach: Breach) -> Envelope[m.OpsAlert]:
+    return Envelope.new(
+        m.OpsAlert(
+            alert=breach.name,
+            dimension=breach.dimension,
+            window_start=breach.window_start,
+            window_end=breach.window_end,
+            value=str(breach.value),
+            threshold=str(breach.threshold),
+            samples=breach.samples,
+        ),
+        occurred_at=breach.window_end,
+        producer=PRODUCER,
+        message_id=breach.alert_id,
+    )
+
+
+def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> AnalyticsApp:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    app = AnalyticsApp(
+        config.app_id,
+        broker=[f"kafka://{s.strip()}" for s in config.bootstrap_servers.split(",")],
+        store="memory://",
+        datadir=str(config.data_dir),
+        topic_partitions=config.partitions,
+        topic_replication_factor=config.replication_factor,
+        # checkout.events and ops.alerts are provisioned by `saga topics ensure` with their
+        # retention; faust creates only its own changelog topics.
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_bind=config.web_host,
+        web_host=config.web_host,
+        web_port=config.web_port,
+        producer_acks=-1,
+        autodiscover=False,
+    )
+    app.isolation_level = config.isolation_level
+    source = app.topic(
+        config.source_topic,
+        key_serializer="raw",
+        value_serializer=EnvelopeCodec(serde, config.source_topic),
+        allow_empty=False,
+    )
+    alerts = app.topic(
+        config.alerts_topic,
+        key_serializer="raw",
+        value_serializer=EnvelopeCodec(serde, config.alerts_topic),
+    )
+    tables: dict[str, Any] = {
+        MINUTELY.name: app.Table("minutely", default=dict).tumbling(MINUTELY.size_ms / 1000),
+        QUARTER_HOURLY.name: app.Table("quarter_hourly", default=dict).hopping(
+            QUARTER_HOURLY.size_ms / 1000, QUARTER_HOURLY.step_ms / 1000
+        ),
+    }
+    # checkout_id -> {"step/attempt": started at ms}: a step's start and end often fall in
+    # different windows; dropped when the checkout ends.
+    starts = app.Table("step_starts", default=dict)
+    flusher = Flusher(store, config.thresholds)
+
+    def apply(envelope: Envelope[Any], partition: int) -> None:
+        cid = envelope.checkout_id
+        open_starts: dict[str, int] = dict(starts[cid]) if cid in starts else {}
+        seen = observe(envelope, open_starts)
+        if seen.start is not None:
+            starts[cid] = {**open_starts, seen.start[0]: seen.start[1]}
+        if seen.forget_starts and cid in starts:
+            del starts[cid]
+        if seen.facts:
+            at = envelope.occurred_at / 1000
+            for table in tables.values():
+                table.relative_to(at)[str(partition)].apply(_add, seen.facts)
+
+    @app.agent(source)
+    async def aggregate(stream: Any) -> None:
+        async for event in stream.events():
+            if isinstance(event.value, Envelope):
+                apply(event.value, event.message.partition)
+
+    def ready() -> bool:
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        return bool(recovery.completed.is_set() and not app.in_recovery and not app.rebalancing)
+
+    @app.timer(config.flush_interval_s)
+    async def flush() -> None:
+        if not ready():
+            return
+        # A copy taken between two events: the agent never runs while this line does.
+        snapshot = {name: list(table.table.data.items()) for name, table in tables.items()}
+        due = await asyncio.to_thread(flusher.flush, snapshot)
+        for breach in due:
+            pending = await alerts.send(key=breach.name.encode(), value=alert_envelope(breach))
+            await pending  # delivered (acks=all) before it is recorded as sent
+            await asyncio.to_thread(flusher.sent, breach)
+            log.warning(
+                "alert %s (%s) %s over %s..%s: %s vs %s",
+                breach.name,
+                breach.dimension,
+                breach.samples,
+                breach.window_start,
+                breach.window_end,
+                breach.value,
+                breach.threshold,
+            )
+
+    @app.page("/analytics")
+    async def live(web: Any, request: Any) -> Any:
+        return web.json(
+            {
+                "minutely": _json_rows(flusher.live.get(MINUTELY.name, {}), 15),
+                "quarter_hourly": _json_rows(flusher.live.get(QUARTER_HOURLY.name, {}), 4),
+                "ready": ready(),
+                "flushes": flusher.flushes,
+            }
+        )
+
+    app.analytics_flusher = flusher  # for the status view and tests in-process
+    return app
