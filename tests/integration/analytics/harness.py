@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from events.envelope import Envelope
 from events.serde import Serde
@@ -27,6 +27,13 @@ from tests.fleet import worker_env
 from tests.integration.kafka_helpers import committed_offsets, read_topic
 
 PARTITIONS = 3
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 
 
 def produce_in_transaction(
@@ -123,10 +130,17 @@ class AnalyticsProcess:
         for s in seen:
             ends[s.partition] = max(ends.get(s.partition, 0), s.offset + 1)
         target = sum(ends.values())
-        self.wait(
-            f"offsets committed up to {target}",
-            lambda: committed_offsets(bootstrap, self.group, self.source) >= target,
-        )
+
+        def caught_up() -> bool:
+            try:
+                return committed_offsets(bootstrap, self.group, self.source, 10) >= target
+            except KafkaException as e:
+                # A broker just started answers NOT_COORDINATOR while it loads its groups.
+                if not (e.args[0].retriable() or e.args[0].code() in _COORDINATOR_MOVING):
+                    raise
+                return False
+
+        self.wait(f"offsets committed up to {target}", caught_up)
         first = self.flushes()
         self.wait("two more flushes", lambda: self.flushes() >= first + 2)
 
