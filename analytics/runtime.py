@@ -49,6 +49,9 @@ class AnalyticsConfig:
     web_host: str
     web_port: int
     flush_interval_s: float
+    commit_interval_s: float
+    # A SIGKILLed member holds its partitions this long: short, as one replica is the norm.
+    session_timeout_s: float
     thresholds: Thresholds
     isolation_level: str = "read_committed"
 
@@ -131,6 +134,9 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
         web_host=config.web_host,
         web_port=config.web_port,
         producer_acks=-1,
+        broker_commit_interval=config.commit_interval_s,
+        broker_session_timeout=config.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, config.session_timeout_s / 3),
         autodiscover=False,
     )
     app.isolation_level = config.isolation_level

@@ -41,6 +41,8 @@ def analytics_config(
         web_host=settings.analytics_web_host,
         web_port=settings.analytics_web_port if web_port is None else web_port,
         flush_interval_s=settings.analytics_flush_interval_ms / 1000,
+        commit_interval_s=settings.analytics_commit_interval_ms / 1000,
+        session_timeout_s=settings.session_timeout_ms / 1000,
         thresholds=Thresholds(
             payment_failure_rate=Decimal("0.05"),
             integration_success_rate=Decimal("0.95"),

@@ -182,6 +182,7 @@ class Settings:
     analytics_web_host: str = "127.0.0.1"
     analytics_web_port: int = 6066
     analytics_flush_interval_ms: int = 5000
+    analytics_commit_interval_ms: int = 2800  # faust's default offset commit interval
     analytics_alert_min_samples: int = 20
     analytics_data_dir: str | None = None
 
@@ -251,6 +252,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ANALYTICS_WEB_HOST": ("analytics_web_host", lambda raw: raw.strip() or "127.0.0.1"),
     "ANALYTICS_WEB_PORT": ("analytics_web_port", _int(1, 65535)),
     "ANALYTICS_FLUSH_INTERVAL_MS": ("analytics_flush_interval_ms", _int(50, 3_600_000)),
+    "ANALYTICS_COMMIT_INTERVAL_MS": ("analytics_commit_interval_ms", _int(100, 86_400_000)),
     "ANALYTICS_ALERT_MIN_SAMPLES": ("analytics_alert_min_samples", _int(1, 1_000_000)),
     "ANALYTICS_DATA_DIR": ("analytics_data_dir", _optional_str),
 }

@@ -77,12 +77,12 @@ class AnalyticsProcess:
             "LOG_LEVEL": "INFO",
         }
 
-    def start(self) -> None:
+    def start(self, **env: str) -> None:
         self.starts += 1
         log = (self.logdir / f"analytics-{self.starts}.log").open("wb")
         argv = [sys.executable, "-m", "infra.cli", "analytics"]
         argv += ["--source-topic", self.source, "--alerts-topic", self.alerts]
-        self.proc = subprocess.Popen(argv, env=self.env(), stdout=log, stderr=log)
+        self.proc = subprocess.Popen(argv, env={**self.env(), **env}, stdout=log, stderr=log)
         log.close()
 
     def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
@@ -121,26 +121,32 @@ class AnalyticsProcess:
         view = self.view()
         return int(view["flushes"]) if view else -1
 
-    def settle(self, records: int) -> None:
-        """Until the app has consumed all `records` data records of the source (its committed
-        offsets reach the last one) and two flushes have run since."""
+    def committed(self) -> int:
+        """The group's committed offsets on the source, summed (-1 while the coordinator moves)."""
+        bootstrap = self.settings.kafka_bootstrap_servers or ""
+        try:
+            return committed_offsets(bootstrap, self.group, self.source, 10)
+        except KafkaException as e:
+            # A broker just started answers NOT_COORDINATOR while it loads its groups.
+            if not (e.args[0].retriable() or e.args[0].code() in _COORDINATOR_MOVING):
+                raise
+            return -1
+
+    def end_of(self, records: int) -> int:
+        """The summed offsets just past the first `records` data records of the source (what
+        the group commits once it has consumed them; commit markers sit in between)."""
         bootstrap = self.settings.kafka_bootstrap_servers or ""
         seen = read_topic(bootstrap, self.source, until=lambda s: len(s) >= records)
         ends: dict[int, int] = {}
         for s in seen:
             ends[s.partition] = max(ends.get(s.partition, 0), s.offset + 1)
-        target = sum(ends.values())
+        return sum(ends.values())
 
-        def caught_up() -> bool:
-            try:
-                return committed_offsets(bootstrap, self.group, self.source, 10) >= target
-            except KafkaException as e:
-                # A broker just started answers NOT_COORDINATOR while it loads its groups.
-                if not (e.args[0].retriable() or e.args[0].code() in _COORDINATOR_MOVING):
-                    raise
-                return False
-
-        self.wait(f"offsets committed up to {target}", caught_up)
+    def settle(self, records: int) -> None:
+        """Until the app has consumed all `records` data records of the source (its committed
+        offsets reach the last one) and two flushes have run since."""
+        target = self.end_of(records)
+        self.wait(f"offsets committed up to {target}", lambda: self.committed() >= target)
         first = self.flushes()
         self.wait("two more flushes", lambda: self.flushes() >= first + 2)
 
