@@ -1,10 +1,12 @@
 """From the windowed tables' contents to PostgreSQL rows and due alerts (no faust here).
 
-The runtime hands over a snapshot of each table: ((partition key, (start s, end s)), facts)
-pairs, as faust's windowed tables store them. Every flush recomputes each window's rows from
-its facts; a window is written when its rows differ from what this process last wrote, and on
-the first flush after a start every window is written (the upsert leaves equal rows untouched),
-so state recovered from the changelog reaches PostgreSQL even if no new event touches it.
+The runtime hands over a snapshot of the windows that took facts since the last flush (all of
+them after a start or a rebalance): ((partition key, (start s, end s)), facts) pairs, as faust's
+windowed tables store them. Each window's rows are recomputed from its facts and written when
+they differ from what this process last wrote; after a start everything is written once (the
+upsert leaves equal rows untouched), so state recovered from the changelog reaches PostgreSQL
+even if no new event touches it. Alerts are judged on whole breach windows (the runtime passes
+every minute of a breach window that any new minute belongs to).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class Flusher:
                 n = self.store.upsert(spec.name, changed)
                 log.debug("flushed %d windows of %s (%d rows changed)", len(changed), spec.name, n)
                 written.update(changed)
-            self.live[spec.name] = current
+            self.live.setdefault(spec.name, {}).update(current)
         due = self._due(minutely)
         self.flushes += 1
         return due

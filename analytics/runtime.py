@@ -21,13 +21,13 @@ from typing import Any
 import faust
 from faust.serializers.codecs import Codec
 
-from analytics.alerts import Breach, Thresholds
+from analytics.alerts import Breach, Thresholds, breach_window
 from analytics.facts import Fact, State, add, observe
 from analytics.flush import Flusher
 from analytics.metrics import Rows
 from analytics.store import MetricsStore
 from analytics.transport import ReadCommittedTransport
-from analytics.windows import MINUTELY, QUARTER_HOURLY
+from analytics.windows import MINUTELY, QUARTER_HOURLY, window_starts
 from events import messages as m
 from events.envelope import Envelope
 from events.serde import Serde
@@ -99,6 +99,11 @@ def _json_rows(windows: dict[tuple[int, int], Rows], last: int) -> list[dict[str
     return out
 
 
+def _start_ms(key: Any) -> int:
+    _partition, (start_s, _end_s) = key
+    return round(float(start_s)) * 1000
+
+
 def alert_envelope(breach: Breach) -> Envelope[m.OpsAlert]:
     return Envelope.new(
         m.OpsAlert(
@@ -161,6 +166,10 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
     # different windows; dropped when the checkout ends.
     starts = app.Table("step_starts", default=dict)
     flusher = Flusher(store, config.thresholds)
+    # Window starts (ms) that took facts since the last flush: only those are recomputed. All
+    # are, after a start or a rebalance: what the changelogs restored must reach PostgreSQL.
+    touched: dict[str, set[int]] = {spec.name: set() for spec in (MINUTELY, QUARTER_HOURLY)}
+    flushed_generation: list[object] = [None]
 
     def apply(envelope: Envelope[Any], partition: int) -> None:
         cid = envelope.checkout_id
@@ -172,8 +181,9 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
             del starts[cid]
         if seen.facts:
             at = envelope.occurred_at / 1000
-            for table in tables.values():
-                table.relative_to(at)[str(partition)].apply(_add, seen.facts)
+            for spec in (MINUTELY, QUARTER_HOURLY):
+                tables[spec.name].relative_to(at)[str(partition)].apply(_add, seen.facts)
+                touched[spec.name].update(window_starts(spec, envelope.occurred_at))
 
     @app.agent(source)
     async def aggregate(stream: Any) -> None:
@@ -189,9 +199,33 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
     async def flush() -> None:
         if not ready():
             return
+        generation = getattr(app, "consumer_generation_id", None)
+        everything = flushed_generation[0] != generation or flusher.flushes == 0
+        wanted = {name: set(starts_) for name, starts_ in touched.items()}
+        for starts_ in touched.values():
+            starts_.clear()
+        # An alert is judged on every minute of its breach window, not only the new ones.
+        breach_windows = {breach_window(start) for start in wanted[MINUTELY.name]}
+
+        def needed(name: str, key: Any) -> bool:
+            if everything:
+                return True
+            if name == MINUTELY.name:
+                return breach_window(_start_ms(key)) in breach_windows
+            return _start_ms(key) in wanted[name]
+
         # A copy taken between two events: the agent never runs while this line does.
-        snapshot = {name: list(table.table.data.items()) for name, table in tables.items()}
-        due = await asyncio.to_thread(flusher.flush, snapshot)
+        snapshot = {
+            name: [(key, state) for key, state in table.table.data.items() if needed(name, key)]
+            for name, table in tables.items()
+        }
+        try:
+            due = await asyncio.to_thread(flusher.flush, snapshot)
+        except Exception:
+            for name, starts_ in wanted.items():  # PostgreSQL away: try them next time
+                touched[name].update(starts_)
+            raise
+        flushed_generation[0] = generation
         for breach in due:
             pending = await alerts.send(key=breach.name.encode(), value=alert_envelope(breach))
             await pending  # delivered (acks=all) before it is recorded as sent
