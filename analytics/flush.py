@@ -65,6 +65,11 @@ class Flusher:
         self.flushes += 1
         return due
 
+    def forget(self, table: str, window: tuple[int, int]) -> None:
+        """`window` left the tables (retention): its rows stay in PostgreSQL, not in memory."""
+        self._written.get(table, {}).pop(window, None)
+        self.live.get(table, {}).pop(window, None)
+
     def _due(self, minutely: Windows) -> list[Breach]:
         if self._sent is None:
             self._sent = self.store.sent_alert_ids()

@@ -54,6 +54,7 @@ class AnalyticsConfig:
     session_timeout_s: float
     thresholds: Thresholds
     isolation_level: str = "read_committed"
+    retention_ms: int = 48 * 3600 * 1000  # windows kept in memory behind the newest event
 
 
 class EnvelopeCodec(Codec):
@@ -171,7 +172,39 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
     touched: dict[str, set[int]] = {spec.name: set() for spec in (MINUTELY, QUARTER_HOURLY)}
     flushed_generation: list[object] = [None]
 
+    # Event-time retention. The newest minute seen per source partition (changelogged, so a
+    # restart knows it before a redelivered old event arrives): windows that ended more than
+    # `retention_ms` before it leave the tables (their PostgreSQL rows stay), and an event
+    # older than that is not counted, so it can never rebuild a dropped window from a part of
+    # its facts and overwrite complete rows. faust's own expiry judges by the wall clock, which
+    # would drop the windows of a replayed history as soon as they were made.
+    marks = app.Table("watermarks", default=int)
+    # partition -> table -> window start ms -> the table's key, for the windows to drop.
+    kept: dict[int, dict[str, dict[int, Any]]] = {}
+    late = [0]
+
+    def keep(partition: int, name: str, key: Any) -> None:
+        kept.setdefault(partition, {}).setdefault(name, {})[_start_ms(key)] = key
+
+    def drop_before(partition: int, cut: int) -> None:
+        for spec in (MINUTELY, QUARTER_HOURLY):
+            windows = kept.get(partition, {}).get(spec.name, {})
+            table = tables[spec.name].table
+            for start in [s for s in windows if s + spec.size_ms <= cut]:
+                key = windows.pop(start)
+                if key in table.data:
+                    del table[key]
+                flusher.forget(spec.name, (start, start + spec.size_ms))
+
     def apply(envelope: Envelope[Any], partition: int) -> None:
+        part = str(partition)
+        minute = envelope.occurred_at - envelope.occurred_at % 60_000
+        if minute > marks[part]:
+            marks[part] = minute
+            drop_before(partition, minute - config.retention_ms)
+        if envelope.occurred_at < marks[part] - config.retention_ms:
+            late[0] += 1
+            return
         cid = envelope.checkout_id
         open_starts: dict[str, int] = dict(starts[cid]) if cid in starts else {}
         seen = observe(envelope, open_starts)
@@ -182,8 +215,11 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
         if seen.facts:
             at = envelope.occurred_at / 1000
             for spec in (MINUTELY, QUARTER_HOURLY):
-                tables[spec.name].relative_to(at)[str(partition)].apply(_add, seen.facts)
+                table = tables[spec.name]
+                table.relative_to(at)[part].apply(_add, seen.facts)
                 touched[spec.name].update(window_starts(spec, envelope.occurred_at))
+                for window_range in table.table.window.ranges(at):
+                    keep(partition, spec.name, (part, window_range))
 
     @app.agent(source)
     async def aggregate(stream: Any) -> None:
@@ -219,6 +255,10 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
             name: [(key, state) for key, state in table.table.data.items() if needed(name, key)]
             for name, table in tables.items()
         }
+        if everything:  # windows restored from the changelogs are dropped in time, too
+            for name, items in snapshot.items():
+                for key, _state in items:
+                    keep(int(key[0]), name, key)
         try:
             due = await asyncio.to_thread(flusher.flush, snapshot)
         except Exception:
@@ -249,6 +289,7 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
                 "quarter_hourly": _json_rows(flusher.live.get(QUARTER_HOURLY.name, {}), 4),
                 "ready": ready(),
                 "flushes": flusher.flushes,
+                "late_events_not_counted": late[0],
             }
         )
 

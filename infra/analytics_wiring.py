@@ -50,6 +50,7 @@ def analytics_config(
             min_samples=settings.analytics_alert_min_samples,
         ),
         isolation_level=settings.kafka_isolation_level,
+        retention_ms=settings.analytics_retention_minutes * 60_000,
     )
 
 

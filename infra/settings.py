@@ -184,6 +184,9 @@ class Settings:
     analytics_flush_interval_ms: int = 5000
     analytics_commit_interval_ms: int = 2800  # faust's default offset commit interval
     analytics_alert_min_samples: int = 20
+    # Windows older than this behind the newest event leave memory (their rows stay); events
+    # older than that are not counted (ADR 0018).
+    analytics_retention_minutes: int = 48 * 60
     analytics_data_dir: str | None = None
 
 
@@ -253,6 +256,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ANALYTICS_WEB_PORT": ("analytics_web_port", _int(1, 65535)),
     "ANALYTICS_FLUSH_INTERVAL_MS": ("analytics_flush_interval_ms", _int(50, 3_600_000)),
     "ANALYTICS_COMMIT_INTERVAL_MS": ("analytics_commit_interval_ms", _int(100, 86_400_000)),
+    "ANALYTICS_RETENTION_MINUTES": ("analytics_retention_minutes", _int(20, 60 * 24 * 366)),
     "ANALYTICS_ALERT_MIN_SAMPLES": ("analytics_alert_min_samples", _int(1, 1_000_000)),
     "ANALYTICS_DATA_DIR": ("analytics_data_dir", _optional_str),
 }
