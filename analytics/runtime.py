@@ -30,7 +30,7 @@ from analytics.transport import ReadCommittedTransport
 from analytics.windows import MINUTELY, QUARTER_HOURLY, window_starts
 from events import messages as m
 from events.envelope import Envelope
-from events.serde import Serde
+from events.serde import DecodeError, Serde
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,19 @@ class AnalyticsConfig:
     retention_ms: int = 48 * 3600 * 1000  # windows kept in memory behind the newest event
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A record the serde could not read, as the codec hands it to the agent."""
+
+    reason: str
+
+
 class EnvelopeCodec(Codec):
-    """The project's Serde (single-object Avro or the schema registry) as a faust codec. A
-    record the serde cannot read raises, and faust logs and skips it: analytics is a reader
-    of the record, whose writer dead-letters what it cannot apply."""
+    """The project's Serde (single-object Avro or the schema registry) as a faust codec.
+
+    A record the serde cannot read becomes `Unreadable` instead of raising: faust crashes the
+    agent on a decode error (its supervisor restarts it), and analytics, a reader of the record
+    whose writer already dead-letters what it cannot apply, only logs and counts it."""
 
     def __init__(self, serde: Serde, topic: str) -> None:
         super().__init__()
@@ -71,7 +80,10 @@ class EnvelopeCodec(Codec):
         return self._serde.encode(obj, self._topic)
 
     def _loads(self, s: bytes) -> Any:
-        return self._serde.decode(s, self._topic)
+        try:
+            return self._serde.decode(s, self._topic)
+        except DecodeError as e:
+            return Unreadable(str(e))
 
 
 class AnalyticsApp(faust.App):
@@ -182,6 +194,7 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
     # partition -> table -> window start ms -> the table's key, for the windows to drop.
     kept: dict[int, dict[str, dict[int, Any]]] = {}
     late = [0]
+    unreadable = [0]
 
     def keep(partition: int, name: str, key: Any) -> None:
         kept.setdefault(partition, {}).setdefault(name, {})[_start_ms(key)] = key
@@ -226,6 +239,15 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
         async for event in stream.events():
             if isinstance(event.value, Envelope):
                 apply(event.value, event.message.partition)
+            else:
+                unreadable[0] += 1
+                log.error(
+                    "skipped an unreadable record at %s[%s]@%s: %s",
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
+                    getattr(event.value, "reason", type(event.value).__name__),
+                )
 
     def ready() -> bool:
         recovery = app.tables.recovery  # type: ignore[attr-defined]
@@ -290,6 +312,7 @@ def build_app(config: AnalyticsConfig, serde: Serde, store: MetricsStore) -> Ana
                 "ready": ready(),
                 "flushes": flusher.flushes,
                 "late_events_not_counted": late[0],
+                "unreadable_records": unreadable[0],
             }
         )
 

@@ -95,9 +95,12 @@ class AnalyticsProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.kill(signal.SIGTERM)
 
-    def log_tail(self) -> str:
+    def log_text(self) -> str:
         path = self.logdir / f"analytics-{self.starts}.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_tail(self) -> str:
+        return self.log_text()[-4000:]
 
     def view(self) -> dict[str, Any] | None:
         try:

@@ -1,6 +1,6 @@
 """On the embedded broker: a recorded stream yields exactly the expected window rows in
-PostgreSQL, records of an aborted transaction are not counted, and replaying the stream twice
-leaves every row (updated_at included) as it was."""
+PostgreSQL, records of an aborted transaction are not counted, an unreadable record is skipped,
+and replaying the stream twice leaves every row (updated_at included) as it was."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.integration.analytics.harness import (
     running,
     table_rows,
 )
+from tests.integration.kafka_helpers import produce_raw
 
 pytestmark = pytest.mark.integration
 
@@ -73,13 +74,17 @@ def test_the_recorded_stream_yields_exactly_the_expected_rows_and_a_replay_chang
         for table in TABLES:
             assert table_rows(db, table) == expected_rows(table)
         before = {t: full_rows(db, t) for t in TABLES}
+        # Bytes no serde reads: logged, counted and skipped; the app goes on counting.
+        produce_raw(bootstrap, analytics.source, b"garbage", b"\x00not avro")
         # A replay: the same records again, twice (as a producer retry or a re-drive would).
         for _ in range(2):
             produce_in_transaction(bootstrap, analytics.source, serde, stream, commit=True)
-        analytics.settle(3 * len(stream))
+        analytics.settle(3 * len(stream) + 1)
         view = analytics.view()
     assert {t: full_rows(db, t) for t in TABLES} == before
     assert view is not None and view["ready"] is True
+    assert view["unreadable_records"] == 1
+    assert "Crashed" not in analytics.log_text()
     minute_0 = next(w for w in view["minutely"] if w["window_start"] == T0)
     assert minute_0["metrics"]["checkouts_started"] == {"all": 2}
     assert minute_0["metrics"]["conversion_rate"] == {"all": "0.5000"}
