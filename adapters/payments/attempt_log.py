@@ -13,17 +13,18 @@ resolved). The row holds every parameter of the create, so it can be re-sent ide
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 
-from adapters.payments.port import AuthorizationRequest
+from adapters.payments.port import AttemptLogUnavailable, AuthorizationRequest
 
 
 class Outcome(StrEnum):
@@ -195,8 +196,18 @@ class PostgresAttemptLog:
         self._connect = connect
         self._clock = clock
 
+    @contextlib.contextmanager
+    def _store(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection; the store being away (restart, failover, pool exhausted) is raised as
+        the payment port's AttemptLogUnavailable, translated here at the edge."""
+        try:
+            with self._connect() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            raise AttemptLogUnavailable(f"payment attempt log: {type(e).__name__}: {e}") from e
+
     def attempts(self, provider: str, checkout_id: str) -> list[AttemptRecord]:
-        with self._connect() as conn:
+        with self._store() as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM payment_attempts"
                 " WHERE provider = %s AND checkout_id = %s ORDER BY started_at, attempt",
@@ -205,7 +216,7 @@ class PostgresAttemptLog:
         return [_record(r) for r in rows]
 
     def begin(self, record: AttemptRecord) -> AttemptRecord:
-        with self._connect() as conn, conn.transaction():
+        with self._store() as conn, conn.transaction():
             conn.execute(
                 f"INSERT INTO payment_attempts ({_COLUMNS}, updated_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -243,7 +254,7 @@ class PostgresAttemptLog:
         payment_id: str | None,
         decline_code: str | None = None,
     ) -> None:
-        with self._connect() as conn, conn.transaction():
+        with self._store() as conn, conn.transaction():
             conn.execute(
                 "UPDATE payment_attempts SET outcome = %s,"
                 " payment_id = coalesce(%s, payment_id), decline_code = %s, updated_at = %s"
@@ -252,7 +263,7 @@ class PostgresAttemptLog:
             )
 
     def resent(self, provider: str, idempotency_key: str, at: float) -> None:
-        with self._connect() as conn, conn.transaction():
+        with self._store() as conn, conn.transaction():
             conn.execute(
                 "UPDATE payment_attempts SET last_sent_at = greatest(last_sent_at, %s),"
                 " updated_at = %s WHERE provider = %s AND idempotency_key = %s",

@@ -198,6 +198,15 @@ class UnknownOutcomeError(PaymentError):
     else `find_by_checkout`/`retrieve`)."""
 
 
+class AttemptLogUnavailable(PaymentError):
+    """Our own record of payment attempts (PostgreSQL) could not be read or written: a
+    retryable failure of the call. Not an unknown outcome at the provider (the gateway must not
+    re-send on it), and the next attempt reconciles from whatever the log holds (an attempt
+    left pending is re-sent under its key). It says nothing about the provider's health, so it
+    never counts towards the provider's breaker (a PostgreSQL restart opened the Stripe
+    breaker: docs/chaos.md finding 8)."""
+
+
 class ReplayedFailureError(UnknownOutcomeError):
     """The provider answered a re-sent request with the failure it saved for its idempotency key
     (Stripe: a 5xx with `Idempotent-Replayed: true`). The outcome is still unknown, but the

@@ -19,6 +19,7 @@ import pybreaker
 
 from adapters.payments.port import (
     ActionRequired,
+    AttemptLogUnavailable,
     AuthorizationRequest,
     Authorized,
     CaptureRequest,
@@ -89,14 +90,15 @@ class PaymentService:
         self._router = router
         self._timeout = call_timeout_s
         # One breaker per provider: a Stripe outage must not stop another provider's traffic.
-        # Business outcomes (PermanentPaymentError: invalid request, over-refund...) say nothing
-        # about the provider's health and do not count.
+        # Business outcomes (PermanentPaymentError: invalid request, over-refund...) and our own
+        # attempt log being away (AttemptLogUnavailable) say nothing about the provider's
+        # health and do not count.
         self._breakers = {
             name: make_breaker(
                 name,
                 fail_max=breaker_fail_max,
                 reset_timeout_s=breaker_reset_s,
-                exclude=[PermanentPaymentError],
+                exclude=[PermanentPaymentError, AttemptLogUnavailable],
             )
             for name in self._gateways
         }

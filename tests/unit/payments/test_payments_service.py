@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import psycopg
 import pybreaker
 import pytest
 
+from adapters.payments.attempt_log import PostgresAttemptLog
 from adapters.payments.fake import FakeGateway, Fault, Op
-from adapters.payments.port import AuthorizationRequest, AuthorizationResult
+from adapters.payments.port import AttemptLogUnavailable, AuthorizationRequest, AuthorizationResult
 from adapters.payments.service import PaymentService
 from events.messages import (
     AuthorizePayment,
@@ -188,3 +191,35 @@ def test_a_call_that_timed_out_in_the_queue_never_starts(checkout_id: str) -> No
     finally:
         slow.release.set()
         service.close()
+
+
+class _LogAway:
+    """A gateway whose own attempt log (PostgreSQL) is restarting."""
+
+    def authorize(self, request: AuthorizationRequest) -> AuthorizationResult:
+        raise AttemptLogUnavailable("payment attempt log: OperationalError: server closed")
+
+
+def test_our_attempt_log_being_away_is_retryable_and_never_trips_the_providers_breaker(
+    checkout_id: str,
+) -> None:
+    """docs/chaos.md finding 8: a PostgreSQL restart opened the Stripe breaker, and every
+    authorization in flight met "stripe circuit breaker open" for as long as it lasted."""
+    svc = PaymentService({"fake": _LogAway()}, call_timeout_s=5, breaker_fail_max=3)  # type: ignore[dict-item]
+    try:
+        for n in range(1, 7):
+            reply = svc.handle(authorize(checkout_id, attempt=n))
+            assert isinstance(reply, PaymentDeclined) and reply.retryable is True
+            assert "attempt log" in reply.reason
+        assert svc.breaker("fake").current_state == pybreaker.STATE_CLOSED
+    finally:
+        svc.close()
+
+
+def test_the_postgres_attempt_log_translates_its_store_being_away() -> None:
+    def refused() -> Any:
+        raise psycopg.OperationalError("connection refused")
+
+    log = PostgresAttemptLog(refused)
+    with pytest.raises(AttemptLogUnavailable, match="connection refused"):
+        log.attempts("stripe", "co_1")
