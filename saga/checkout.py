@@ -345,7 +345,7 @@ def _settle_failed_compensation(draft: _Draft) -> bool:
     if task is None or task.phase is not Phase.ATTEMPT_FAILED:
         return False
     tries, error = len(task.attempts), task.error or "failed"
-    if task.retryable and tries < policy.compensation_max_attempts:
+    if task.retryable and policy.may_retry_compensation(task.step, state.checkout_id, tries):
         delay = backoff_ms(policy, state.checkout_id, task.step, tries)
         next_attempt = state.step(task.step).attempt + 1
         draft.record(

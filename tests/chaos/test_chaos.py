@@ -793,10 +793,13 @@ def run_chaos(
             def quiet() -> bool:
                 for c in checkouts:
                     react(run, c)
+                # Stripe announces holds whatever else is still going on (a saga that ended
+                # unpaid learns of its hold only this way); the scan is throttled by its cost.
+                holds = run.stripe_announces_holds(by_id)
                 ended = all(
                     tail.terminal(c.checkout_id) is not None and not c.late_hook for c in checkouts
                 ) and refunds_answered(run, checkouts)
-                return ended and not run.stripe_announces_holds(by_id)
+                return ended and not holds
 
             quiesced = tail.wait(quiet, profile.quiesce_s)
             quiesced_at = time.monotonic()

@@ -31,7 +31,7 @@ from saga.policy import backoff_ms
 from saga.state import Status
 
 RELEASE, VOID = Step.RELEASE_INVENTORY, Step.VOID_PAYMENT
-LAST = P.compensation_max_attempts
+LAST = P.compensation_attempts(Step.RELEASE_INVENTORY, CID)
 RETRY = m.RetryCheckout(CID, "ops@shop", "inventory database restored")
 
 
