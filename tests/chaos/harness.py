@@ -20,6 +20,7 @@ from events.serde import Serde
 from events.topics import CHECKOUT_EVENTS
 
 TERMINAL = (m.CheckoutCompleted, m.CheckoutFailed, m.CheckoutCancelled, m.CheckoutNeedsAttention)
+SAMPLER_APP = "chaos-stock-sampler"  # application_name of the stock sampler's connections
 
 
 @dataclass
@@ -132,7 +133,8 @@ class StockSampler:
     _thread: threading.Thread | None = None
 
     def sample(self) -> list[StockSample]:
-        with psycopg.connect(self.database_url) as conn:
+        # Named, so the conductor's connection kills (aimed at the engine) spare the observer.
+        with psycopg.connect(self.database_url, application_name=SAMPLER_APP) as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             stock = conn.execute(
                 "SELECT sku, on_hand, reserved FROM stock WHERE sku = ANY(%s)", (list(self.skus),)

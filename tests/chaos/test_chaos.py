@@ -59,7 +59,7 @@ from infra.embedded.stack import RunningStack, embedded_stack
 from infra.processor import producer_config
 from infra.settings import Settings
 from infra.topics import ensure_topics
-from tests.chaos.harness import TERMINAL, EventTail, StockSampler
+from tests.chaos.harness import SAMPLER_APP, TERMINAL, EventTail, StockSampler
 from tests.chaos.profile import Profile, parse
 from tests.chaos.report import Report, percentile
 from tests.conftest import fresh_database
@@ -652,15 +652,16 @@ class OwnServices:
     database_url: str = ""  # the run's database on this server (for terminating its clients)
 
     def terminate_connections(self) -> int:
-        """pg_terminate_backend on every client of the run's database: transactions in flight
+        """pg_terminate_backend on every client of the run's database but the harness's stock
+        sampler (an observer, not the engine): transactions in flight
         are rolled back and their connections die, as when a network path or pgbouncer drops."""
         assert self.running.settings.database_url
         dbname = self.database_url.rsplit("/", 1)[-1]
         with psycopg.connect(self.running.settings.database_url, autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                (dbname,),
+                " WHERE datname = %s AND pid <> pg_backend_pid() AND application_name <> %s",
+                (dbname, SAMPLER_APP),
             ).fetchall()
         return sum(1 for (ok,) in rows if ok)
 
