@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("saga", "events", "analytics", "adapters", "projections", "api", "infra", "bench", "db")
+PACKAGES = ("saga", "events", "adapters", "projections", "api", "infra", "bench", "db")
 MIGRATIONS = ROOT / "db" / "migrations"
 
 DDL = re.compile(
