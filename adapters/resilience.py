@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -61,21 +62,35 @@ def make_breaker(
     name: str,
     *,
     fail_max: int = 5,
+    failure_rate: float = 0.5,
+    window_s: float = 10.0,
     reset_timeout_s: float = 30.0,
     exclude: Iterable[type[BaseException]] = (),
 ) -> pybreaker.CircuitBreaker:
     """A breaker for one provider (one per provider, shared by all calls to it).
 
+    It opens when, among the calls that ended in the last `window_s`, at least `fail_max`
+    failed and they are at least `failure_rate` of them; it stays open `reset_timeout_s`.
+    A provider that is down fails nearly every call and opens it within a few failures; one
+    that fails a fifth of its calls under load (5xx, 429s) does not, because the saga's
+    retries serve those checkouts better than failing every call for 30 s. Counting
+    consecutive failures instead (pybreaker's rule) opened the Stripe breaker every few
+    seconds with 128 calls in flight and 20 % faults (docs/chaos.md finding 9).
+
     `exclude` lists exceptions that are business outcomes, not provider failures (a 400, an
-    out-of-stock): they pass through without counting towards opening the breaker.
-    5 consecutive failures open it for 30 s: long enough to shed load from a provider that is
-    down, short enough that a blip does not fail checkouts for minutes.
+    out-of-stock): they count as answered calls, not towards opening the breaker.
     """
+    if not 0.0 < failure_rate <= 1.0:
+        raise ValueError("failure_rate must be in (0, 1]")
+    if window_s <= 0:
+        raise ValueError("window_s must be positive")
     breaker = ConcurrentBreaker(
         fail_max=fail_max,
         reset_timeout=reset_timeout_s,
         exclude=list(exclude),
         name=name,
+        failure_rate=failure_rate,
+        window_s=window_s,
     )
     with _hooks_lock:
         _breakers.add(breaker)
@@ -86,19 +101,34 @@ def make_breaker(
 
 
 class ConcurrentBreaker(pybreaker.CircuitBreaker):
-    """pybreaker's breaker, except that calls through it run side by side.
+    """pybreaker's breaker, with calls through it side by side and a failure-rate rule.
 
     `pybreaker.CircuitBreaker.call` holds the breaker's lock for the whole guarded call
     (danielfm/pybreaker#55, open): every call to a provider ran one at a time per process, so a
     payment worker's 32 lanes made one Stripe request at a time and one hung request stalled
     them all (the long chaos run's authorizations timed out behind it, docs/chaos.md finding 7).
     Here the lock covers only the decisions: whether a call may go (open: fail fast; half-open:
-    exactly one trial call, the others fail fast as if open) and what its outcome does to the
-    counters and the state, which pybreaker's own state objects still decide."""
+    exactly one trial call, the others fail fast as if open) and what its outcome does.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    Closed, the outcomes of the last `window_s` decide (see make_breaker). Half-open, only the
+    trial's outcome does: a call admitted before the breaker opened may end later (a hung
+    request timing out), and its failure says nothing about the provider now."""
+
+    def __init__(
+        self,
+        *args: Any,
+        failure_rate: float = 0.5,
+        window_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self._clock = clock
         self._trial_in_flight = False
+        self._failure_rate = failure_rate
+        self._window_s = window_s
+        self._outcomes: deque[tuple[float, bool]] = deque()  # (monotonic end, failed)
+        self._failures_in_window = 0
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self._lock:
@@ -109,16 +139,58 @@ class ConcurrentBreaker(pybreaker.CircuitBreaker):
             result = func(*args, **kwargs)
         except BaseException as e:
             with self._lock:
-                if trial:
-                    self._trial_in_flight = False
-                # Raises `e`, or CircuitBreakerError when this failure opened the breaker.
-                self.state._handle_error(e)
-            raise  # not reached: _handle_error re-raises
+                opened = self._ended(trial, failure=e)
+            if opened:
+                raise CircuitBreakerError(opened) from e
+            raise
         with self._lock:
-            if trial:
-                self._trial_in_flight = False
-            self.state._handle_success()
+            self._ended(trial, failure=None)
         return result
+
+    def _ended(self, trial: bool, failure: BaseException | None) -> str | None:
+        """Account for one call's outcome (under the lock); why it opened the breaker, if it
+        did."""
+        failed = failure is not None and self.is_system_error(failure)
+        for listener in self.listeners:
+            if failure is not None and failed:
+                listener.failure(self, failure)
+            else:
+                listener.success(self)
+        if trial:
+            self._trial_in_flight = False
+            if failed:
+                self.open()
+                return "Trial call failed, circuit breaker opened"
+            self._reset_window()
+            self.close()
+            return None
+        if self.state.name != pybreaker.STATE_CLOSED:
+            return None
+        if failed:
+            self._inc_counter()  # pybreaker's counter: what `saga status` shows as failures
+        else:
+            self._state_storage.reset_counter()
+        if not self._record(failed):
+            return None
+        self._reset_window()
+        self.open()
+        return "Failure rate reached, circuit breaker opened"
+
+    def _record(self, failed: bool) -> bool:
+        """Add an outcome to the window; True if the window now says open."""
+        now = self._clock()
+        self._outcomes.append((now, failed))
+        self._failures_in_window += failed
+        horizon = now - self._window_s
+        while self._outcomes and self._outcomes[0][0] < horizon:
+            _, old_failed = self._outcomes.popleft()
+            self._failures_in_window -= old_failed
+        failures = self._failures_in_window
+        return failures >= self.fail_max and failures >= self._failure_rate * len(self._outcomes)
+
+    def _reset_window(self) -> None:
+        self._outcomes.clear()
+        self._failures_in_window = 0
 
     def _admit(self) -> bool:
         """Raise CircuitBreakerError if the call may not go; True if it is the trial call."""

@@ -76,8 +76,13 @@ class InventoryService:
         # httpx timeout). If it fires after the provider did reserve, no stock leaks: the
         # saga's next attempt gets the checkout's existing active reservation back.
         self._provider = provider
+        # The store is our own PostgreSQL: a trial costs one connection attempt, and while the
+        # breaker stays open after it is back every reservation waits. A 30 s reset kept it
+        # open for over a minute after restarts of half a second (docs/chaos.md finding 9).
         self._breaker = breaker or make_breaker(
-            "inventory", exclude=[InventoryProtocolError, InventoryRefused]
+            "inventory",
+            reset_timeout_s=5.0,
+            exclude=[InventoryProtocolError, InventoryRefused],
         )
         self._timeout_s = timeout_s
         self._retries = retries
