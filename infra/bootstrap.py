@@ -21,6 +21,7 @@ from events.topics import (
     adapter_requests,
 )
 from infra.metrics import Metrics
+from infra.pipelined import PipelinedProcessor
 from infra.processor import Processor, ProcessorConfig
 from infra.settings import Settings
 from infra.workers.adapter import LANES, AdapterHandler
@@ -100,9 +101,13 @@ def build_processor(
     chosen = services if services is not None else default_services(settings)
     if role not in chosen:
         raise ValueError(f"no service wired for adapter {role!r}")
+    # Each call's reply is committed as the call ends (infra/pipelined.py): a batch would wait
+    # for its slowest call. At most LANES records are fetched and not yet answered.
     adapter_batch = {**common, "batch_size": min(common["batch_size"], LANES)}
     config = ProcessorConfig(
         name=f"adapter-{role}", topics=[adapter_requests(role)], **adapter_batch
     )
     adapter = AdapterHandler(role, chosen[role], metrics=metrics)
-    return Processor(config, adapter, serde, metrics=metrics.processor(config.name))
+    return PipelinedProcessor(
+        config, adapter, serde, lanes=LANES, metrics=metrics.processor(config.name)
+    )

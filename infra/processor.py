@@ -409,9 +409,6 @@ class Processor:
         return Incoming(topic, partition, offset, record.timestamp()[1], envelope, size)
 
     def _run_handler(self, incomings: list[Incoming]) -> list[Sequence[Output] | BaseException]:
-        handle_many = getattr(self._handler, "handle_many", None)
-        if handle_many is not None:
-            return list(handle_many(incomings))
         # A stateful handler (the orchestrator) stages state message by message; after a failure
         # the rest of the batch is not handled, since it may depend on the failed message.
         results: list[Sequence[Output] | BaseException] = []
@@ -479,7 +476,14 @@ class Processor:
                 faulthandler.dump_traceback(all_threads=True)
                 os._exit(EXIT_TRANSACTION_STUCK)
 
-    def _commit(self, inputs: list[Message], outputs: list[_Out]) -> None:
+    def _commit(
+        self,
+        inputs: list[Message],
+        outputs: list[_Out],
+        offsets: list[TopicPartition] | None = None,
+    ) -> None:
+        """One transaction of `outputs` and the offsets past `inputs` (or `offsets`, when the
+        caller knows better: infra/pipelined.py commits up to its oldest unanswered record)."""
         self._producer.poll(0)  # serve error_cb: did the brokers go away since the last one?
         if self._brokers_lost:
             self._brokers_lost = False
@@ -489,15 +493,19 @@ class Processor:
             self._renew_producer(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all brokers were down"))
         self._commit_began = time.monotonic()
         try:
-            failed = self._transact(inputs, outputs)
+            failed = self._transact(inputs, outputs, offsets)
         finally:
             self._commit_began = None
         if failed is not None:
             # Outside the watchdog's window: registering a new producer has its own timeout.
             self._renew_producer(failed)
 
-    def _transact(self, inputs: list[Message], outputs: list[_Out]) -> KafkaError | None:
+    def _transact(
+        self, inputs: list[Message], outputs: list[_Out], offsets: list[TopicPartition] | None
+    ) -> KafkaError | None:
         """One transaction; the broker's error when it failed and was rewound."""
+        if offsets is None:
+            offsets = _next_offsets(inputs)
         producer = self._producer
         try:
             producer.begin_transaction()
@@ -506,9 +514,9 @@ class Processor:
                     self._produce(output)
                 elif dead is not None and error is not None:
                     self._produce_dlq(dead, error)
-            if inputs:
+            if offsets:
                 producer.send_offsets_to_transaction(
-                    _next_offsets(inputs), self._consumer.consumer_group_metadata(), 30
+                    offsets, self._consumer.consumer_group_metadata(), 30
                 )
             producer.commit_transaction(30)
         except KafkaException as e:

@@ -4,23 +4,23 @@ The service behind it (inventory, tax, shipping, payment, notification) owns bre
 and bounded retries, and turns every business or provider failure into a reply; anything it
 raises is a bug or an outage, which the runtime retries and finally dead-letters.
 
-Provider calls are slow (tens to hundreds of ms), so a batch is handled concurrently: one lane
-per checkout (its commands stay in order), lanes in parallel on a thread pool.
+Provider calls are slow (tens to hundreds of ms, and 20 s when one hangs), so they run side by
+side and each reply is committed as its call ends: infra/pipelined.py, one lane per checkout
+(its commands stay in order), LANES lanes at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from adapters.shipping.quoting import FLAT_RATE_CARRIER
 from adapters.tax.port import SOURCE_RATE_TABLE_FALLBACK
 from events import messages as m
 from events.topics import CHECKOUT_REPLIES
-from infra.logs import bound
 from infra.metrics import Metrics
-from infra.processor import BaseHandler, Incoming, Output, log_fields
+from infra.processor import BaseHandler, Incoming, Output
 
 # Replies that say a step did not succeed (the payment failure rate counts these).
 FAILED_REPLIES = (
@@ -46,12 +46,9 @@ def is_fallback(reply: Any) -> bool:
     return False
 
 
-# Lanes an adapter runs at once. An adapter's batch is capped to it (infra/bootstrap.py), so a
-# batch lasts about as long as its slowest provider call, never several calls in a row: its
-# replies are committed together and a 500-command batch of 5 s calls on 32 lanes would end
-# after the saga's reply timeout (docs/chaos.md findings 2 and 7). While one call of a batch
-# hangs to its 10 s timeout the others wait with it, so a worker answers about LANES per 10 s
-# under a provider that hangs now and then: 128 is twice the long chaos profile's payment load.
+# Calls an adapter worker runs at once (and records it holds unanswered). One hung call holds
+# only its own lane and its partition's committed offset, not the other replies (docs/chaos.md
+# finding 9); 128 is twice the long chaos profile's payment load.
 LANES = 128
 
 
@@ -60,12 +57,10 @@ class AdapterHandler(BaseHandler):
         self,
         name: str,
         service: Callable[[Any], Any],
-        concurrency: int = LANES,
         metrics: Metrics | None = None,
     ) -> None:
         self.name = name
         self._service = service
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"adapter-{name}")
         self._metrics = metrics if metrics is not None else Metrics()
 
     def handle(self, message: Incoming) -> Sequence[Output]:
@@ -77,28 +72,21 @@ class AdapterHandler(BaseHandler):
         if is_fallback(reply):
             self._metrics.adapter_fallbacks.labels(self.name).inc()
         envelope = message.envelope.caused(
-            reply, 0, producer=f"adapter.{self.name}", occurred_at=message.timestamp
+            reply,
+            0,
+            producer=f"adapter.{self.name}",
+            occurred_at=message.timestamp,
+            scope=answer_scope(reply),
         )
         return [Output(CHECKOUT_REPLIES, envelope)]
 
-    def handle_many(self, messages: list[Incoming]) -> list[Sequence[Output] | BaseException]:
-        lanes: dict[str, list[int]] = {}
-        for i, message in enumerate(messages):
-            lanes.setdefault(message.envelope.key, []).append(i)
-        results: list[Sequence[Output] | BaseException] = [() for _ in messages]
 
-        def run_lane(indexes: list[int]) -> None:
-            for i in indexes:
-                try:
-                    # Pool threads do not inherit the caller's context: bind here.
-                    with bound(**log_fields(messages[i])):
-                        results[i] = self.handle(messages[i])
-                except Exception as e:  # the runtime counts it and retries or dead-letters
-                    results[i] = e
+def answer_scope(reply: Any) -> str:
+    """What a reply's id is derived from besides its request's: the answer itself.
 
-        if len(lanes) == 1:
-            run_lane(next(iter(lanes.values())))
-        else:
-            for future in [self._pool.submit(run_lane, idx) for idx in lanes.values()]:
-                future.result()
-        return results
+    A provider call asked again can answer differently (a refund that failed, then went
+    through). Both answers may be committed: a worker that dies with a call in flight leaves the
+    answered requests above it to be asked again (infra/pipelined.py). Under one id, readers
+    that deduplicate by id kept only the first, and the refund that moved money vanished from
+    the log (docs/chaos.md finding 9). The same answer still gets the same id."""
+    return hashlib.sha256(repr(reply).encode()).hexdigest()[:16]
