@@ -110,6 +110,49 @@ class EventTail:
         return done()
 
 
+class LogTail(EventTail):
+    """The same reader over other topics (the adapters' requests, their replies), keeping
+    every record with its place in the log: the evidence a report's failure is read from."""
+
+    def __init__(
+        self, bootstrap: str, serde: Serde, isolation: str, topics: tuple[str, ...]
+    ) -> None:
+        self._serde = serde
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"chaos-log-{uuid.uuid4()}",
+                "isolation.level": isolation,
+                "enable.auto.commit": False,
+            }
+        )
+        starts = []
+        for topic in topics:
+            meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
+            for p in meta.partitions:
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                starts.append(TopicPartition(topic, p, high if high >= 0 else OFFSET_END))
+        self._consumer.assign(starts)
+        self._lock = threading.Lock()
+        self.lines: dict[str, list[tuple[float, str]]] = defaultdict(list)  # (monotonic, what)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaos-log-tail", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for record in self._consumer.consume(500, 0.1):
+                if record.error() or record.key() is None:
+                    continue
+                topic = record.topic() or ""
+                envelope = self._serde.decode(record.value() or b"", topic)
+                line = (
+                    f"{topic}[{record.partition()}]@{record.offset()}"
+                    f" {envelope.message_id[:8]} {envelope.message!r}"
+                )
+                with self._lock:
+                    self.lines[(record.key() or b"").decode()].append((time.monotonic(), line))
+
+
 @dataclass
 class StockSample:
     at: float

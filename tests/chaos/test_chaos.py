@@ -50,7 +50,7 @@ from events import messages as m
 from events.envelope import Envelope
 from events.messages import Step
 from events.serde import make_serde
-from events.topics import CHECKOUT_COMMANDS, dlq
+from events.topics import CHECKOUT_COMMANDS, CHECKOUT_REPLIES, adapter_requests, dlq
 from infra.api_wiring import build_api_deps
 from infra.cli import app
 from infra.demo import tokenize
@@ -59,7 +59,7 @@ from infra.embedded.stack import RunningStack, embedded_stack
 from infra.processor import producer_config
 from infra.settings import Settings
 from infra.topics import ensure_topics
-from tests.chaos.harness import SAMPLER_APP, TERMINAL, EventTail, StockSampler
+from tests.chaos.harness import SAMPLER_APP, TERMINAL, EventTail, LogTail, StockSampler
 from tests.chaos.profile import Profile, parse
 from tests.chaos.report import Report, percentile
 from tests.conftest import fresh_database
@@ -751,6 +751,13 @@ def run_chaos(
         sampler = StockSampler(database_url, (*skus, contested))
         tail = EventTail(base.kafka_bootstrap_servers, SERDE, base.kafka_isolation_level)
         tail.start()
+        payments_log = LogTail(
+            base.kafka_bootstrap_servers,
+            SERDE,
+            base.kafka_isolation_level,
+            (adapter_requests("payment"), CHECKOUT_REPLIES),
+        )
+        payments_log.start()
         # The payment worker reaches Stripe through the proxy; its breaker probes every 3 s so
         # a blip ends soon after Stripe is back.
         payment_env = {"STRIPE_API_BASE": proxy.url, "PAYMENT_BREAKER_RESET_S": "3"}
@@ -810,6 +817,7 @@ def run_chaos(
             # The workers' logs outlive the run, next to the report, for reading a failure.
             shutil.copytree(workers.logdir, tmp_path / "workers")
         tail.stop()
+        payments_log.stop()
         report = judge(
             profile,
             run,
@@ -830,6 +838,11 @@ def run_chaos(
             out.write(f"{c.checkout_id} {c.kind} inputs={c.inputs}\n")
             for seen in tail.events.get(c.checkout_id, []):
                 out.write(f"  {seen.at - run.t0:8.2f} {seen.message!r}\n")
+    with (tmp_path / "chaos-payments.txt").open("w") as out:  # payment requests and replies
+        for c in checkouts:
+            out.write(f"{c.checkout_id}\n")
+            for at, line in payments_log.lines.get(c.checkout_id, []):
+                out.write(f"  {at - run.t0:8.2f} {line}\n")
     report.notes.append(
         "workers that exited and were restarted (offset s, role, code): "
         f"{[(round(at, 1), role, code) for at, role, code, _ in exits]}"
