@@ -10,10 +10,12 @@ its isolation level set before it starts (aiokafka reads it only in `start()`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 READ_COMMITTED = "read_committed"
 
@@ -29,8 +31,34 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class ReadCommittedConsumer(faust_aiokafka.Consumer):
+    """Also: a source partition is resumed only once it is sought to its committed offset.
+
+    faust-streaming 0.15.3 ends a recovery (`Recovery.on_recovery_completed`) by resuming the
+    stream partitions and only then seeking them to their committed offsets, while its fetcher
+    keeps draining (the flow is already on for the changelogs) with the live set of active
+    partitions. So records of the source leave aiokafka in the middle of that seek and reach
+    the agent before "Worker ready", some a second time after the seek; in the restart test's
+    failures a partition's whole second part left aiokafka there and its rows never appeared
+    (issue 17, ADR 0018). Upstream fixed the same order in `_resume_streams` (faust-streaming
+    PR 217: seek, then resume), not in `on_recovery_completed`.
+    """
+
+    _unsought: set[TP]
+
     def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def resume_partitions(self, tps: Iterable[TP]) -> None:
+        wanted = set(tps)
+        streams = {tp for tp in wanted if not self._is_changelog_tp(tp)}
+        self._unsought = getattr(self, "_unsought", set()) | streams
+        super().resume_partitions(wanted - streams)  # changelogs: recovery reads them now
+
+    async def perform_seek(self) -> None:
+        held = set(getattr(self, "_unsought", set()))
+        await super().perform_seek()
+        self._unsought = getattr(self, "_unsought", set()) - held
+        super().resume_partitions(held & set(self.assignment()))
 
 
 class ReadCommittedTransport(faust_aiokafka.Transport):
