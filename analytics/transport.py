@@ -56,9 +56,13 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         held = set(getattr(self, "_unsought", set()))
-        await super().perform_seek()
-        self._unsought = getattr(self, "_unsought", set()) - held
-        super().resume_partitions(held & set(self.assignment()))
+        try:
+            await super().perform_seek()
+        finally:
+            # Also when the seek fails or times out (faust cancels it): then as faust would,
+            # rather than holding the partitions until the next rebalance.
+            self._unsought = getattr(self, "_unsought", set()) - held
+            super().resume_partitions(held & set(self.assignment()))
 
 
 class ReadCommittedTransport(faust_aiokafka.Transport):
