@@ -21,6 +21,26 @@ READ_COMMITTED = "read_committed"
 
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def _fetch_records(
+        self,
+        consumer: aiokafka.AIOKafkaConsumer,
+        active_partitions: set[TP],
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Any:
+        # faust hands over its live set of active partitions, and aiokafka reads an empty set
+        # as "every assigned partition". When recovery pauses the changelogs while a fetch
+        # waits, the set empties and aiokafka returns (and moves its position past) records of
+        # the paused source partitions, which faust then drops; a source partition without a
+        # committed offset is never sought back, so those records were lost (issue 17: the
+        # restarted app "consumed nothing", ADR 0018). A copy cannot change under the fetch.
+        partitions = set(active_partitions)
+        if not partitions:
+            return {}
+        return await super()._fetch_records(
+            consumer, partitions, timeout=timeout, max_records=max_records
+        )
+
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # Private in aiokafka (0.14) but only read when the fetcher is built in start(); the
@@ -35,12 +55,10 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
 
     faust-streaming 0.15.3 ends a recovery (`Recovery.on_recovery_completed`) by resuming the
     stream partitions and only then seeking them to their committed offsets, while its fetcher
-    keeps draining (the flow is already on for the changelogs) with the live set of active
-    partitions. So records of the source leave aiokafka in the middle of that seek and reach
-    the agent before "Worker ready", some a second time after the seek; in the restart test's
-    failures a partition's whole second part left aiokafka there and its rows never appeared
-    (issue 17, ADR 0018). Upstream fixed the same order in `_resume_streams` (faust-streaming
-    PR 217: seek, then resume), not in `on_recovery_completed`.
+    keeps draining (the flow is already on for the changelogs). Records of the source then
+    reached the agent before "Worker ready", some a second time after the seek (ADR 0018).
+    Upstream fixed the same order in `_resume_streams` (faust-streaming PR 217: seek, then
+    resume), not in `on_recovery_completed`.
     """
 
     _unsought: set[TP]
