@@ -135,9 +135,21 @@ class AnalyticsProcess:
                 raise AssertionError(f"{what} not within {timeout_s}s:\n{self.log_tail()}")
             time.sleep(0.1)  # polling, with the deadline above
 
+    def live(self) -> dict[str, Any]:
+        """The live view, polled until it answers: a view that timed out is not an empty one."""
+        answers: list[dict[str, Any]] = []
+
+        def answered() -> bool:
+            view = self.view()
+            if view is not None:
+                answers.append(view)
+            return view is not None
+
+        self.wait("the live view to answer", answered, timeout_s=30)
+        return answers[-1]
+
     def flushes(self) -> int:
-        view = self.view()
-        return int(view["flushes"]) if view else -1
+        return int(self.live()["flushes"])
 
     def committed(self) -> int:
         """The group's committed offsets on the source, summed (-1 while the coordinator moves)."""
