@@ -20,6 +20,7 @@ RUN uv pip sync --python /opt/venv/bin/python requirements.lock
 COPY pyproject.toml ./
 COPY saga ./saga
 COPY events ./events
+COPY analytics ./analytics
 COPY adapters ./adapters
 COPY projections ./projections
 COPY api ./api

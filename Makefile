@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy saga events adapters projections api infra bench db
+	$(BIN)/mypy saga events analytics adapters projections api infra bench db
 
 # The console's browser test drives Debian's chromium (never a downloaded browser). As root,
 # install it when missing; otherwise leave it to the machine (the test then fails, naming it).

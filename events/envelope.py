@@ -20,13 +20,16 @@ MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in get_args(messages
 
 
 def key_of(message: Message) -> str:
-    """Kafka key: orders.events are keyed by order_id, ticks by nothing, the rest by checkout."""
+    """Kafka key: orders.events are keyed by order_id, ticks by nothing, alerts by their name,
+    the rest by checkout."""
     if isinstance(
         message, messages.OrderPlaced | messages.OrderRefunded | messages.ShipmentCreated
     ):
         return message.order_id
     if isinstance(message, messages.Tick):
         return ""
+    if isinstance(message, messages.OpsAlert):
+        return message.alert
     return message.checkout_id
 
 

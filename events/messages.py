@@ -637,6 +637,25 @@ class ShipmentCreated:
     created_at: int
 
 
+# --- operations (ops.alerts, keyed by the alert's name) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpsAlert:
+    """A threshold of the integration plans was crossed in one breach window of event time
+    (analytics, ADR 0018). Sent once per (alert, dimension, window_start); the envelope's
+    message_id is derived from those three, so a resend after a crash is the same alert.
+    Rates are decimal text ("0.1250"): exact, and no float in a public contract."""
+
+    alert: str  # e.g. "payment_failure_rate_high"; the Kafka key
+    dimension: str  # "all", or the step / kind of fallback the rule was judged for
+    window_start: int
+    window_end: int
+    value: str
+    threshold: str
+    samples: int  # the answers the rate was computed over
+
+
 StorefrontCommand = (
     StartCheckout | CancelCheckout | RecordPaymentSignal | RequestRefund | RetryCheckout | Tick
 )
@@ -700,4 +719,6 @@ SagaEvent = (
 
 PublicEvent = OrderPlaced | OrderRefunded | ShipmentCreated
 
-Message = StorefrontCommand | AdapterCommand | AdapterReply | SagaEvent | PublicEvent
+OpsEvent = OpsAlert
+
+Message = StorefrontCommand | AdapterCommand | AdapterReply | SagaEvent | PublicEvent | OpsEvent

@@ -16,6 +16,9 @@ CHECKOUT_SNAPSHOTS = "checkout.snapshots"
 # The final snapshot of each terminal saga, read one record at a time (by offset) when a late
 # input arrives for it; checkout.snapshots then holds only a pointer to it.
 CHECKOUT_SNAPSHOTS_FINAL = "checkout.snapshots.final"
+# Threshold alerts from analytics (ADR 0018), keyed by alert name: operators and paging read
+# them; a bounded retention, as an alert is acted on within hours, not kept as the record.
+OPS_ALERTS = "ops.alerts"
 ADAPTERS = ("inventory", "tax", "shipping", "payment", "notification")
 
 
@@ -37,7 +40,7 @@ MAIN_TOPICS: tuple[str, ...] = (
 ALL_TOPICS: tuple[str, ...] = (
     MAIN_TOPICS
     + tuple(dlq(t) for t in MAIN_TOPICS)
-    + (CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL)
+    + (CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL, OPS_ALERTS)
 )
 
 _ADAPTER_OF: dict[type, str] = {
@@ -61,6 +64,8 @@ def topic_for(message: m.Message) -> str:
         return adapter_requests(_ADAPTER_OF[kind])
     if isinstance(message, m.OrderPlaced | m.OrderRefunded | m.ShipmentCreated):
         return ORDERS_EVENTS
+    if isinstance(message, m.OpsAlert):
+        return OPS_ALERTS
     if isinstance(
         message,
         m.StorefrontCommand,
@@ -87,6 +92,7 @@ ACCEPTED: dict[str, frozenset[str]] = {
     # Accepted replies are appended to the record as they are (see the orchestrator).
     CHECKOUT_EVENTS: _names(m.SagaEvent, m.AdapterReply),
     ORDERS_EVENTS: _names(m.PublicEvent),
+    OPS_ALERTS: frozenset({m.OpsAlert.__name__}),
     **{
         adapter_requests(a): frozenset(t.__name__ for t, name in _ADAPTER_OF.items() if name == a)
         for a in ADAPTERS

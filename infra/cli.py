@@ -369,6 +369,40 @@ def worker(
 
 
 @app.command()
+def analytics(
+    source_topic: Annotated[
+        str | None, typer.Option(help="read this topic instead of checkout.events (a copy)")
+    ] = None,
+    alerts_topic: Annotated[str | None, typer.Option(help="instead of ops.alerts")] = None,
+) -> None:
+    """Live checkout analytics (faust-streaming, off the money path): windows of
+    checkout.events into checkout_metrics_minutely / _quarter_hourly, JSON at
+    http://ANALYTICS_WEB_HOST:ANALYTICS_WEB_PORT/analytics, threshold alerts to ops.alerts."""
+    import faust
+
+    from db.migrate import upgrade
+    from infra.analytics_wiring import build_analytics_app
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    overrides = {
+        k: v for k, v in {"source_topic": source_topic, "alerts_topic": alerts_topic}.items() if v
+    }
+    try:
+        faust_app = build_analytics_app(settings, **overrides)
+    except ConfigError as e:
+        console.print(f"[red]{e}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from e
+    assert settings.database_url
+    upgrade(settings.database_url)  # as every service does at start: its tables exist
+    faust_app.finalize()
+    # faust's Worker owns the event loop and SIGINT/SIGTERM (a clean stop commits offsets).
+    worker = faust.Worker(faust_app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()
+
+
+@app.command()
 def inspect(checkout_id: str) -> None:
     """A checkout's event history as a timeline, read from checkout.events."""
     from events.serde import make_serde

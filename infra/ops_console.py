@@ -30,6 +30,24 @@ SEARCH_COLUMNS = (
 )
 
 
+ANALYTICS_METRICS = (
+    "checkouts_started",
+    "checkouts_completed",
+    "checkouts_failed",
+    "checkouts_cancelled",
+    "conversion_rate",
+)
+ANALYTICS_WINDOWS = (
+    "SELECT window_start, metric, value FROM checkout_metrics_minutely"
+    " WHERE dimension = 'all' AND metric = ANY(%s) AND window_start >= ("
+    " SELECT max(window_start) - interval '14 minutes' FROM checkout_metrics_minutely)"
+)
+ANALYTICS_ALERTS = (
+    "SELECT alert, dimension, window_start, value, threshold FROM checkout_alerts"
+    " ORDER BY window_start DESC, alert LIMIT 10"
+)
+
+
 class InfraOperations:
     def __init__(
         self,
@@ -178,6 +196,30 @@ class InfraOperations:
                 {"topic": d.topic, "records": d.records, "redriven": d.redriven} for d in found.dlq
             ],
             "breakers": [asdict(b) for b in found.breakers],
+            "analytics": _guard(self._analytics),
+        }
+
+    def _analytics(self) -> JsonObject:
+        """The last 15 minutely windows and the last alerts, as `saga analytics` flushed them
+        (checkout_metrics_minutely, checkout_alerts; migration 0007)."""
+        windows = self._rows(ANALYTICS_WINDOWS, (list(ANALYTICS_METRICS),))
+        by_start: dict[int, dict[str, Any]] = {}
+        for r in windows:
+            start = int(r["window_start"].timestamp() * 1000)
+            by_start.setdefault(start, {"window_start_ms": start})[r["metric"]] = str(r["value"])
+        alerts = self._rows(ANALYTICS_ALERTS, ())
+        return {
+            "minutely": [by_start[k] for k in sorted(by_start, reverse=True)],
+            "alerts": [
+                {
+                    "alert": a["alert"],
+                    "dimension": a["dimension"],
+                    "window_start_ms": int(a["window_start"].timestamp() * 1000),
+                    "value": str(a["value"]),
+                    "threshold": str(a["threshold"]),
+                }
+                for a in alerts
+            ],
         }
 
     def _rows(self, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:

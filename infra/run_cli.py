@@ -46,6 +46,13 @@ def register(app: typer.Typer, console: Console, *, data_dir: Path, env_name: st
             typer.Option(min=0, help="first instance id: another machine takes its own range"),
         ] = 0,
         api: Annotated[bool, typer.Option("--api/--no-api", help="also run the HTTP API")] = True,
+        analytics: Annotated[
+            bool | None,
+            typer.Option(
+                "--analytics/--no-analytics",
+                help="also run `saga analytics` (one process); default: with --roles all",
+            ),
+        ] = None,
         env_file: Annotated[
             Path, typer.Option(help="`saga up`'s env file; the environment overrides it")
         ] = default_env,
@@ -82,7 +89,10 @@ def register(app: typer.Typer, console: Console, *, data_dir: Path, env_name: st
             fmt = "console" if sys.stdout.isatty() else "json"
         env["LOG_FORMAT"] = fmt
         ids = list(range(instance_offset, instance_offset + instances))
-        children = specs(chosen, ids, api=api, metrics_port=settings.metrics_port)
+        with_analytics = roles == "all" if analytics is None else analytics
+        children = specs(
+            chosen, ids, api=api, metrics_port=settings.metrics_port, analytics=with_analytics
+        )
         say = _json_say if fmt == "json" else lambda text: console.print(f"[bold]{text}")
         supervisor = Supervisor(children, env, say=say, json_lines=fmt == "json")
         for sig in (signal.SIGINT, signal.SIGTERM):

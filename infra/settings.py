@@ -180,6 +180,19 @@ class Settings:
     ship_from_postal_code: str | None = None
     ship_from_country: str | None = None
     java_home: str | None = None  # the embedded Kafka's Java, tried before PATH's
+    # Live analytics (faust-streaming, ADR 0018): its consumer group (and changelog prefix), its
+    # JSON view on a loopback port, how often windows reach PostgreSQL, the least answers an
+    # alert's rate is judged on, and faust's data directory (unset: one under the temp dir).
+    analytics_app_id: str = "saga-analytics"
+    analytics_web_host: str = "127.0.0.1"
+    analytics_web_port: int = 6066
+    analytics_flush_interval_ms: int = 5000
+    analytics_commit_interval_ms: int = 2800  # faust's default offset commit interval
+    analytics_alert_min_samples: int = 20
+    # Windows older than this behind the newest event leave memory (their rows stay); events
+    # older than that are not counted (ADR 0018).
+    analytics_retention_minutes: int = 48 * 60
+    analytics_data_dir: str | None = None
 
 
 # env var -> (field, parser). The parser raises ValueError with a short reason.
@@ -244,6 +257,14 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHIP_FROM_POSTAL_CODE": ("ship_from_postal_code", _optional_str),
     "SHIP_FROM_COUNTRY": ("ship_from_country", _optional_str),
     "JAVA_HOME": ("java_home", _optional_str),
+    "ANALYTICS_APP_ID": ("analytics_app_id", _secret),
+    "ANALYTICS_WEB_HOST": ("analytics_web_host", lambda raw: raw.strip() or "127.0.0.1"),
+    "ANALYTICS_WEB_PORT": ("analytics_web_port", _int(1, 65535)),
+    "ANALYTICS_FLUSH_INTERVAL_MS": ("analytics_flush_interval_ms", _int(50, 3_600_000)),
+    "ANALYTICS_COMMIT_INTERVAL_MS": ("analytics_commit_interval_ms", _int(100, 86_400_000)),
+    "ANALYTICS_RETENTION_MINUTES": ("analytics_retention_minutes", _int(20, 60 * 24 * 366)),
+    "ANALYTICS_ALERT_MIN_SAMPLES": ("analytics_alert_min_samples", _int(1, 1_000_000)),
+    "ANALYTICS_DATA_DIR": ("analytics_data_dir", _optional_str),
 }
 
 # Fields set by a single-secret and a list variable: both set, the single one first.

@@ -49,8 +49,10 @@ def specs(
     *,
     api: bool,
     metrics_port: int | None = None,
+    analytics: bool = False,
 ) -> list[ChildSpec]:
-    """One child per role and instance id, plus the API once (it binds one port).
+    """One child per role and instance id, plus the API once (it binds one port), plus
+    analytics once (`saga analytics`: its windows live in one process, ADR 0018).
 
     With `metrics_port`, the k-th worker child serves /metrics on metrics_port+k (0 stays 0:
     each picks a free port); the API serves its own /metrics on API_PORT and gets none."""
@@ -67,6 +69,8 @@ def specs(
         ]
     if api:
         children.append(ChildSpec("api", (*base, "api")))
+    if analytics:
+        children.append(ChildSpec("analytics", (*base, "analytics")))
     return children
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("saga", "events", "adapters", "projections", "api", "infra", "bench", "db")
+PACKAGES = ("saga", "events", "analytics", "adapters", "projections", "api", "infra", "bench", "db")
 MIGRATIONS = ROOT / "db" / "migrations"
 
 DDL = re.compile(
@@ -70,15 +70,18 @@ def runtime_ddl() -> list[str]:
 
 def _identifier_names(tree: ast.AST) -> Iterator[str]:
     """Tables named through psycopg's sql.Identifier(schema, "name") or a helper `_t(schema,
-    "name")`, where the SQL text itself says only `{}`."""
+    "name")`, where the SQL text itself says only `{}`; and analytics' `WindowSpec("table",
+    ...)`, whose name is the table its windows are upserted into (sql.Identifier(spec.name))."""
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or len(node.args) != 2:
+        if not isinstance(node, ast.Call) or not node.args:
             continue
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        last = node.args[-1]
-        if name in ("Identifier", "_t") and isinstance(last, ast.Constant):
+        first, last = node.args[0], node.args[-1]
+        if len(node.args) == 2 and name in ("Identifier", "_t") and isinstance(last, ast.Constant):
             yield str(last.value)
+        if name == "WindowSpec" and isinstance(first, ast.Constant):
+            yield str(first.value)
 
 
 def queried_tables() -> set[str]:
@@ -91,6 +94,10 @@ def queried_tables() -> set[str]:
             for before, name, call in _NAMED.findall(text):
                 if call or before.lower() == "epoch" or name in _NOT_TABLES or name == "{}":
                     continue
+                if name in ("{t}",):
+                    continue  # analytics/store.py: sql.Identifier of a WindowSpec's table
+                if before.upper() == "DISTINCT" or name.upper().startswith("EXCLUDED."):
+                    continue  # IS DISTINCT FROM a column; an upsert's EXCLUDED row
                 name = name.strip("{}").rsplit(".", 1)[-1]
                 if name and name not in ctes and not name.startswith(_SYSTEM):
                     names.add(name)

@@ -181,6 +181,17 @@ async function loadStatus() {
   for (const b of s.breakers) {
     row(tbody, [b.breaker, el("td", b.state, `state-${b.state}`), utc(b.since_ms), b.instance]);
   }
+  // Absent when the API's Operations has no analytics (e.g. an older deployment).
+  const analytics = s.analytics || { minutely: [], alerts: [] };
+  tbody = body("analytics-minutes");
+  for (const w of analytics.minutely) {
+    row(tbody, [utc(w.window_start_ms), w.checkouts_started ?? "", w.checkouts_completed ?? "",
+      w.checkouts_failed ?? "", w.checkouts_cancelled ?? "", w.conversion_rate ?? ""]);
+  }
+  tbody = body("analytics-alerts");
+  for (const a of analytics.alerts) {
+    row(tbody, [a.alert, a.dimension, utc(a.window_start_ms), a.value, a.threshold]);
+  }
 }
 
 async function act(path, question, done) {

@@ -419,7 +419,7 @@ def _seconds(duration: str) -> int:
 
 def test_api_probes_hit_routes_the_api_serves_on_its_configured_port() -> None:
     assert probed("/no-such-route") == 404  # an unserved path would fail the checks below
-    (deployment,) = of_kind("Deployment")
+    (deployment,) = (d for d in of_kind("Deployment") if d["metadata"]["name"] == "saga-api")
     (c,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container_argv(c) == ["api"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
@@ -442,6 +442,26 @@ def test_api_probes_hit_routes_the_api_serves_on_its_configured_port() -> None:
     assert probed(url.path) == 200
     assert url.port == int(api["environment"]["API_PORT"])
     assert any(p.endswith(f":{url.port}") for p in api["ports"])
+
+
+def test_analytics_runs_as_one_process_probed_on_its_view() -> None:
+    # Its windows span every partition (ADR 0018): one replica, never two during an update.
+    (deployment,) = (d for d in of_kind("Deployment") if d["metadata"]["name"] == "saga-analytics")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container_argv(c) == ["analytics"]
+    service = compose()["services"]["analytics"]
+    assert "deploy" not in service
+    defaults = Settings()
+    for probe in (c["livenessProbe"]["exec"]["command"][-1], service["healthcheck"]["test"][-1]):
+        url = urlsplit(re.search(r"http://[^']+", probe).group(0))
+        assert (url.hostname, url.port) == (
+            defaults.analytics_web_host,
+            defaults.analytics_web_port,
+        )
+        assert url.path == "/analytics"
+    assert "ANALYTICS_WEB_PORT" not in config_map()
 
 
 def test_every_worker_probe_reads_the_metrics_port_it_is_told_to_serve() -> None:

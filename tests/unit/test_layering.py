@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("saga", "events", "adapters", "projections", "api", "infra", "bench")
+PACKAGES = ("saga", "events", "analytics", "adapters", "projections", "api", "infra", "bench")
 OURS = (*PACKAGES, "tests", "schemas")
 SETTINGS = ROOT / "infra" / "settings.py"
 
