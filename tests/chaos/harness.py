@@ -29,29 +29,34 @@ class Seen:
     at: float  # time.monotonic() when the tail first read it
 
 
+def _from_the_end(bootstrap: str, isolation: str, group: str, topics: tuple[str, ...]) -> Consumer:
+    """A consumer assigned to every partition of `topics` at its end as it is now, resolved
+    before anything is driven: nothing of the run is missed."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{group}-{uuid.uuid4()}",
+            "isolation.level": isolation,
+            "enable.auto.commit": False,
+        }
+    )
+    starts = []
+    for topic in topics:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        for p in meta.partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            starts.append(TopicPartition(topic, p, high if high >= 0 else OFFSET_END))
+    consumer.assign(starts)
+    return consumer
+
+
 class EventTail:
     """A read_committed reader of `checkout.events` from its end at start: everything written
     afterwards, per checkout, in log order, one entry per message id."""
 
     def __init__(self, bootstrap: str, serde: Serde, isolation: str) -> None:
         self._serde = serde
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"chaos-tail-{uuid.uuid4()}",
-                "isolation.level": isolation,
-                "enable.auto.commit": False,
-            }
-        )
-        meta = self._consumer.list_topics(CHECKOUT_EVENTS, timeout=10).topics[CHECKOUT_EVENTS]
-        # The end as it is now, resolved before anything is driven: nothing of the run is missed.
-        starts = []
-        for p in meta.partitions:
-            _, high = self._consumer.get_watermark_offsets(
-                TopicPartition(CHECKOUT_EVENTS, p), timeout=10
-            )
-            starts.append(TopicPartition(CHECKOUT_EVENTS, p, high if high >= 0 else OFFSET_END))
-        self._consumer.assign(starts)
+        self._consumer = _from_the_end(bootstrap, isolation, "chaos-tail", (CHECKOUT_EVENTS,))
         self._lock = threading.Lock()
         self._ids: set[str] = set()
         self.events: dict[str, list[Seen]] = defaultdict(list)
@@ -118,21 +123,7 @@ class LogTail(EventTail):
         self, bootstrap: str, serde: Serde, isolation: str, topics: tuple[str, ...]
     ) -> None:
         self._serde = serde
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"chaos-log-{uuid.uuid4()}",
-                "isolation.level": isolation,
-                "enable.auto.commit": False,
-            }
-        )
-        starts = []
-        for topic in topics:
-            meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
-            for p in meta.partitions:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                starts.append(TopicPartition(topic, p, high if high >= 0 else OFFSET_END))
-        self._consumer.assign(starts)
+        self._consumer = _from_the_end(bootstrap, isolation, "chaos-log", topics)
         self._lock = threading.Lock()
         self.lines: dict[str, list[tuple[float, str]]] = defaultdict(list)  # (monotonic, what)
         self._stop = threading.Event()
