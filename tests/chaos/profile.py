@@ -29,10 +29,6 @@ class Profile:
     # The payment worker's SAGA_BATCH_SIZE (None: the default, which an adapter caps to its
     # lanes: infra/workers/adapter.py LANES, docs/chaos.md finding 7).
     payment_batch_size: int | None
-    # Read the payment requests and replies into chaos-payments.txt (harness.LogTail). Off in
-    # the long profile: both of its runs with that second consumer aborted in librdkafka
-    # 2.16.0 at the first broker kill (docs/chaos.md, finding 10), run 3 without it did not.
-    payments_log: bool
     seed: int
     report_path: str | None  # also write the report there (SAGA_CHAOS_REPORT)
 
@@ -62,7 +58,6 @@ _QUICK = Profile(
     history_intents=0,
     quiesce_s=100.0,
     payment_batch_size=None,
-    payments_log=True,
     seed=14,
     report_path=None,
 )
@@ -84,7 +79,6 @@ _LONG = Profile(
     history_intents=10_000,
     quiesce_s=900.0,
     payment_batch_size=None,
-    payments_log=False,
     seed=14,
     report_path=None,
 )

@@ -751,15 +751,13 @@ def run_chaos(
         sampler = StockSampler(database_url, (*skus, contested))
         tail = EventTail(base.kafka_bootstrap_servers, SERDE, base.kafka_isolation_level)
         tail.start()
-        payments_log = None
-        if profile.payments_log:
-            payments_log = LogTail(
-                base.kafka_bootstrap_servers,
-                SERDE,
-                base.kafka_isolation_level,
-                (adapter_requests("payment"), CHECKOUT_REPLIES),
-            )
-            payments_log.start()
+        payments_log = LogTail(
+            base.kafka_bootstrap_servers,
+            SERDE,
+            base.kafka_isolation_level,
+            (adapter_requests("payment"), CHECKOUT_REPLIES),
+        )
+        payments_log.start()
         # The payment worker reaches Stripe through the proxy; its breaker probes every 3 s so
         # a blip ends soon after Stripe is back.
         payment_env = {"STRIPE_API_BASE": proxy.url, "PAYMENT_BREAKER_RESET_S": "3"}
@@ -819,8 +817,7 @@ def run_chaos(
             # The workers' logs outlive the run, next to the report, for reading a failure.
             shutil.copytree(workers.logdir, tmp_path / "workers")
         tail.stop()
-        if payments_log is not None:
-            payments_log.stop()
+        payments_log.stop()
         report = judge(
             profile,
             run,
@@ -841,12 +838,11 @@ def run_chaos(
             out.write(f"{c.checkout_id} {c.kind} inputs={c.inputs}\n")
             for seen in tail.events.get(c.checkout_id, []):
                 out.write(f"  {seen.at - run.t0:8.2f} {seen.message!r}\n")
-    if payments_log is not None:
-        with (tmp_path / "chaos-payments.txt").open("w") as out:  # payment requests, replies
-            for c in checkouts:
-                out.write(f"{c.checkout_id}\n")
-                for at, line in payments_log.lines.get(c.checkout_id, []):
-                    out.write(f"  {at - run.t0:8.2f} {line}\n")
+    with (tmp_path / "chaos-payments.txt").open("w") as out:  # payment requests and replies
+        for c in checkouts:
+            out.write(f"{c.checkout_id}\n")
+            for at, line in payments_log.lines.get(c.checkout_id, []):
+                out.write(f"  {at - run.t0:8.2f} {line}\n")
     report.notes.append(
         "workers that exited and were restarted (offset s, role, code): "
         f"{[(round(at, 1), role, code) for at, role, code, _ in exits]}"
