@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import ConsumerGroupState
 
 from infra.settings import Settings
+from tests.group_probe import GroupProbe
 
 # Every kind of worker `saga worker` runs on the money path. The notification adapter is not
 # among them: nothing wires it by default (infra/adapters_wiring.py).
@@ -37,7 +37,7 @@ class Fleet:
 
     env: dict[str, str]
     logdir: Path
-    admin: AdminClient
+    probe: GroupProbe  # who is in a group, asked from a child process (tests/group_probe.py)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     starts: int = 0
     # role -> environment overrides for that role only (e.g. the payment worker's Stripe base)
@@ -86,17 +86,7 @@ class Fleet:
             time.sleep(1.0)  # the supervisor's restart backoff, not a wait for a condition
 
     def members(self, role: str) -> tuple[ConsumerGroupState, list[tuple[str, int]]]:
-        group = GROUPS[role]
-        described = self.admin.describe_consumer_groups([group], request_timeout=10)[group]
-        try:
-            desc = described.result()
-        except KafkaException:  # e.g. NOT_COORDINATOR while the coordinator moves: ask again
-            # After a broker restart an old admin client's group requests can time out for
-            # good; a new client asks afresh next time.
-            self.admin = AdminClient({"bootstrap.servers": self.env["KAFKA_BOOTSTRAP_SERVERS"]})
-            return ConsumerGroupState.UNKNOWN, []
-        members = [(x.member_id, len(x.assignment.topic_partitions)) for x in desc.members]
-        return desc.state, members
+        return self.probe.describe(GROUPS[role])
 
     def wait_serving(self, role: str, not_members: set[str], deadline_s: float = 60) -> None:
         """Until one new member holds every partition of the role's group. After a SIGKILL
@@ -119,6 +109,7 @@ class Fleet:
         self._supervising.clear()
         with self._lock:
             self._stop_all()
+        self.probe.close()
 
     def _stop_all(self) -> None:
         for proc in self.procs.values():
@@ -165,9 +156,9 @@ def fleet(
     roles = tuple(roles)
     env = worker_env(settings, database_url)
     with tempfile.TemporaryDirectory(prefix="fleet-workers-") as logdir:
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers or ""})
+        probe = GroupProbe(settings.kafka_bootstrap_servers or "")
         overrides = {r: dict(e) for r, e in (role_env or {}).items()}
-        workers = Fleet(env, Path(logdir), admin, role_env=overrides)
+        workers = Fleet(env, Path(logdir), probe, role_env=overrides)
         try:
             for role in roles:
                 workers.start(role)

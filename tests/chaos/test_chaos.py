@@ -847,6 +847,10 @@ def run_chaos(
         "workers that exited and were restarted (offset s, role, code): "
         f"{[(round(at, 1), role, code) for at, role, code, _ in exits]}"
     )
+    report.notes.append(
+        "group probe children aborted by librdkafka (tests/group_probe.py, docs/chaos.md"
+        f" finding 10): {workers.probe.aborts}"
+    )
     report.notes.append(f"events and worker logs: {tmp_path}")
     text = report.render()
     print("\n" + text)
