@@ -5,8 +5,10 @@ checkout.replies; writes saga events, adapter commands and public order events i
 transaction as the input offsets. State per checkout is the fold of checkout.events; memory and
 checkout.snapshots are caches (docs/decisions/0014):
 
-- every transaction also writes one snapshot per saga it changed, so under read_committed a
-  snapshot never runs ahead of its events;
+- a saga's snapshot is written when it becomes terminal, and otherwise with the partition's
+  coverage marker every few seconds (the marker's transaction carries the snapshot of every saga
+  changed since its last one), so under read_committed a snapshot never runs ahead of its events
+  and the events after the marker are all a rebuild folds onto them;
 - on assignment a partition is rebuilt from its snapshots when they cover it (a coverage marker
   with today's fingerprint, no snapshot of another shape), else refolded from checkout.events,
   after which snapshots of all its sagas are written;
@@ -72,7 +74,7 @@ log = logging.getLogger(__name__)
 PRODUCER = "orchestrator"
 PENDING_PER_TRANSACTION = 2000  # snapshots owed after a full refold, written in slices
 PROGRESS_EVERY_S = 5.0
-MARKER_EVERY_S = 10.0
+MARKER_EVERY_S = 5.0  # also how often a live saga's snapshot is brought up to date
 
 
 def tick(partition: int, now: int) -> Envelope[m.Tick]:
@@ -124,6 +126,9 @@ class OrchestratorHandler(BaseHandler):
         # pointers owed: checkout -> (partition, final offset), written in the next transaction
         self._pointers: dict[str, tuple[int, int]] = {}
         self._rearchive: set[str] = set()  # terminal sagas rebuilt from a T record
+        # Sagas whose committed state is newer than their snapshot: written with the next marker.
+        self._stale: set[str] = set()
+        self._written: set[str] = set()  # sagas whose snapshot the open transaction carries
         self._pending: dict[int, list[str]] = {}  # partition -> sagas whose snapshot is owed
         self._pending_sent: dict[int, int] = {}
         self._coverage_owed: dict[int, int] = {}  # partition -> events end of its refold
@@ -154,14 +159,25 @@ class OrchestratorHandler(BaseHandler):
         if not self.snapshots:
             return []
         self._delivered = {}
+        self._written = set()
+        # Decided first: a transaction that moves a marker must carry every stale snapshot.
+        markers = self._refreshed_markers()
         # Pointers first: a saga this batch reopened gets its newer snapshot after them.
         outputs = [
             RawOutput(self._snapshots_topic, c.encode(), encode_pointer(offset), partition)
             for c, (partition, offset) in self._pointers.items()
         ]
         for c, state in self._staged.items():
-            if c in self._staged_last:
+            # A terminal saga's snapshot is written at once: its final record's offset is what
+            # lets it leave memory. A live one waits for the marker (one record per saga per
+            # marker instead of one per transaction that touched it: issue 16).
+            if c in self._staged_last and (markers or evictable(state)):
                 outputs.extend(self._snapshot_outputs(c, state, self._staged_last[c]))
+        if markers:
+            for c in sorted(self._stale - set(self._staged)):
+                committed = self._states.get(c)
+                if committed is not None and c in self._last_event:
+                    outputs.extend(self._snapshot_outputs(c, committed, self._last_event[c]))
         for c in self._rearchive:
             rebuilt = self._states.get(c)
             if rebuilt is not None and c not in self._staged:
@@ -185,14 +201,14 @@ class OrchestratorHandler(BaseHandler):
                         partition,
                     )
                 )
-        outputs.extend(self._refreshed_markers())
+        outputs.extend(markers)
         return outputs
 
     def _refreshed_markers(self) -> list[RawOutput]:
         """Every few seconds, move each partition's marker to the events' current end, so the
         tail a rebuild reads (events after the marker) stays a few seconds long. Sound because
-        every earlier transaction wrote its sagas' snapshots, and snapshots owed after a rebuild
-        go out in this same transaction."""
+        the same transaction writes the snapshot of every saga changed since its last one
+        (`batch_outputs`), and snapshots owed after a rebuild go out in it too."""
         now = time.monotonic()
         ready = sorted(self._owned - set(self._pending))
         if not ready or now - self._marker_at < MARKER_EVERY_S:
@@ -225,6 +241,10 @@ class OrchestratorHandler(BaseHandler):
             if checkout_id in self._staged_last:
                 self._last_event[checkout_id] = self._staged_last[checkout_id]
             self._track_wakeup(checkout_id, state)
+            if self.snapshots and checkout_id not in self._written:
+                self._stale.add(checkout_id)
+        self._stale -= self._written
+        self._written = set()
         touched = [*self._staged, *self._rearchive]
         self._staged.clear()
         self._staged_last.clear()
@@ -247,6 +267,7 @@ class OrchestratorHandler(BaseHandler):
         self._staged.clear()
         self._staged_last.clear()
         self._delivered = {}
+        self._written = set()
         for partition, sent in self._pending_sent.items():
             self._pending_sent[partition] = max(0, sent - PENDING_PER_TRANSACTION)
 
@@ -290,6 +311,9 @@ class OrchestratorHandler(BaseHandler):
     def on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
         lost = {p.partition for p in partitions if p.topic == CHECKOUT_COMMANDS}
         for checkout_id in [c for c, p in self._partition_of.items() if p in lost]:
+            # Its next owner folds the events after the marker; a snapshot written from here
+            # could land after that owner's newer one.
+            self._stale.discard(checkout_id)
             self._states.pop(checkout_id, None)
             self._last_event.pop(checkout_id, None)
             del self._partition_of[checkout_id]
@@ -402,6 +426,7 @@ class OrchestratorHandler(BaseHandler):
         key = checkout_id.encode()
         partition = self._partition_of[checkout_id]
         done = evictable(state)
+        self._written.add(checkout_id)
         value = encode_snapshot(state, last, terminal=done)
         outputs = [RawOutput(self._snapshots_topic, key, value, partition)]
         if done:
@@ -594,11 +619,11 @@ class OrchestratorHandler(BaseHandler):
         return set(trusted) - broken
 
     def _apply_tail(self, ends: dict[int, int]) -> Generator[None, None, set[int]]:
-        """The events after each partition's marker: normally only ours, already in the
-        snapshots (their last event id says so); events someone wrote without a snapshot (an
-        orchestrator of an older version during a rolling upgrade) are folded onto the
-        snapshot and a new snapshot is owed. Returns the partitions whose tail does not fit
-        (a saga with no start): those are refolded."""
+        """The events after each partition's marker that no snapshot holds yet (each snapshot
+        names its last event) are folded onto the snapshot, and a new snapshot is owed: the
+        changes of live sagas since the last marker (snapshots follow the marker), and events
+        an orchestrator of an older version wrote during a rolling upgrade. Returns the
+        partitions whose tail does not fit (a saga with no start): those are refolded."""
         if not ends:
             return set()
         tail: dict[str, list[tuple[int, Envelope[Any]]]] = {}
@@ -618,6 +643,7 @@ class OrchestratorHandler(BaseHandler):
                 tail.setdefault(envelope.checkout_id, []).append((where(record)[1], envelope))
             yield
         broken: set[int] = set()
+        folded_sagas = folded_events = 0
         for checkout_id, items in tail.items():
             partition = items[0][0]
             if partition in broken:
@@ -642,9 +668,8 @@ class OrchestratorHandler(BaseHandler):
                 broken.add(partition)
                 continue
             assert state is not None
-            log.warning(
-                "%s: %d events written without a snapshot folded in", checkout_id, len(newer)
-            )
+            folded_sagas += 1
+            folded_events += len(newer)
             self._states[checkout_id] = state
             self._last_event[checkout_id] = newer[-1][1].message_id
             self._partition_of[checkout_id] = partition
@@ -652,6 +677,12 @@ class OrchestratorHandler(BaseHandler):
             self._rearchive.add(checkout_id)  # its snapshot is owed
         for partition in broken:
             self._forget_partition(partition)
+        log.info(
+            "partitions %s: %d events after the snapshots folded into %d sagas",
+            sorted(ends),
+            folded_events,
+            folded_sagas,
+        )
         return broken
 
     def _forget_partition(self, partition: int) -> None:
