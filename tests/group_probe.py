@@ -83,10 +83,9 @@ class GroupProbe:
         return self._child
 
     def _retire(self, child: subprocess.Popen[bytes]) -> None:
-        if child.poll() == -signal.SIGABRT:
+        child.kill()  # no effect on a child that already died: its status stays
+        if child.wait(5) == -signal.SIGABRT:
             self.aborts += 1
-        child.kill()
-        child.wait(5)
         for pipe in (child.stdin, child.stdout):
             if pipe is not None:
                 pipe.close()
