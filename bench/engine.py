@@ -25,7 +25,13 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from bench.services import start_command
 from events.envelope import Envelope
 from events.serde import Serde
-from events.topics import CHECKOUT_COMMANDS, CHECKOUT_EVENTS, MAIN_TOPICS
+from events.topics import (
+    CHECKOUT_COMMANDS,
+    CHECKOUT_EVENTS,
+    CHECKOUT_SNAPSHOTS,
+    CHECKOUT_SNAPSHOTS_FINAL,
+    MAIN_TOPICS,
+)
 from infra.processor import producer_config
 from infra.settings import child_environ
 from infra.topics import ensure_topics
@@ -229,11 +235,18 @@ class Starter:
         self._producer.flush(30)
 
 
+# What the engine writes per checkout, its snapshot caches included (they were left out before
+# 2026-12-03, hiding one record per saga per orchestrator transaction: ADR 0021).
+COUNTED_TOPICS = (*MAIN_TOPICS, CHECKOUT_SNAPSHOTS, CHECKOUT_SNAPSHOTS_FINAL)
+
+
 def total_offsets(bootstrap: str) -> int:
+    """The end offsets of COUNTED_TOPICS summed: records plus one transaction marker per
+    partition a transaction wrote to."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}"})
     try:
         total = 0
-        for topic in MAIN_TOPICS:
+        for topic in COUNTED_TOPICS:
             meta = consumer.list_topics(topic, timeout=10).topics[topic]
             for p in meta.partitions:
                 total += consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
