@@ -690,6 +690,7 @@ class OrchestratorHandler(BaseHandler):
             self._states.pop(checkout_id, None)
             self._last_event.pop(checkout_id, None)
             self._rearchive.discard(checkout_id)
+            self._stale.discard(checkout_id)
             del self._partition_of[checkout_id]
         self._evicted.pop(partition, None)
 
