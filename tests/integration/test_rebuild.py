@@ -343,7 +343,7 @@ def test_a_saga_that_ends_between_two_markers_writes_only_its_terminal_snapshot(
     sagas: dict[str, list[str]],
 ) -> None:
     """A live saga's snapshot waits for the partition's next marker (issue 16: one record per
-    transaction that touched a saga was about a third of the engine's records). The terminal
+    transaction that touched a saga was 7.3 of a checkout's 42.5 records, ADR 0021). The terminal
     sagas ran well inside one marker period: at most one live snapshot each (a marker that
     caught it mid-saga) before its terminal one. The live sagas' changes since the last marker
     are in the tail the first test folds."""
