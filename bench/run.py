@@ -63,8 +63,9 @@ def engine_section(
     ):
         iso = broker_only.settings.kafka_isolation_level
         engine.warm_up(bootstrap, serde, running=running, isolation_level=iso)
-        engine.closed_loop(  # settle
-            bootstrap, serde, running, window=window, seconds=3, isolation_level=iso
+        warm = engine.warm_broker(bootstrap, serde, running, window=window, isolation_level=iso)
+        console.print(
+            f"  {broker_name} warm after {warm.seconds:.0f} s (JIT {warm.compiler_cpu_s:.0f} s CPU)"
         )
         sat = engine.closed_loop(
             bootstrap,
@@ -94,6 +95,7 @@ def engine_section(
         "broker": broker_name,
         "latency_ms_per_call": latency_ms,
         "instances": instances,
+        "broker_warm_up": dataclasses.asdict(warm),
         "saturation": dataclasses.asdict(sat),
         "at_half_load": half,
         "curve": curve,
