@@ -233,12 +233,6 @@ class Processor:
                     # spans produce -> commit. A short timeout bounds how long a crashed
                     # worker's open transaction holds back read_committed consumers.
                     "transaction.timeout.ms": 10_000,
-                    # The coordinator answers CONCURRENT_TRANSACTIONS to the first request of a
-                    # transaction while it still writes the previous one's markers, and the
-                    # client retries after this long: at the default 100 ms a quiet checkout
-                    # took 196 ms p50 instead of 113 (ADR 0022). The Java client retries that
-                    # answer after 20 ms for the same reason (KAFKA-5477).
-                    "retry.backoff.ms": TXN_RETRY_BACKOFF_MS,
                     "error_cb": self._on_producer_error,
                 },
             )
@@ -521,11 +515,6 @@ class Processor:
                 elif dead is not None and error is not None:
                     self._produce_dlq(dead, error)
             if offsets:
-                # Records first: sent while their AddPartitionsToTxn is still in flight, the
-                # offsets' AddOffsetsToTxn was refused as a concurrent change to the same
-                # transaction and retried after the backoff (ADR 0022). The commit flushes
-                # anyway, so this waits for nothing the transaction did not wait for.
-                producer.flush(30)
                 producer.send_offsets_to_transaction(
                     offsets, self._consumer.consumer_group_metadata(), 30
                 )
@@ -644,7 +633,6 @@ _Out = tuple["Output | RawOutput | None", "Message | None", "str | None"]
 # Between two polls, at most this long is spent on a handler's background work (a rebuild), so
 # polls stay far apart from max.poll.interval.ms however long the whole rebuild takes.
 BACKGROUND_SLICE_S = 0.5
-TXN_RETRY_BACKOFF_MS = 20
 EXIT_TRANSACTION_STUCK = 70  # EX_SOFTWARE: the supervisor restarts the worker
 
 
