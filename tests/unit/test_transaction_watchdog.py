@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from events.serde import make_serde
 from infra.processor import (
@@ -69,6 +69,52 @@ def test_a_failed_transaction_renews_the_producer_and_ends_when_none_can_registe
         assert failing.aborts == 1  # the old one's transaction was aborted first, best effort
         assert processor._producer is not failing
         assert handler.aborted == 1  # the handler's staged state is dropped, not committed
+    finally:
+        processor._consumer.close()
+
+
+class _OutlivedBrokers:
+    """Its flush waits through a broker restart: the records go out once the broker is back,
+    and the loss is reported from the flush (librdkafka serves callbacks there). A producer in
+    that state was seen to hang in send_offsets_to_transaction until the watchdog ended the
+    worker (ADR 0022)."""
+
+    def __init__(self, on_error: Any) -> None:
+        self._on_error = on_error
+        self.sent_offsets = 0
+        self.aborts = 0
+
+    def poll(self, *_: Any) -> int:
+        return 0
+
+    def begin_transaction(self) -> None:
+        return None
+
+    def flush(self, *_: Any) -> int:
+        self._on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+        return 0
+
+    def send_offsets_to_transaction(self, *_: Any) -> None:
+        self.sent_offsets += 1
+
+    def abort_transaction(self, *_: Any) -> None:
+        self.aborts += 1
+
+
+def test_a_flush_that_outlived_the_brokers_rewinds_instead_of_sending_the_offsets() -> None:
+    handler = _Handler()
+    config = ProcessorConfig("p", ["t"], NOWHERE, init_timeout_s=1.0)
+    processor = Processor(config, handler, make_serde(None))
+    outlived = _OutlivedBrokers(processor._on_producer_error)
+    processor._producer = outlived  # type: ignore[assignment]
+    try:
+        with pytest.raises(TransactionStuck, match="brokers lost while flushing"):
+            processor._commit([], [], offsets=[TopicPartition("t", 0, 5)])
+        assert outlived.sent_offsets == 0  # the call that hung is never made
+        assert outlived.aborts == 1
+        assert processor._producer is not outlived  # replaced (no broker here to register it)
+        assert handler.aborted == 1
+        assert processor._brokers_lost is False  # said of the old producer, not the new one
     finally:
         processor._consumer.close()
 
