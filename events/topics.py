@@ -20,6 +20,15 @@ CHECKOUT_SNAPSHOTS_FINAL = "checkout.snapshots.final"
 # them; a bounded retention, as an alert is acted on within hours, not kept as the record.
 OPS_ALERTS = "ops.alerts"
 ADAPTERS = ("inventory", "tax", "shipping", "payment", "notification")
+# The adapters whose replies the saga waits for: what one `saga worker --role adapters` serves
+# (notification requests are the notifier's, as in `saga run`).
+SAGA_ADAPTERS = ("inventory", "tax", "shipping", "payment")
+# The consumer group of that worker, and of the one that serves only `adapter`.
+ADAPTERS_GROUP = "adapters"
+
+
+def adapter_group(adapter: str) -> str:
+    return f"adapter-{adapter}"
 
 
 def adapter_requests(adapter: str) -> str:

@@ -1,7 +1,8 @@
 """Wiring: the one place where concrete pieces meet. Tests call it with fakes where they need.
 
 `build_processor(role, settings, services=...)` returns a ready `Processor` for one worker role:
-`orchestrator`, one of the adapters (inventory, tax, shipping, payment, notification), or
+`orchestrator`, one of the adapters (inventory, tax, shipping, payment, notification), `adapters`
+(inventory, tax, shipping and payment in one worker), or
 `notifier` (customer emails from orders.events / checkout.events), or `fulfilment` (buys the
 shipping label for each OrderPlaced and publishes ShipmentCreated on orders.events).
 """
@@ -14,20 +15,25 @@ from typing import Any
 from events.serde import Serde, make_serde
 from events.topics import (
     ADAPTERS,
+    ADAPTERS_GROUP,
     CHECKOUT_COMMANDS,
     CHECKOUT_EVENTS,
     CHECKOUT_REPLIES,
     ORDERS_EVENTS,
+    SAGA_ADAPTERS,
+    adapter_group,
     adapter_requests,
 )
 from infra.metrics import Metrics
 from infra.pipelined import PipelinedProcessor
-from infra.processor import Processor, ProcessorConfig
+from infra.processor import Handler, Processor, ProcessorConfig
 from infra.settings import Settings
-from infra.workers.adapter import LANES, AdapterHandler
+from infra.workers.adapter import LANES, AdapterHandler, AdaptersHandler
 from infra.workers.orchestrator import OrchestratorHandler, tick
 
-ROLES = ("orchestrator", *ADAPTERS, "notifier", "fulfilment")
+# One worker for the adapters the saga calls, or one per adapter (scale one out on its own).
+ADAPTERS_ROLE = ADAPTERS_GROUP
+ROLES = ("orchestrator", *ADAPTERS, ADAPTERS_ROLE, "notifier", "fulfilment")
 
 # An adapter service: takes an adapter command, returns its reply (or None: nothing to say).
 Service = Callable[[Any], Any]
@@ -99,15 +105,29 @@ def build_processor(
             config, fulfilment_handler(settings), serde, metrics=metrics.processor(config.name)
         )
     chosen = services if services is not None else default_services(settings)
-    if role not in chosen:
-        raise ValueError(f"no service wired for adapter {role!r}")
+    served = SAGA_ADAPTERS if role == ADAPTERS_ROLE else (role,)
+    for name in served:
+        if name not in chosen:
+            raise ValueError(f"no service wired for adapter {name!r}")
+    handlers = {
+        adapter_requests(name): AdapterHandler(name, chosen[name], metrics=metrics)
+        for name in served
+    }
+    # A partition starts where the other way of running these adapters stopped, so switching
+    # between them asks no provider again what was answered (infra/handover.py).
+    adapter: Handler
+    if role == ADAPTERS_ROLE:
+        group, adapter, lanes = ADAPTERS_GROUP, AdaptersHandler(handlers), LANES * len(served)
+        handover = tuple(adapter_group(a) for a in served)
+    else:
+        group, adapter, lanes = adapter_group(role), handlers[adapter_requests(role)], LANES
+        handover = (ADAPTERS_GROUP,) if role in SAGA_ADAPTERS else ()
     # Each call's reply is committed as the call ends (infra/pipelined.py): a batch would wait
-    # for its slowest call. At most LANES records are fetched and not yet answered.
-    adapter_batch = {**common, "batch_size": min(common["batch_size"], LANES)}
+    # for its slowest call. At most `lanes` records are fetched and not yet answered.
+    adapter_batch = {**common, "batch_size": min(common["batch_size"], lanes)}
     config = ProcessorConfig(
-        name=f"adapter-{role}", topics=[adapter_requests(role)], **adapter_batch
+        name=group, topics=list(handlers), handover_groups=handover, **adapter_batch
     )
-    adapter = AdapterHandler(role, chosen[role], metrics=metrics)
     return PipelinedProcessor(
-        config, adapter, serde, lanes=LANES, metrics=metrics.processor(config.name)
+        config, adapter, serde, lanes=lanes, metrics=metrics.processor(config.name)
     )

@@ -323,7 +323,7 @@ def worker(
     role: str = typer.Option(
         ...,
         help="orchestrator | inventory | tax | shipping | payment | notification | notifier"
-        " | fulfilment | projector",
+        " | fulfilment | projector | adapters (inventory, tax, shipping and payment in one)",
     ),
     instance: str = typer.Option("0", help="stable worker slot id (fences zombies)"),
 ) -> None:

@@ -26,10 +26,13 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from events.topics import (
     ADAPTERS,
+    ADAPTERS_GROUP,
     CHECKOUT_COMMANDS,
     CHECKOUT_EVENTS,
     CHECKOUT_REPLIES,
     ORDERS_EVENTS,
+    SAGA_ADAPTERS,
+    adapter_group,
     adapter_requests,
 )
 from infra.breaker_states import BreakerState
@@ -39,10 +42,19 @@ TIMEOUT_S = 10.0
 # Each processor's consumer group and the topics it consumes (as infra/bootstrap.py wires them).
 PROCESSORS: Mapping[str, tuple[str, ...]] = {
     "orchestrator": (CHECKOUT_COMMANDS, CHECKOUT_REPLIES),
-    **{f"adapter-{name}": (adapter_requests(name),) for name in ADAPTERS},
+    **{adapter_group(name): (adapter_requests(name),) for name in ADAPTERS},
+    ADAPTERS_GROUP: tuple(adapter_requests(name) for name in SAGA_ADAPTERS),
     "notifier": (ORDERS_EVENTS, CHECKOUT_EVENTS),
     "fulfilment": (ORDERS_EVENTS, CHECKOUT_EVENTS),
 }
+# Groups that serve the same partitions as alternatives (infra/handover.py): a partition's
+# progress is the furthest of them, and a group that never committed while an alternative did
+# is not deployed. The combined group is shown only once it has committed.
+ALTERNATIVES: Mapping[str, tuple[str, ...]] = {
+    ADAPTERS_GROUP: tuple(adapter_group(name) for name in SAGA_ADAPTERS),
+    **{adapter_group(name): (ADAPTERS_GROUP,) for name in SAGA_ADAPTERS},
+}
+OPT_IN = frozenset({ADAPTERS_GROUP})
 
 
 class OpsError(Exception):
@@ -91,38 +103,40 @@ class OpsStatus:
 
 
 def processor_lag(
-    bootstrap: str, processors: Mapping[str, Sequence[str]] = PROCESSORS
+    bootstrap: str,
+    processors: Mapping[str, Sequence[str]] = PROCESSORS,
+    alternatives: Mapping[str, Sequence[str]] = ALTERNATIVES,
+    opt_in: frozenset[str] = OPT_IN,
 ) -> list[TopicLag]:
     """Per group and topic: the summed lag, with the partitions behind it."""
     probe = _consumer(bootstrap, f"ops-{uuid.uuid4()}")
     try:
         existing = _topics(probe, bootstrap)
-        out: list[TopicLag] = []
+        by_group: dict[str, dict[tuple[str, int], int | None]] = {}
         for group, topics in processors.items():
             partitions = [
                 TopicPartition(t, p) for t in topics if t in existing for p in existing[t]
             ]
-            if not partitions:
-                continue
-            # A consumer that never subscribes does not join the group: reading its committed
-            # offsets disturbs no member.
-            reader = _consumer(bootstrap, group)
-            try:
-                committed = reader.committed(partitions, timeout=TIMEOUT_S)
-            except KafkaException as e:
-                raise OpsError(f"broker at {bootstrap}: committed offsets of {group}: {e}") from e
-            finally:
-                reader.close()
+            if partitions:
+                by_group[group] = _committed(bootstrap, group, partitions)
+        out: list[TopicLag] = []
+        for group, committed in by_group.items():
+            others = [by_group[g] for g in alternatives.get(group, ()) if g in by_group]
+            if not any(v is not None for v in committed.values()) and (
+                group in opt_in or any(v is not None for o in others for v in o.values())
+            ):
+                continue  # not deployed: the alternative serves these partitions
             rows = [
                 PartitionLag(
                     group,
-                    tp.topic,
-                    tp.partition,
-                    tp.offset if tp.offset >= 0 else None,
-                    _high(probe, bootstrap, tp.topic, tp.partition),
+                    topic,
+                    partition,
+                    _furthest([offset, *(o.get((topic, partition)) for o in others)]),
+                    _high(probe, bootstrap, topic, partition),
                 )
-                for tp in committed
+                for (topic, partition), offset in committed.items()
             ]
+            topics = processors[group]
             for topic in topics:
                 mine = tuple(r for r in rows if r.topic == topic)
                 if mine:
@@ -130,6 +144,26 @@ def processor_lag(
         return out
     finally:
         probe.close()
+
+
+def _committed(
+    bootstrap: str, group: str, partitions: list[TopicPartition]
+) -> dict[tuple[str, int], int | None]:
+    # A consumer that never subscribes does not join the group: reading its committed offsets
+    # disturbs no member.
+    reader = _consumer(bootstrap, group)
+    try:
+        committed = reader.committed(partitions, timeout=TIMEOUT_S)
+    except KafkaException as e:
+        raise OpsError(f"broker at {bootstrap}: committed offsets of {group}: {e}") from e
+    finally:
+        reader.close()
+    return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None for tp in committed}
+
+
+def _furthest(offsets: list[int | None]) -> int | None:
+    known = [o for o in offsets if o is not None]
+    return max(known) if known else None
 
 
 def projection_progress(bootstrap: str, database_url: str) -> list[PartitionLag]:

@@ -7,8 +7,8 @@ timeout, so every answer waited 20 s and the saga's reply deadlines expired (doc
 finding 9). Here each call's reply is committed as soon as the call ends, while the others
 are still running:
 
-- calls run on `lanes` threads, one lane per checkout: a checkout's commands still run one at
-  a time, in log order;
+- calls run on `lanes` threads, one lane per checkout and topic: a checkout's commands to one
+  adapter still run one at a time, in log order;
 - every pass of the loop commits, in one transaction, the replies (and dead letters) of the
   calls that ended since the last pass, with each partition's offset at its oldest record still
   unanswered. Everything below that offset is answered; records above it whose replies are
@@ -97,7 +97,7 @@ class PipelinedProcessor(Processor):
         self._pool = ThreadPoolExecutor(lanes, thread_name_prefix=f"{config.name}-call")
         self._ended: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._partitions: dict[tuple[str, int], _Partition] = {}
-        self._lanes: dict[str, deque[_Call]] = {}  # per checkout; the head is running
+        self._lanes: dict[tuple[str, str], deque[_Call]] = {}  # see _lane; the head is running
         self._outstanding = 0  # fetched, not answered: the calls running and queued in lanes
         # Calls answered since the last transaction, with the outputs it is to hold.
         self._answered: list[tuple[Message, list[_Out]]] = []
@@ -140,7 +140,7 @@ class PipelinedProcessor(Processor):
         part.open.add(offset)
         self._outstanding += 1
         call = _Call(record, item)
-        lane = self._lanes.setdefault(item.envelope.key, deque())
+        lane = self._lanes.setdefault(_lane(call), deque())
         lane.append(call)
         if len(lane) == 1:
             self._run(call)
@@ -188,7 +188,7 @@ class PipelinedProcessor(Processor):
                 if part is not None:
                     part.open.discard(offset)
                 self._outstanding -= 1
-            key = call.incoming.envelope.key
+            key = _lane(call)
             lane = self._lanes[key]
             assert lane[0] is call, "a lane runs its head only"
             lane.popleft()
@@ -240,14 +240,14 @@ class PipelinedProcessor(Processor):
             if part is not None and key in assigned and only is None:
                 with contextlib.suppress(KafkaException):
                     self._consumer.seek(TopicPartition(key[0], key[1], part.committed))
-        for checkout in list(self._lanes):
-            lane = self._lanes[checkout]
+        for lane_key in list(self._lanes):
+            lane = self._lanes[lane_key]
             running, waiting = lane[0], list(lane)[1:]
             if running.partition not in dropped:
-                continue  # a checkout's records are all in one partition
+                continue  # a lane's records are all in one partition (one checkout, one topic)
             self._outstanding -= len(waiting) + (0 if running.dropped else 1)
             running.dropped = True
-            self._lanes[checkout] = deque([running])  # until it ends
+            self._lanes[lane_key] = deque([running])  # until it ends
         self._answered = [(r, outs) for r, outs in self._answered if _partition(r) not in dropped]
 
     def _revoked_cb(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -257,6 +257,13 @@ class PipelinedProcessor(Processor):
     def close(self) -> None:
         super().close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _lane(call: _Call) -> tuple[str, str]:
+    """One lane per checkout and topic: a checkout's calls to one adapter run in log order, and
+    its calls to two adapters (tax and shipping, in parallel by design) run side by side when
+    one worker serves both (`--role adapters`)."""
+    return call.incoming.topic, call.incoming.envelope.key
 
 
 def _partition(record: Message) -> tuple[str, int]:

@@ -34,6 +34,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from events.envelope import Envelope
 from events.serde import DecodeError, RegistryUnavailableError, Serde
 from events.topics import dlq, refusal_on
+from infra.handover import starts
 from infra.logs import bound
 from infra.metrics import Metrics, ProcessorMetrics
 
@@ -144,6 +145,9 @@ class ProcessorConfig:
     # longer than a restart takes.
     stuck_after_s: float = 20.0
     init_timeout_s: float = 30.0  # init_transactions: registering the transactional id
+    # Consumer groups that served these topics before (the split and combined adapter
+    # workers): a partition starts at the highest offset any of them committed.
+    handover_groups: tuple[str, ...] = ()
 
 
 def consumer_config(
@@ -298,11 +302,18 @@ class Processor:
         self._handler.on_assign(partitions)
         held = getattr(self._handler, "held", None)
         pause = list(held()) if held is not None else []
-        if pause:
+        handover = self._config.handover_groups
+        if pause or handover:
             # Assign here (instead of after the callback) so the partitions can be paused before
-            # anything is fetched from them; the handler releases them from `background`.
-            consumer.assign(partitions)
-            consumer.pause(pause)
+            # anything is fetched from them (the handler releases them from `background`), and
+            # can start where another group that served them stopped (infra/handover.py).
+            consumer.assign(
+                starts(consumer, self._config.bootstrap_servers, handover, partitions)
+                if handover
+                else partitions
+            )
+            if pause:
+                consumer.pause(pause)
 
     def _revoked_cb(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from consume(), between transactions: nothing of ours is in flight.

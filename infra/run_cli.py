@@ -13,11 +13,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from infra.bootstrap import ROLES
+from events.topics import SAGA_ADAPTERS
+from infra.bootstrap import ADAPTERS_ROLE, ROLES
 
 # Every role the engine needs. The notification adapter is not among them: nothing sends it
 # commands yet and it is wired only with an email transport (infra/adapters_wiring.py).
-ALL_ROLES = (*(r for r in ROLES if r != "notification"), "projector")
+# The adapters run one worker each here; `adapters` (all four in one) is the alternative:
+# `--roles orchestrator,adapters,notifier,fulfilment,projector`.
+ALL_ROLES = (*(r for r in ROLES if r not in ("notification", ADAPTERS_ROLE)), "projector")
+RUNNABLE = (*ALL_ROLES, ADAPTERS_ROLE)
 
 
 def _json_say(text: str) -> None:
@@ -38,7 +42,11 @@ def register(app: typer.Typer, console: Console, *, data_dir: Path, env_name: st
     @app.command("run")
     def run_engine(
         roles: Annotated[
-            str, typer.Option(help=f"comma list of roles, or all: {', '.join(ALL_ROLES)}")
+            str,
+            typer.Option(
+                help=f"comma list of roles, or all: {', '.join(ALL_ROLES)}"
+                f" ({ADAPTERS_ROLE}: inventory, tax, shipping and payment in one worker)"
+            ),
         ] = "all",
         instances: Annotated[int, typer.Option(min=1, max=64, help="instances of each role")] = 1,
         instance_offset: Annotated[
@@ -63,11 +71,19 @@ def register(app: typer.Typer, console: Console, *, data_dir: Path, env_name: st
         from infra.supervisor import Supervisor, specs
 
         chosen = list(ALL_ROLES) if roles == "all" else [r.strip() for r in roles.split(",")]
-        unknown = [r for r in chosen if r not in ALL_ROLES]
+        unknown = [r for r in chosen if r not in RUNNABLE]
         if unknown or not chosen:
             console.print(
                 f"[red]unknown role {unknown[0] if unknown else '(none)'}[/red] "
-                f"(one of {', '.join(ALL_ROLES)}, or all)"
+                f"(one of {', '.join(RUNNABLE)}, or all)"
+            )
+            raise typer.Exit(2)
+        both = [r for r in chosen if r in SAGA_ADAPTERS]
+        if ADAPTERS_ROLE in chosen and both:
+            # Two consumer groups on one topic: every request would be answered twice.
+            console.print(
+                f"[red]{ADAPTERS_ROLE} already serves {', '.join(both)}[/red]: choose one or"
+                " the other"
             )
             raise typer.Exit(2)
         try:

@@ -6,7 +6,7 @@ raises is a bug or an outage, which the runtime retries and finally dead-letters
 
 Provider calls are slow (tens to hundreds of ms, and 20 s when one hangs), so they run side by
 side and each reply is committed as its call ends: infra/pipelined.py, one lane per checkout
-(its commands stay in order), LANES lanes at once.
+and adapter (its commands stay in order), LANES lanes at once.
 """
 
 from __future__ import annotations
@@ -90,3 +90,15 @@ def answer_scope(reply: Any) -> str:
     that deduplicate by id kept only the first, and the refund that moved money vanished from
     the log (docs/chaos.md finding 9). The same answer still gets the same id."""
     return hashlib.sha256(repr(reply).encode()).hexdigest()[:16]
+
+
+class AdaptersHandler(BaseHandler):
+    """Several adapters behind one consumer and one producer (`--role adapters`): each request
+    goes to its topic's adapter. One process, one poll loop and one transaction per pass serve
+    what took a process, a loop and a transaction each (ADR 0023)."""
+
+    def __init__(self, by_topic: dict[str, AdapterHandler]) -> None:
+        self._by_topic = by_topic
+
+    def handle(self, message: Incoming) -> Sequence[Output]:
+        return self._by_topic[message.topic].handle(message)

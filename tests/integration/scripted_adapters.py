@@ -22,6 +22,7 @@ class ScriptedWorld:
     released: Counter[str] = field(default_factory=Counter)
     voided: Counter[str] = field(default_factory=Counter)
     payment_commands: Counter[str] = field(default_factory=Counter)
+    quotes: Counter[str] = field(default_factory=Counter)  # checkout -> tax and shipping asked
     # A gate the test controls: authorizations wait at it, so the test can kill the
     # orchestrator while a saga is provably mid-flight.
     gate_authorizations: bool = False
@@ -60,12 +61,16 @@ class ScriptedWorld:
         raise TypeError(type(cmd).__name__)
 
     def tax(self, cmd: m.CalculateTax) -> Any:
+        with self._lock:
+            self.quotes[cmd.checkout_id] += 1
         subtotal = sum(i.quantity * i.unit_amount for i in cmd.items)
         return m.TaxCalculated(
             cmd.checkout_id, cmd.attempt, subtotal // 10, cmd.currency, "scripted"
         )
 
     def shipping(self, cmd: m.QuoteShipping) -> Any:
+        with self._lock:
+            self.quotes[cmd.checkout_id] += 1
         return m.ShippingQuoted(
             cmd.checkout_id, cmd.attempt, 500, cmd.currency, "scripted", "standard"
         )

@@ -55,6 +55,25 @@ def test_status_shows_lag_dead_letters_and_an_open_breaker(
     assert by_partition[0].committed == high - 2 and by_partition[0].lag == 2
     assert lag[0].lag == sum(p.lag for p in lag[0].partitions)
 
+    # Alternatives (the combined adapters worker and the per-adapter ones): a partition's
+    # progress is the furthest of them; one never deployed is not shown.
+    behind, ahead, unused, optional = (f"{group}-{x}" for x in ("behind", "ahead", "unused", "opt"))
+    for name, offset in ((behind, high - 3), (ahead, high - 1)):
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": name})
+        consumer.commit(offsets=[TopicPartition(CHECKOUT_COMMANDS, 0, offset)], asynchronous=False)
+        consumer.close()
+    family = (behind, ahead, unused, optional)
+    lag = processor_lag(
+        bootstrap,
+        {name: (CHECKOUT_COMMANDS,) for name in family},
+        alternatives={name: tuple(x for x in family if x != name) for name in family},
+        opt_in=frozenset({optional}),
+    )
+    assert [t.group for t in lag] == [behind, ahead]
+    for shown_lag in lag:
+        zero = {p.partition: p for p in shown_lag.partitions}[0]
+        assert zero.committed == high - 1 and zero.lag == 1
+
     # A breaker in "a worker", tripped: published with its state and since-timestamp.
     client = redis.Redis.from_url(settings.redis_url)
     instance = f"tax@test:{uuid.uuid4().hex[:6]}"
