@@ -129,5 +129,10 @@ def build_processor(
         name=group, topics=list(handlers), handover_groups=handover, **adapter_batch
     )
     return PipelinedProcessor(
-        config, adapter, serde, lanes=lanes, metrics=metrics.processor(config.name)
+        config,
+        adapter,
+        serde,
+        lanes=lanes,
+        topic_lanes=LANES if len(served) > 1 else None,
+        metrics=metrics.processor(config.name),
     )

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import queue
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +63,7 @@ class _Call:
     attempts: int = 0  # failed tries so far (the runtime's own retries of a handler error)
     result: Sequence[Output] | BaseException | None = None
     dropped: bool = False  # its partition started over: its end is not answered
+    started: bool = False  # handed to a thread (not held back by its topic's share)
 
     @property
     def partition(self) -> tuple[str, int]:
@@ -89,6 +90,7 @@ class PipelinedProcessor(Processor):
         serde: Serde,
         *,
         lanes: int,
+        topic_lanes: int | None = None,
         clock: Callable[[], int] = lambda: int(time.time() * 1000),
         metrics: ProcessorMetrics | None = None,
     ) -> None:
@@ -99,6 +101,13 @@ class PipelinedProcessor(Processor):
         self._partitions: dict[tuple[str, int], _Partition] = {}
         self._lanes: dict[tuple[str, str], deque[_Call]] = {}  # see _lane; the head is running
         self._outstanding = 0  # fetched, not answered: the calls running and queued in lanes
+        # With several topics (`--role adapters`), each runs at most `topic_lanes` calls at
+        # once: a provider whose calls hang takes its own adapter's share of the threads, and
+        # the other adapters' calls still run (docs/chaos.md finding 9). Calls past the share
+        # wait here, heads of their lanes, until one of their topic's calls ends.
+        self._topic_lanes = topic_lanes
+        self._running: Counter[str] = Counter()
+        self._held: dict[str, deque[_Call]] = {}
         # Calls answered since the last transaction, with the outputs it is to hold.
         self._answered: list[tuple[Message, list[_Out]]] = []
         self._restarts = 0
@@ -146,7 +155,21 @@ class PipelinedProcessor(Processor):
             self._run(call)
 
     def _run(self, call: _Call) -> None:
+        topic = call.incoming.topic
+        if self._topic_lanes is not None and self._running[topic] >= self._topic_lanes:
+            call.started = False
+            self._held.setdefault(topic, deque()).append(call)
+            return
+        self._running[topic] += 1
+        call.started = True
         self._pool.submit(self._call, call)
+
+    def _ended_on(self, topic: str) -> None:
+        """A call of `topic` ended: its thread is free for the next one held back."""
+        self._running[topic] -= 1
+        held = self._held.get(topic)
+        if held:
+            self._run(held.popleft())
 
     def _call(self, call: _Call) -> None:
         """On a lane thread: the handler's call, then hand the call back to the loop."""
@@ -172,6 +195,7 @@ class PipelinedProcessor(Processor):
                 call = self._ended.get_nowait()
             except queue.Empty:
                 return
+            self._ended_on(call.incoming.topic)
             if not call.dropped:
                 result = call.result
                 if isinstance(result, BaseException):
@@ -247,7 +271,11 @@ class PipelinedProcessor(Processor):
                 continue  # a lane's records are all in one partition (one checkout, one topic)
             self._outstanding -= len(waiting) + (0 if running.dropped else 1)
             running.dropped = True
-            self._lanes[lane_key] = deque([running])  # until it ends
+            if running.started:
+                self._lanes[lane_key] = deque([running])  # until it ends
+            else:  # held back, never run: nothing will end it
+                self._held[running.incoming.topic].remove(running)
+                del self._lanes[lane_key]
         self._answered = [(r, outs) for r, outs in self._answered if _partition(r) not in dropped]
 
     def _revoked_cb(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
