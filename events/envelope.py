@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Generic, TypeVar, get_args
@@ -90,5 +91,24 @@ class Envelope(Generic[M]):
             occurred_at=occurred_at,
             producer=producer,
             causation_id=self.message_id,
-            message_id=str(uuid.uuid5(uuid.UUID(self.message_id), f"{scope}/{index}")),
+            message_id=derived_id(self.message_id, f"{scope}/{index}"),
         )
+
+
+def derived_id(parent: str, name: str) -> str:
+    """`str(uuid.uuid5(uuid.UUID(parent), name))`, without the two UUID objects: the
+    orchestrator derives an id per output, and building them was 9 % of its CPU under load
+    (ADR 0023). Ids that are not in canonical form take the uuid module's way."""
+    if len(parent) != 36:
+        return str(uuid.uuid5(uuid.UUID(parent), name))
+    try:
+        namespace = bytes.fromhex(parent.replace("-", ""))
+    except ValueError:
+        namespace = b""
+    if len(namespace) != 16:  # not 32 hex digits (fromhex skips spaces): as uuid says
+        return str(uuid.uuid5(uuid.UUID(parent), name))
+    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
