@@ -15,10 +15,9 @@ What a failed payment call means is logged once, by the payment service, at WARN
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from typing import IO, Any
 
 import structlog
@@ -131,8 +130,20 @@ def configure_logging(level: str | int, fmt: str = "auto", stream: IO[str] | Non
     quiet_vendor_http_logs()
 
 
-@contextlib.contextmanager
-def bound(**values: Any) -> Iterator[None]:
-    """Every line logged inside (on this thread or context) carries `values`."""
-    with structlog.contextvars.bound_contextvars(**values):
-        yield
+class bound:  # lower case: it reads as the context-manager function it replaced
+    """Every line logged inside (on this thread or context) carries `values`.
+
+    Entered once per input on every worker's hot path: structlog's own `bound_contextvars`
+    reads the whole context on entry and again on exit (25 us a time); resetting the tokens
+    its `bind_contextvars` returns restores the same values in 7 (ADR 0023)."""
+
+    __slots__ = ("_tokens", "_values")
+
+    def __init__(self, **values: Any) -> None:
+        self._values = values
+
+    def __enter__(self) -> None:
+        self._tokens = structlog.contextvars.bind_contextvars(**self._values)
+
+    def __exit__(self, *_: object) -> None:
+        structlog.contextvars.reset_contextvars(**self._tokens)
