@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from infra.topics import ensure_topics
 
 RESULTS = Path(__file__).parent / "results"
 SLOW_MS = 100  # simulated latency of every external call in section 3
+QUIET_PER_S = 5.0  # a load at which checkouts do not queue behind each other
 
 
 @dataclasses.dataclass
@@ -51,7 +52,11 @@ def engine_section(
     instances: int = 1,
     load_points: tuple[float, ...] = (0.5,),
     broker_name: str = "kafka",
+    roles: Sequence[str] = engine.ENGINE_ROLES,
+    quiet_rate: float | None = None,
 ) -> dict[str, Any]:
+    """`quiet_rate`: also the latency at this low rate, where a checkout waits on nothing but
+    its own hops (ADR 0022)."""
     serde = make_serde(None)
     window = plan.slow_window if latency_ms else plan.window
     # A fresh broker per engine section: orchestrators rebuild from the whole log on every
@@ -59,7 +64,7 @@ def engine_section(
     # would measure the previous sections' leftovers.
     with (
         embedded_stack(load_settings({"SAGA_BROKER": broker_name}), only=("kafka",)) as broker_only,
-        _workers_on(broker_only, latency_ms, instances) as (bootstrap, running),
+        _workers_on(broker_only, latency_ms, instances, roles) as (bootstrap, running),
     ):
         iso = broker_only.settings.kafka_isolation_level
         engine.warm_up(bootstrap, serde, running=running, isolation_level=iso)
@@ -90,21 +95,31 @@ def engine_section(
                 f" p99 {lat.p99_ms:.0f} ms"
             )
             curve.append({"share": share, **dataclasses.asdict(lat)})
+        quiet = None
+        if quiet_rate is not None:
+            quiet = engine.open_loop(
+                bootstrap, serde, rate=quiet_rate, seconds=plan.latency_s, isolation_level=iso
+            )
+            console.print(
+                f"  quiet ({quiet_rate:.0f}/s): p50 {quiet.p50_ms:.0f} p99 {quiet.p99_ms:.0f} ms"
+            )
     half = next(c for c in curve if c["share"] == 0.5) if 0.5 in load_points else curve[0]
     return {
         "broker": broker_name,
         "latency_ms_per_call": latency_ms,
         "instances": instances,
+        "roles": list(roles),
         "broker_warm_up": dataclasses.asdict(warm),
         "saturation": dataclasses.asdict(sat),
         "at_half_load": half,
         "curve": curve,
+        **({"quiet": dataclasses.asdict(quiet)} if quiet is not None else {}),
     }
 
 
 @contextlib.contextmanager
 def _workers_on(
-    stack: Any, latency_ms: int, instances: int
+    stack: Any, latency_ms: int, instances: int, roles: Sequence[str] = engine.ENGINE_ROLES
 ) -> Iterator[tuple[str, engine.Workers]]:
     settings = stack.settings
     bootstrap = settings.kafka_bootstrap_servers
@@ -116,6 +131,7 @@ def _workers_on(
         isolation_level=settings.kafka_isolation_level,
         broker_pid=stack.pids.get("kafka"),
         fetch_wait_ms=settings.kafka_fetch_wait_ms,
+        roles=roles,
     ) as running:
         yield bootstrap, running
 
@@ -193,6 +209,19 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         out[f"{key} kafka/tansu CPU per checkout"] = sum(
             k["saturation"]["cpu_seconds_per_checkout"].values()
         ) / max(sum(t["saturation"]["cpu_seconds_per_checkout"].values()), 1e-9)
+    split = results.get("engine_zero_latency_split")
+    if split:
+        one = results["engine_zero_latency"]
+        key = "engine_zero_latency adapters in one worker / one worker each"
+        out[f"{key}: throughput"] = zero["completed_per_s"] / max(
+            split["saturation"]["completed_per_s"], 1e-9
+        )
+        out[f"{key}: CPU per checkout"] = sum(zero["cpu_seconds_per_checkout"].values()) / max(
+            sum(split["saturation"]["cpu_seconds_per_checkout"].values()), 1e-9
+        )
+        out[f"{key}: p99 at half load"] = one["at_half_load"]["p99_ms"] / max(
+            split["at_half_load"]["p99_ms"], 1e-9
+        )
     if "scale_two_instances" in results:
         out["2 instances / 1 instance throughput"] = results["scale_two_instances"]["saturation"][
             "completed_per_s"
@@ -215,6 +244,7 @@ def print_table(results: dict[str, Any], console: Console) -> None:
     )
     for key, label in (
         ("engine_zero_latency", "2 engine, 0 ms adapters, kafka"),
+        ("engine_zero_latency_split", "2 same, one worker per adapter"),
         ("engine_zero_latency_tansu", "2 engine, 0 ms adapters, tansu"),
         ("engine_100ms", "3 engine, 100 ms adapters, kafka"),
         ("engine_100ms_tansu", "3 engine, 100 ms adapters, tansu"),
@@ -230,7 +260,13 @@ def print_table(results: dict[str, Any], console: Console) -> None:
             f"{h['p50_ms']:.0f}",
             f"{h['p95_ms']:.0f}",
             f"{h['p99_ms']:.0f}",
-            f"{s['messages_per_checkout']:.1f} msg/checkout; CPU ms/checkout: {cpu}",
+            f"{s['messages_per_checkout']:.1f} msg/checkout; CPU ms/checkout: {cpu}"
+            + (
+                f"; at {e['quiet']['offered_per_s']:.0f}/s p50 {e['quiet']['p50_ms']:.0f}"
+                f" p99 {e['quiet']['p99_ms']:.0f} ms"
+                if "quiet" in e
+                else ""
+            ),
         )
     for key, label in (
         ("baseline_zero_latency", "4 baseline, 0 ms"),
@@ -315,8 +351,19 @@ def run(console: Console, plan: Plan | None = None) -> dict[str, Any]:
             suffix = "" if name == "kafka" else f"_{name}"
             console.print(f"2/6 engine on {name}, zero-latency adapters")
             results[f"engine_zero_latency{suffix}"] = engine_section(
-                0, plan, console, load_points=plan.load_points, broker_name=name
+                0,
+                plan,
+                console,
+                load_points=plan.load_points,
+                broker_name=name,
+                quiet_rate=QUIET_PER_S if name == "kafka" else None,
             )
+            if name == "kafka":
+                # The previous design in the same run: one worker per adapter (ADR 0023).
+                console.print("2/6 engine on kafka, zero-latency adapters, one worker each")
+                results["engine_zero_latency_split"] = engine_section(
+                    0, plan, console, roles=engine.SPLIT_ROLES, quiet_rate=QUIET_PER_S
+                )
             console.print(f"3/6 engine on {name}, {SLOW_MS} ms per external call")
             results[f"engine_100ms{suffix}"] = engine_section(
                 SLOW_MS, plan, console, load_points=plan.load_points, broker_name=name
